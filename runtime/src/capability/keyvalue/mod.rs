@@ -1,0 +1,199 @@
+//! `wasi:keyvalue`: storage scoped to the invocation's tenant and connection.
+//!
+//! The guest names only a bucket and a key; the host prefixes neither string with anything the
+//! guest controls. The namespace comes from the invocation (set by the host before the guest
+//! runs), and backends keep it in separate fields, so `../other-tenant/x` is just an odd key
+//! inside the caller's own bucket. A `read` operation gets bucket handles of a type that has no
+//! write path.
+
+mod backend;
+mod memory;
+mod sqlite;
+
+pub use backend::{BackendError, KeyPage, KeyValueStore, Namespace, LIST_PAGE_SIZE};
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+use super::{check_call_bytes, DenialLog};
+use crate::bindings::wasi::keyvalue::{atomics, store};
+use crate::invocation::Invocation;
+use crate::policy::{authorize, Denial, Effect};
+use std::sync::Arc;
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+
+/// Per-invocation configuration of the key-value capability.
+pub struct KeyValueCtx {
+    pub store: Arc<dyn KeyValueStore>,
+    pub max_call_bytes: usize,
+}
+
+/// A handle to a bucket that allows reads only.
+pub struct ReadBucket {
+    namespace: Namespace,
+}
+
+/// A handle to a bucket that allows reads and writes.
+pub struct WriteBucket {
+    namespace: Namespace,
+}
+
+/// The resource behind a guest's `bucket` handle. The write methods exist only on
+/// [`WriteBucket`]; a [`ReadBucket`] carries the denial that explains why.
+pub enum Bucket {
+    Read(ReadBucket, Denial),
+    Write(WriteBucket),
+}
+
+impl Bucket {
+    fn namespace(&self) -> &Namespace {
+        match self {
+            Bucket::Read(b, _) => &b.namespace,
+            Bucket::Write(b) => &b.namespace,
+        }
+    }
+}
+
+pub struct KeyValueView<'a> {
+    pub ctx: &'a KeyValueCtx,
+    pub table: &'a mut ResourceTable,
+    pub invocation: &'a Invocation,
+    pub denials: &'a DenialLog,
+}
+
+pub struct KeyValue;
+
+impl HasData for KeyValue {
+    type Data<'a> = KeyValueView<'a>;
+}
+
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> KeyValueView<'_>,
+) -> wasmtime::Result<()> {
+    store::add_to_linker::<T, KeyValue>(linker, get)?;
+    atomics::add_to_linker::<T, KeyValue>(linker, get)?;
+    Ok(())
+}
+
+type KvResult<T> = wasmtime::Result<Result<T, store::Error>>;
+
+fn backend_error(e: BackendError) -> store::Error {
+    store::Error::Other(e.to_string())
+}
+
+impl KeyValueView<'_> {
+    fn check_key(&self, key: &str, value_len: usize) -> Result<(), store::Error> {
+        check_call_bytes("key-value key and value", key.len() + value_len, self.ctx.max_call_bytes)
+            .map_err(store::Error::Other)
+    }
+
+    fn namespace(&self, bucket: &Resource<Bucket>) -> wasmtime::Result<Namespace> {
+        Ok(self.table.get(bucket)?.namespace().clone())
+    }
+
+    /// The write half of a handle, or the denial recorded for it.
+    fn writable(&self, bucket: &Resource<Bucket>) -> wasmtime::Result<Result<Namespace, store::Error>> {
+        Ok(match self.table.get(bucket)? {
+            Bucket::Write(b) => Ok(b.namespace.clone()),
+            Bucket::Read(_, denial) => {
+                let denial = self.denials.record(denial.clone());
+                Err(store::Error::AccessDenied).inspect_err(|_| {
+                    tracing::debug!(%denial, "key-value write refused");
+                })
+            }
+        })
+    }
+}
+
+impl store::Host for KeyValueView<'_> {
+    async fn open(&mut self, identifier: String) -> KvResult<Resource<Bucket>> {
+        if let Err(denial) = authorize(self.invocation, &Effect::KeyValueOpen { bucket: &identifier }) {
+            self.denials.record(denial);
+            return Ok(Err(store::Error::AccessDenied));
+        }
+        let namespace = Namespace {
+            tenant: self.invocation.tenant.as_str().into(),
+            connection: self.invocation.connection.as_str().into(),
+            bucket: identifier.as_str().into(),
+        };
+        let bucket = match authorize(self.invocation, &Effect::KeyValueWrite { bucket: &identifier }) {
+            Ok(()) => Bucket::Write(WriteBucket { namespace }),
+            Err(denial) => Bucket::Read(ReadBucket { namespace }, denial),
+        };
+        // A full table is the guest holding too many handles: its error, not a host bug.
+        Ok(self.table.push(bucket).map_err(|e| store::Error::Other(e.to_string())))
+    }
+}
+
+impl store::HostBucket for KeyValueView<'_> {
+    async fn get(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<Option<Vec<u8>>> {
+        let ns = self.namespace(&bucket)?;
+        if let Err(e) = self.check_key(&key, 0) {
+            return Ok(Err(e));
+        }
+        Ok(self.ctx.store.get(&ns, &key).await.map_err(backend_error))
+    }
+
+    async fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> KvResult<()> {
+        let ns = match self.writable(&bucket)? {
+            Ok(ns) => ns,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Err(e) = self.check_key(&key, value.len()) {
+            return Ok(Err(e));
+        }
+        Ok(self.ctx.store.set(&ns, &key, value).await.map_err(backend_error))
+    }
+
+    async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<()> {
+        let ns = match self.writable(&bucket)? {
+            Ok(ns) => ns,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Err(e) = self.check_key(&key, 0) {
+            return Ok(Err(e));
+        }
+        Ok(self.ctx.store.delete(&ns, &key).await.map_err(backend_error))
+    }
+
+    async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<bool> {
+        let ns = self.namespace(&bucket)?;
+        if let Err(e) = self.check_key(&key, 0) {
+            return Ok(Err(e));
+        }
+        Ok(self.ctx.store.exists(&ns, &key).await.map_err(backend_error))
+    }
+
+    async fn list_keys(
+        &mut self,
+        bucket: Resource<Bucket>,
+        cursor: Option<u64>,
+    ) -> KvResult<store::KeyResponse> {
+        let ns = self.namespace(&bucket)?;
+        Ok(self
+            .ctx
+            .store
+            .list_keys(&ns, cursor.unwrap_or(0))
+            .await
+            .map(|page| store::KeyResponse { keys: page.keys, cursor: page.cursor })
+            .map_err(backend_error))
+    }
+
+    async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
+        self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
+impl atomics::Host for KeyValueView<'_> {
+    async fn increment(&mut self, bucket: Resource<Bucket>, key: String, delta: u64) -> KvResult<u64> {
+        let ns = match self.writable(&bucket)? {
+            Ok(ns) => ns,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Err(e) = self.check_key(&key, 0) {
+            return Ok(Err(e));
+        }
+        Ok(self.ctx.store.increment(&ns, &key, delta).await.map_err(backend_error))
+    }
+}

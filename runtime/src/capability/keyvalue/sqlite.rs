@@ -1,0 +1,149 @@
+//! The persistent backend on the embedded SQLite store: one file, created on first use.
+//!
+//! The namespace's parts are separate columns of the primary key, so a key is only ever compared
+//! with keys of the same tenant, connection and bucket.
+
+use super::backend::{add_to_counter, BackendError, KeyPage, KeyValueStore, Namespace, LIST_PAGE_SIZE};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::Row;
+use std::path::Path;
+use std::str::FromStr;
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS keyvalue (
+    tenant TEXT NOT NULL,
+    connection TEXT NOT NULL,
+    bucket TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (tenant, connection, bucket, key)
+) WITHOUT ROWID";
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn storage(e: sqlx::Error) -> BackendError {
+    BackendError::Storage(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path`.
+    pub async fn open(path: &Path) -> Result<Self, BackendError> {
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(storage)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                BackendError::Storage(format!("cannot open key-value database {}: {e}", path.display()))
+            })?;
+        sqlx::query(SCHEMA).execute(&pool).await.map_err(storage)?;
+        Ok(SqliteStore { pool })
+    }
+
+    fn keyed<'q>(
+        sql: &'static str,
+        ns: &'q Namespace,
+        key: &'q str,
+    ) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+        sqlx::query(sql)
+            .bind(&*ns.tenant)
+            .bind(&*ns.connection)
+            .bind(&*ns.bucket)
+            .bind(key)
+    }
+}
+
+macro_rules! where_key {
+    () => {
+        " WHERE tenant = ?1 AND connection = ?2 AND bucket = ?3 AND key = ?4"
+    };
+}
+const SELECT_VALUE: &str = concat!("SELECT value FROM keyvalue", where_key!());
+const DELETE_KEY: &str = concat!("DELETE FROM keyvalue", where_key!());
+const SELECT_EXISTS: &str = concat!("SELECT 1 FROM keyvalue", where_key!());
+const UPSERT: &str = "INSERT INTO keyvalue (tenant, connection, bucket, key, value) VALUES (?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT (tenant, connection, bucket, key) DO UPDATE SET value = excluded.value";
+
+#[async_trait::async_trait]
+impl KeyValueStore for SqliteStore {
+    async fn get(&self, ns: &Namespace, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        let row = Self::keyed(SELECT_VALUE, ns, key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(storage)?;
+        Ok(row.map(|r| r.get::<Vec<u8>, _>(0)))
+    }
+
+    async fn set(&self, ns: &Namespace, key: &str, value: Vec<u8>) -> Result<(), BackendError> {
+        Self::keyed(UPSERT, ns, key)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map_err(storage)?;
+        Ok(())
+    }
+
+    async fn delete(&self, ns: &Namespace, key: &str) -> Result<(), BackendError> {
+        Self::keyed(DELETE_KEY, ns, key).execute(&self.pool).await.map_err(storage)?;
+        Ok(())
+    }
+
+    async fn exists(&self, ns: &Namespace, key: &str) -> Result<bool, BackendError> {
+        let row = Self::keyed(SELECT_EXISTS, ns, key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(storage)?;
+        Ok(row.is_some())
+    }
+
+    async fn list_keys(&self, ns: &Namespace, cursor: u64) -> Result<KeyPage, BackendError> {
+        // One extra row tells whether another page follows.
+        let rows = sqlx::query(
+            "SELECT key FROM keyvalue WHERE tenant = ?1 AND connection = ?2 AND bucket = ?3
+             ORDER BY key LIMIT ?4 OFFSET ?5",
+        )
+        .bind(&*ns.tenant)
+        .bind(&*ns.connection)
+        .bind(&*ns.bucket)
+        .bind(LIST_PAGE_SIZE as i64 + 1)
+        .bind(cursor as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(storage)?;
+        let mut keys: Vec<String> = rows.iter().map(|r| r.get::<String, _>(0)).collect();
+        let more = keys.len() > LIST_PAGE_SIZE;
+        keys.truncate(LIST_PAGE_SIZE);
+        let cursor = more.then(|| cursor + LIST_PAGE_SIZE as u64);
+        Ok(KeyPage { keys, cursor })
+    }
+
+    async fn increment(&self, ns: &Namespace, key: &str, delta: u64) -> Result<u64, BackendError> {
+        // BEGIN IMMEDIATE takes the write lock before reading, so two increments cannot both
+        // read the same old value.
+        let mut conn = self.pool.acquire().await.map_err(storage)?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(storage)?;
+        let result = async {
+            let current = Self::keyed(SELECT_VALUE, ns, key)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(storage)?
+                .map(|r| r.get::<Vec<u8>, _>(0));
+            let sum = add_to_counter(key, current.as_deref(), delta)?;
+            Self::keyed(UPSERT, ns, key)
+            .bind(sum.to_string().into_bytes())
+            .execute(&mut *conn)
+            .await
+            .map_err(storage)?;
+            Ok(sum)
+        }
+        .await;
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        sqlx::query(end).execute(&mut *conn).await.map_err(storage)?;
+        result
+    }
+}

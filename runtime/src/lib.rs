@@ -1,0 +1,35 @@
+//! Airlock: a WebAssembly-sandboxed connector runtime.
+//!
+//! # Layout
+//!
+//! - [`executor`]: loads connector components and runs each invocation in a fresh, bounded Store.
+//!   Start here.
+//! - [`engine`]: the wasmtime engine configured for untrusted code, and the epoch ticker.
+//! - [`limits`]: the bounds of every invocation (deadline, memory, stack, host-call bytes, handles,
+//!   output) and their defaults.
+//! - [`invocation`]: the context (tenant, principal, role, connection, operation, access) the host
+//!   fixes before a guest runs.
+//! - [`policy`]: the one function that decides every effect a guest asks for.
+//! - [`capability`]: what a guest can import, one module per WASI interface, all of the same shape.
+//! - [`host`]: the Store's data, tying the capabilities to one invocation.
+//! - [`cache`]: compiled components on disk, keyed by digest and engine configuration.
+//! - [`manifest`], [`error`]: the host's types for what connectors declare and how calls fail.
+//! - [`cli`]: the `airlock` command.
+
+mod bindings;
+pub mod cache;
+pub mod capability;
+pub mod cli;
+pub mod engine;
+pub mod error;
+pub mod executor;
+pub mod host;
+pub mod invocation;
+pub mod limits;
+pub mod manifest;
+pub mod policy;
+
+pub use error::{InvokeError, LoadError};
+pub use executor::{Call, Caller, Connector, Environment, Executor, ExecutorOptions, Outcome};
+pub use invocation::{Access, Role};
+pub use limits::Limits;
