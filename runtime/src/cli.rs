@@ -1,1 +1,269 @@
-pub fn main() -> std::process::ExitCode { std::process::ExitCode::SUCCESS }
+//! The `airlock` command line.
+//!
+//! Exit codes, as in the seeds: 0 success, 1 error, 2 denied by policy.
+
+use crate::cache::LoadSource;
+use crate::capability::config::ConfigCtx;
+use crate::capability::keyvalue::{KeyValueStore, MemoryStore, SqliteStore};
+use crate::error::InvokeError;
+use crate::executor::{Call, Caller, Connector, Environment, Executor, ExecutorOptions};
+use crate::invocation::Role;
+use crate::limits::Limits;
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_ERROR: u8 = 1;
+pub const EXIT_DENIED: u8 = 2;
+
+#[derive(Parser)]
+#[command(name = "airlock", version, about = "Run connectors as sandboxed WebAssembly components")]
+struct Cli {
+    /// Where Airlock keeps its embedded store (airlock.db) and compiled-component cache.
+    #[arg(long, global = true, env = "AIRLOCK_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show a component's manifest, imports, size and digest.
+    Inspect {
+        component: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one operation of a component.
+    Run {
+        component: PathBuf,
+        operation: String,
+        /// The operation's params, a JSON object.
+        #[arg(long, default_value = "{}")]
+        params: String,
+        #[command(flatten)]
+        invocation: InvocationArgs,
+    },
+    /// Run a component's connection test (`health`).
+    Health {
+        component: PathBuf,
+        #[command(flatten)]
+        invocation: InvocationArgs,
+    },
+    /// List the objects a component exposes (`discover`).
+    Discover {
+        component: PathBuf,
+        #[command(flatten)]
+        invocation: InvocationArgs,
+    },
+    /// Walk through Airlock with the sandbox connector and a misbehaving guest.
+    Demo {
+        /// Directory holding the built guest components (sandbox.wasm, spin_loop.wasm...).
+        #[arg(long, env = "AIRLOCK_GUEST_DIR", default_value = "target/wasm32-wasip2/release")]
+        guests: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct InvocationArgs {
+    /// The tenant the invocation runs for.
+    #[arg(long, env = "AIRLOCK_TENANT")]
+    tenant: String,
+    /// The user or agent invoking.
+    #[arg(long, env = "AIRLOCK_USER", default_value = "cli")]
+    principal: String,
+    /// viewer, author, operator, auditor, compliance or admin.
+    #[arg(long, env = "AIRLOCK_ROLE", default_value = "operator")]
+    role: Role,
+    /// The connection whose storage the invocation uses; defaults to the connector's id.
+    #[arg(long)]
+    connection: Option<String>,
+    /// The connection's non-secret config, a JSON object.
+    #[arg(long, default_value = "{}")]
+    config: String,
+    /// Keep key-value data in memory for this run only, instead of the embedded store.
+    #[arg(long)]
+    ephemeral: bool,
+    /// Wall-clock deadline in milliseconds.
+    #[arg(long)]
+    deadline_ms: Option<u64>,
+    /// Memory limit in MiB.
+    #[arg(long)]
+    memory_mib: Option<usize>,
+}
+
+/// Entry point of the `airlock` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => fail(&format!("{e:#}")),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(EXIT_ERROR)
+}
+
+/// The data directory: `--data-dir`, `$AIRLOCK_DATA_DIR`, else `$XDG_DATA_HOME/airlock` or
+/// `~/.local/share/airlock`.
+fn data_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = flag {
+        return Ok(dir);
+    }
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME") {
+        return Ok(PathBuf::from(xdg).join("airlock"));
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => Ok(PathBuf::from(home).join(".local/share/airlock")),
+        None => anyhow::bail!("no data directory: pass --data-dir or set AIRLOCK_DATA_DIR"),
+    }
+}
+
+fn executor(data_dir: &Path) -> anyhow::Result<Executor> {
+    Executor::new(ExecutorOptions { cache_dir: Some(data_dir.join("cache")), ..Default::default() })
+}
+
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let data_dir = data_dir(cli.data_dir)?;
+    match cli.command {
+        Command::Inspect { component, json } => {
+            let executor = executor(&data_dir)?;
+            let connector = executor.load_file(&component).await?;
+            print_inspection(&component, &connector, json);
+            Ok(EXIT_OK)
+        }
+        Command::Run { component, operation, params, invocation } => {
+            call(&data_dir, &component, invocation, Call::Invoke { operation, params }).await
+        }
+        Command::Health { component, invocation } => call(&data_dir, &component, invocation, Call::Health).await,
+        Command::Discover { component, invocation } => {
+            call(&data_dir, &component, invocation, Call::Discover).await
+        }
+        Command::Demo { guests } => crate::cli::demo::run(&data_dir, &guests).await,
+    }
+}
+
+async fn call(data_dir: &Path, component: &Path, args: InvocationArgs, call: Call) -> anyhow::Result<u8> {
+    let executor = executor(data_dir)?;
+    let connector = executor.load_file(component).await?;
+    let config: serde_json::Value = serde_json::from_str(&args.config)
+        .map_err(|e| anyhow::anyhow!("--config is not valid JSON ({e}); pass an object such as '{{\"latency_ms\": 10}}'"))?;
+    let mut limits = Limits::default();
+    if let Some(ms) = args.deadline_ms {
+        limits.deadline = Duration::from_millis(ms);
+    }
+    if let Some(mib) = args.memory_mib {
+        limits.max_memory_bytes = mib << 20;
+    }
+    let keyvalue: Arc<dyn KeyValueStore> = if args.ephemeral {
+        Arc::new(MemoryStore::new())
+    } else {
+        std::fs::create_dir_all(data_dir)?;
+        Arc::new(SqliteStore::open(&data_dir.join("airlock.db")).await?)
+    };
+    let env = Environment {
+        config: ConfigCtx::from_json(&config).map_err(anyhow::Error::msg)?,
+        keyvalue,
+        limits,
+    };
+    let caller = Caller {
+        tenant: args.tenant,
+        principal: args.principal,
+        role: args.role,
+        connection: args.connection.unwrap_or_else(|| connector.manifest.id.clone()),
+    };
+    Ok(report(executor.call(&connector, &caller, &env, call).await))
+}
+
+/// Prints an outcome (JSON on stdout) or an error (on stderr) and returns the exit code.
+fn report(result: Result<crate::executor::Outcome, InvokeError>) -> u8 {
+    match result {
+        Ok(outcome) => {
+            for denial in &outcome.denials {
+                eprintln!("warning: {denial}");
+            }
+            println!("{}", pretty(&outcome.output));
+            EXIT_OK
+        }
+        Err(e) => {
+            match &e {
+                InvokeError::Denied { denial, guest_error } => {
+                    eprintln!("denied: {denial}");
+                    if let Some(guest_error) = guest_error {
+                        eprintln!("  the connector then failed with: {guest_error}");
+                    }
+                }
+                other => eprintln!("error: {other}"),
+            }
+            if e.exit_code() == 2 { EXIT_DENIED } else { EXIT_ERROR }
+        }
+    }
+}
+
+fn pretty(json: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(json)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_else(|_| json.to_owned())
+}
+
+fn print_inspection(path: &Path, connector: &Connector, json: bool) {
+    let m = &connector.manifest;
+    let source = match connector.load_source {
+        LoadSource::Compiled => "compiled",
+        LoadSource::Cache => "loaded from cache",
+    };
+    if json {
+        let value = serde_json::json!({
+            "path": path.display().to_string(),
+            "digest": format!("sha256:{}", connector.digest),
+            "size": connector.size,
+            "load": {"source": connector.load_source, "ms": connector.load_time.as_secs_f64() * 1000.0},
+            "imports": connector.imports,
+            "manifest": m.as_ref(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value).expect("json"));
+        return;
+    }
+    println!("{} {} ({})", m.name, m.version, m.id);
+    println!("  {}", m.description);
+    println!("file      {}", path.display());
+    println!("digest    sha256:{}", connector.digest);
+    println!("size      {} bytes", connector.size);
+    println!("load      {source} in {:.1} ms", connector.load_time.as_secs_f64() * 1000.0);
+    println!("operations");
+    for op in &m.operations {
+        println!(
+            "  {:<12} {:<5} risk={:<8} class={:<12} {}",
+            op.name,
+            op.access.to_string(),
+            format!("{:?}", op.risk).to_lowercase(),
+            format!("{:?}", op.classification).to_lowercase(),
+            op.description
+        );
+    }
+    if !m.hosts.is_empty() {
+        println!("hosts     {}", m.hosts.join(", "));
+    }
+    println!("imports");
+    for import in &connector.imports {
+        println!("  {import}");
+    }
+}
+
+mod demo;
