@@ -9,8 +9,8 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use wasmtime::component::Component;
 use wasmtime::Engine;
+use wasmtime::component::Component;
 
 pub struct CompileCache {
     dir: PathBuf,
@@ -35,7 +35,10 @@ impl CompileCache {
         let mut hasher = std::hash::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         env!("CARGO_PKG_VERSION").hash(&mut hasher);
-        Ok(CompileCache { dir, engine_key: format!("{:016x}", hasher.finish()) })
+        Ok(CompileCache {
+            dir,
+            engine_key: format!("{:016x}", hasher.finish()),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -49,13 +52,14 @@ impl CompileCache {
     /// The cached compilation of the component with this digest, if present and loadable.
     pub fn load(&self, engine: &Engine, digest: &str) -> Option<Component> {
         let path = self.entry(digest);
-        if !path.exists() {
-            return None;
-        }
+        // Read into memory rather than `deserialize_file`, which maps the file: a mapped file
+        // that someone truncates or rewrites in place kills the process with SIGBUS.
+        let bytes = std::fs::read(&path).ok()?;
         // SAFETY: the file is in the cache's own directory and named by a digest and engine key
         // that only `store` writes; it was produced by `Component::serialize` of this engine
-        // configuration. A corrupt or foreign file fails to deserialize and is recompiled.
-        match unsafe { Component::deserialize_file(engine, &path) } {
+        // configuration. wasmtime checks its header and version, so a corrupt or foreign file
+        // fails to deserialize and is recompiled.
+        match unsafe { Component::deserialize(engine, &bytes) } {
             Ok(component) => Some(component),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "discarding unusable cache entry");

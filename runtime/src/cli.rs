@@ -20,7 +20,11 @@ pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_DENIED: u8 = 2;
 
 #[derive(Parser)]
-#[command(name = "airlock", version, about = "Run connectors as sandboxed WebAssembly components")]
+#[command(
+    name = "airlock",
+    version,
+    about = "Run connectors as sandboxed WebAssembly components"
+)]
 struct Cli {
     /// Where Airlock keeps its embedded store (airlock.db) and compiled-component cache.
     #[arg(long, global = true, env = "AIRLOCK_DATA_DIR")]
@@ -63,7 +67,11 @@ enum Command {
     /// Walk through Airlock with the sandbox connector and a misbehaving guest.
     Demo {
         /// Directory holding the built guest components (sandbox.wasm, spin_loop.wasm...).
-        #[arg(long, env = "AIRLOCK_GUEST_DIR", default_value = "target/wasm32-wasip2/release")]
+        #[arg(
+            long,
+            env = "AIRLOCK_GUEST_DIR",
+            default_value = "target/wasm32-wasip2/release"
+        )]
         guests: PathBuf,
     },
 }
@@ -101,9 +109,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -136,7 +146,10 @@ fn data_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 }
 
 fn executor(data_dir: &Path) -> anyhow::Result<Executor> {
-    Executor::new(ExecutorOptions { cache_dir: Some(data_dir.join("cache")), ..Default::default() })
+    Executor::new(ExecutorOptions {
+        cache_dir: Some(data_dir.join("cache")),
+        ..Default::default()
+    })
 }
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -148,22 +161,45 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             print_inspection(&component, &connector, json);
             Ok(EXIT_OK)
         }
-        Command::Run { component, operation, params, invocation } => {
-            call(&data_dir, &component, invocation, Call::Invoke { operation, params }).await
+        Command::Run {
+            component,
+            operation,
+            params,
+            invocation,
+        } => {
+            call(
+                &data_dir,
+                &component,
+                invocation,
+                Call::Invoke { operation, params },
+            )
+            .await
         }
-        Command::Health { component, invocation } => call(&data_dir, &component, invocation, Call::Health).await,
-        Command::Discover { component, invocation } => {
-            call(&data_dir, &component, invocation, Call::Discover).await
-        }
+        Command::Health {
+            component,
+            invocation,
+        } => call(&data_dir, &component, invocation, Call::Health).await,
+        Command::Discover {
+            component,
+            invocation,
+        } => call(&data_dir, &component, invocation, Call::Discover).await,
         Command::Demo { guests } => crate::cli::demo::run(&data_dir, &guests).await,
     }
 }
 
-async fn call(data_dir: &Path, component: &Path, args: InvocationArgs, call: Call) -> anyhow::Result<u8> {
+async fn call(
+    data_dir: &Path,
+    component: &Path,
+    args: InvocationArgs,
+    call: Call,
+) -> anyhow::Result<u8> {
     let executor = executor(data_dir)?;
     let connector = executor.load_file(component).await?;
-    let config: serde_json::Value = serde_json::from_str(&args.config)
-        .map_err(|e| anyhow::anyhow!("--config is not valid JSON ({e}); pass an object such as '{{\"latency_ms\": 10}}'"))?;
+    let config: serde_json::Value = serde_json::from_str(&args.config).map_err(|e| {
+        anyhow::anyhow!(
+            "--config is not valid JSON ({e}); pass an object such as '{{\"latency_ms\": 10}}'"
+        )
+    })?;
     let mut limits = Limits::default();
     if let Some(ms) = args.deadline_ms {
         limits.deadline = Duration::from_millis(ms);
@@ -186,7 +222,9 @@ async fn call(data_dir: &Path, component: &Path, args: InvocationArgs, call: Cal
         tenant: args.tenant,
         principal: args.principal,
         role: args.role,
-        connection: args.connection.unwrap_or_else(|| connector.manifest.id.clone()),
+        connection: args
+            .connection
+            .unwrap_or_else(|| connector.manifest.id.clone()),
     };
     Ok(report(executor.call(&connector, &caller, &env, call).await))
 }
@@ -203,7 +241,10 @@ fn report(result: Result<crate::executor::Outcome, InvokeError>) -> u8 {
         }
         Err(e) => {
             match &e {
-                InvokeError::Denied { denial, guest_error } => {
+                InvokeError::Denied {
+                    denial,
+                    guest_error,
+                } => {
                     eprintln!("denied: {denial}");
                     if let Some(guest_error) = guest_error {
                         eprintln!("  the connector then failed with: {guest_error}");
@@ -211,7 +252,11 @@ fn report(result: Result<crate::executor::Outcome, InvokeError>) -> u8 {
                 }
                 other => eprintln!("error: {other}"),
             }
-            if e.exit_code() == 2 { EXIT_DENIED } else { EXIT_ERROR }
+            if e.exit_code() == 2 {
+                EXIT_DENIED
+            } else {
+                EXIT_ERROR
+            }
         }
     }
 }
@@ -245,7 +290,10 @@ fn print_inspection(path: &Path, connector: &Connector, json: bool) {
     println!("file      {}", path.display());
     println!("digest    sha256:{}", connector.digest);
     println!("size      {} bytes", connector.size);
-    println!("load      {source} in {:.1} ms", connector.load_time.as_secs_f64() * 1000.0);
+    println!(
+        "load      {source} in {:.1} ms",
+        connector.load_time.as_secs_f64() * 1000.0
+    );
     println!("operations");
     for op in &m.operations {
         println!(

@@ -21,7 +21,10 @@ pub struct PoolSize {
 
 impl Default for PoolSize {
     fn default() -> Self {
-        PoolSize { max_concurrent_instances: 1_000, max_memory_bytes: 256 << 20 }
+        PoolSize {
+            max_concurrent_instances: 1_000,
+            max_memory_bytes: 256 << 20,
+        }
     }
 }
 
@@ -50,7 +53,10 @@ pub fn new_engine(pool: PoolSize) -> anyhow::Result<Engine> {
     let mut pooling = PoolingAllocationConfig::default();
     pooling
         .total_component_instances(n)
-        .total_core_instances(n.saturating_mul(CORE_INSTANCES_PER_COMPONENT / 5).max(CORE_INSTANCES_PER_COMPONENT))
+        .total_core_instances(
+            n.saturating_mul(CORE_INSTANCES_PER_COMPONENT / 5)
+                .max(CORE_INSTANCES_PER_COMPONENT),
+        )
         .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
         .total_memories(n.saturating_mul(MEMORIES_PER_COMPONENT))
         .max_memories_per_component(MEMORIES_PER_COMPONENT)

@@ -7,7 +7,10 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("not a WebAssembly file: {0}")]
     NotWasm(String),
     #[error(
@@ -36,14 +39,20 @@ pub enum InvokeError {
     Connector(#[from] crate::manifest::ConnectorError),
     /// The host refused an effect and the connector failed because of it.
     #[error("{denial}")]
-    Denied { denial: Denial, guest_error: Option<String> },
+    Denied {
+        denial: Denial,
+        guest_error: Option<String>,
+    },
     #[error("operation `{operation}` is not in the connector's manifest; it offers: {available}")]
-    UnknownOperation { operation: String, available: String },
+    UnknownOperation {
+        operation: String,
+        available: String,
+    },
     #[error("params must be a JSON object: {0}")]
     BadParams(String),
-    #[error("guest exceeded its deadline of {} ms and was stopped", .limit.as_millis())]
-    Deadline { limit: Duration },
-    #[error("guest exceeded its memory limit of {} MiB (it asked for {} MiB)", .limit >> 20, .requested >> 20)]
+    #[error("guest exceeded its deadline of {} ms and was stopped after {} ms", .limit.as_millis(), .elapsed.as_millis())]
+    Deadline { limit: Duration, elapsed: Duration },
+    #[error("guest exceeded its memory limit of {:.1} MiB (it tried to grow to {:.1} MiB)", *.limit as f64 / 1048576.0, *.requested as f64 / 1048576.0)]
     MemoryLimit { limit: usize, requested: usize },
     #[error("guest exhausted its stack (limit {} KiB), e.g. by unbounded recursion", .limit >> 10)]
     StackOverflow { limit: usize },

@@ -8,11 +8,11 @@ use crate::bindings::{ConnectorWorld, ConnectorWorldPre};
 use crate::cache::{CompileCache, LoadSource};
 use crate::capability::config::ConfigCtx;
 use crate::capability::keyvalue::{KeyValueCtx, KeyValueStore, MemoryStore};
-use crate::engine::{new_engine, start_epoch_ticker, PoolSize};
+use crate::engine::{PoolSize, new_engine, start_epoch_ticker};
 use crate::error::{InvokeError, LoadError};
 use crate::host::HostState;
 use crate::invocation::{Access, Invocation, Role};
-use crate::limits::{Limits, EPOCH_TICK, MAX_WASM_STACK_BYTES};
+use crate::limits::{EPOCH_TICK, Limits, MAX_WASM_STACK_BYTES};
 use crate::manifest::{ConnectorError, Manifest, ObjectInfo};
 use crate::policy::Denial;
 use crate::{bindings, capability};
@@ -135,7 +135,11 @@ impl Executor {
             })?),
             None => None,
         };
-        Ok(Executor { engine, linker, cache })
+        Ok(Executor {
+            engine,
+            linker,
+            cache,
+        })
     }
 
     pub fn engine(&self) -> &Engine {
@@ -146,7 +150,10 @@ impl Executor {
     pub async fn load_file(&self, path: &Path) -> Result<Connector, LoadError> {
         let bytes = tokio::fs::read(path)
             .await
-            .map_err(|source| LoadError::Read { path: path.display().to_string(), source })?;
+            .map_err(|source| LoadError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
         self.load(&bytes).await
     }
 
@@ -156,16 +163,20 @@ impl Executor {
         check_header(bytes)?;
         let digest = hex::encode(Sha256::digest(bytes));
         let started = Instant::now();
-        let cached = self.cache.as_ref().and_then(|c| c.load(&self.engine, &digest));
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.load(&self.engine, &digest));
         let (component, load_source) = match cached {
             Some(component) => (component, LoadSource::Cache),
             None => {
                 let engine = self.engine.clone();
                 let owned = bytes.to_vec();
-                let component = tokio::task::spawn_blocking(move || Component::new(&engine, &owned))
-                    .await
-                    .map_err(|e| LoadError::Invalid(format!("compilation task failed: {e}")))?
-                    .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+                let component =
+                    tokio::task::spawn_blocking(move || Component::new(&engine, &owned))
+                        .await
+                        .map_err(|e| LoadError::Invalid(format!("compilation task failed: {e}")))?
+                        .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
                 if let Some(cache) = &self.cache {
                     cache.store(&digest, &component);
                 }
@@ -180,8 +191,12 @@ impl Executor {
             .imports(&self.engine)
             .map(|(name, _)| name.to_owned())
             .collect();
-        let pre = self.linker.instantiate_pre(&component).map_err(|e| unsupported_import(&e, &imports))?;
-        let pre = ConnectorWorldPre::new(pre).map_err(|e| LoadError::NotAConnector(format!("{e:#}")))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| unsupported_import(&e, &imports))?;
+        let pre =
+            ConnectorWorldPre::new(pre).map_err(|e| LoadError::NotAConnector(format!("{e:#}")))?;
 
         let mut connector = Connector {
             pre,
@@ -199,17 +214,30 @@ impl Executor {
     /// Calls the guest's `manifest` export in a sandbox of its own, with no config and empty
     /// storage, under the default limits.
     async fn read_manifest(&self, connector: &Connector) -> Result<Manifest, LoadError> {
-        let invocation = Invocation::new("airlock", "airlock", Role::Admin, "manifest", "manifest", Access::Read)
-            .map_err(LoadError::BadManifest)?;
+        let invocation = Invocation::new(
+            "airlock",
+            "airlock",
+            Role::Admin,
+            "manifest",
+            "manifest",
+            Access::Read,
+        )
+        .map_err(LoadError::BadManifest)?;
         let env = Environment::default();
         let raw = self
             .sandboxed(connector, invocation, &env, |guest, store| {
-                Box::pin(async move { Ok(Ok(guest.airlock_connector_connector().call_manifest(store).await?)) })
+                Box::pin(async move {
+                    Ok(Ok(guest
+                        .airlock_connector_connector()
+                        .call_manifest(store)
+                        .await?))
+                })
             })
             .await
             .map_err(|e| LoadError::BadManifest(format!("calling `manifest` failed: {e}")))?;
         let (value, _denials) = raw;
-        let value = value.map_err(|e| LoadError::BadManifest(ConnectorError::from(e).to_string()))?;
+        let value =
+            value.map_err(|e| LoadError::BadManifest(ConnectorError::from(e).to_string()))?;
         Manifest::from_wit(value).map_err(LoadError::BadManifest)
     }
 
@@ -224,15 +252,17 @@ impl Executor {
         let started = Instant::now();
         let access = match &call {
             Call::Invoke { operation, params } => {
-                let op = connector.manifest.operation(operation).ok_or_else(|| InvokeError::UnknownOperation {
-                    operation: operation.clone(),
-                    available: connector
-                        .manifest
-                        .operations
-                        .iter()
-                        .map(|o| o.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                let op = connector.manifest.operation(operation).ok_or_else(|| {
+                    InvokeError::UnknownOperation {
+                        operation: operation.clone(),
+                        available: connector
+                            .manifest
+                            .operations
+                            .iter()
+                            .map(|o| o.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    }
                 })?;
                 check_params(params)?;
                 op.access
@@ -256,7 +286,9 @@ impl Executor {
             Call::Health => {
                 let (r, d) = self
                     .sandboxed(connector, invocation, env, |guest, store| {
-                        Box::pin(async move { guest.airlock_connector_connector().call_health(store).await })
+                        Box::pin(async move {
+                            guest.airlock_connector_connector().call_health(store).await
+                        })
                     })
                     .await?;
                 (r.map(|msg| serde_json::Value::String(msg).to_string()), d)
@@ -264,11 +296,17 @@ impl Executor {
             Call::Discover => {
                 let (r, d) = self
                     .sandboxed(connector, invocation, env, |guest, store| {
-                        Box::pin(async move { guest.airlock_connector_connector().call_discover(store).await })
+                        Box::pin(async move {
+                            guest
+                                .airlock_connector_connector()
+                                .call_discover(store)
+                                .await
+                        })
                     })
                     .await?;
                 let r = r.map(|objects| {
-                    let objects: Vec<ObjectInfo> = objects.into_iter().map(ObjectInfo::from).collect();
+                    let objects: Vec<ObjectInfo> =
+                        objects.into_iter().map(ObjectInfo::from).collect();
                     serde_json::to_string(&objects).expect("object infos serialize")
                 });
                 (r, d)
@@ -276,7 +314,10 @@ impl Executor {
             Call::Invoke { operation, params } => {
                 self.sandboxed(connector, invocation, env, move |guest, store| {
                     Box::pin(async move {
-                        guest.airlock_connector_connector().call_invoke(store, &operation, &params).await
+                        guest
+                            .airlock_connector_connector()
+                            .call_invoke(store, &operation, &params)
+                            .await
                     })
                 })
                 .await?
@@ -286,16 +327,27 @@ impl Executor {
         match result {
             Ok(output) => {
                 if output.len() > limits.max_output_bytes {
-                    return Err(InvokeError::OutputTooLarge { size: output.len(), limit: limits.max_output_bytes });
+                    return Err(InvokeError::OutputTooLarge {
+                        size: output.len(),
+                        limit: limits.max_output_bytes,
+                    });
                 }
                 serde_json::from_str::<serde::de::IgnoredAny>(&output)
                     .map_err(|e| InvokeError::InvalidOutput(e.to_string()))?;
-                Ok(Outcome { output, denials, invocation_id, duration: started.elapsed() })
+                Ok(Outcome {
+                    output,
+                    denials,
+                    invocation_id,
+                    duration: started.elapsed(),
+                })
             }
             Err(error) => {
                 let error = ConnectorError::from(error);
                 match denials.into_iter().next() {
-                    Some(denial) => Err(InvokeError::Denied { denial, guest_error: Some(error.to_string()) }),
+                    Some(denial) => Err(InvokeError::Denied {
+                        denial,
+                        guest_error: Some(error.to_string()),
+                    }),
                     None => Err(InvokeError::Connector(error)),
                 }
             }
@@ -313,15 +365,28 @@ impl Executor {
             &'a ConnectorWorld,
             &'a mut Store<HostState>,
         ) -> std::pin::Pin<
-            Box<dyn Future<Output = wasmtime::Result<Result<R, bindings::types::ConnectorError>>> + Send + 'a>,
+            Box<
+                dyn Future<Output = wasmtime::Result<Result<R, bindings::types::ConnectorError>>>
+                    + Send
+                    + 'a,
+            >,
         >,
     ) -> Result<(Result<R, bindings::types::ConnectorError>, Vec<Denial>), InvokeError> {
         let limits = env.limits.clone();
-        let keyvalue = KeyValueCtx { store: env.keyvalue.clone(), max_call_bytes: limits.max_host_call_bytes };
-        let state = HostState::new(Arc::new(invocation), limits.clone(), keyvalue, env.config.clone());
+        let keyvalue = KeyValueCtx {
+            store: env.keyvalue.clone(),
+            max_call_bytes: limits.max_host_call_bytes,
+        };
+        let state = HostState::new(
+            Arc::new(invocation),
+            limits.clone(),
+            keyvalue,
+            env.config.clone(),
+        );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
-        let deadline = Instant::now() + limits.deadline;
+        let started = Instant::now();
+        let deadline = started + limits.deadline;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline {
@@ -341,9 +406,18 @@ impl Executor {
         let outcome = tokio::time::timeout(limits.deadline + 2 * EPOCH_TICK, run).await;
         let denials = store.data().denials.take();
         match outcome {
-            Err(_elapsed) => Err(InvokeError::Deadline { limit: limits.deadline }),
+            Err(_elapsed) => Err(InvokeError::Deadline {
+                limit: limits.deadline,
+                elapsed: started.elapsed(),
+            }),
             Ok(Ok(result)) => Ok((result, denials)),
-            Ok(Err(error)) => Err(classify_trap(&error, store.data(), &limits, denials)),
+            Ok(Err(error)) => Err(classify_trap(
+                &error,
+                store.data(),
+                &limits,
+                started.elapsed(),
+                denials,
+            )),
         }
     }
 }
@@ -372,11 +446,15 @@ fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
 fn unsupported_import(error: &wasmtime::Error, imports: &[String]) -> LoadError {
     let text = format!("{error:#}");
     // wasmtime names the missing import between backticks; prefer a full import name.
-    let named = imports.iter().find(|name| text.contains(name.as_str())).cloned().or_else(|| {
-        let start = text.find('`')? + 1;
-        let len = text[start..].find('`')?;
-        Some(text[start..start + len].to_owned())
-    });
+    let named = imports
+        .iter()
+        .find(|name| text.contains(name.as_str()))
+        .cloned()
+        .or_else(|| {
+            let start = text.find('`')? + 1;
+            let len = text[start..].find('`')?;
+            Some(text[start..start + len].to_owned())
+        });
     match named {
         Some(import) => LoadError::UnsupportedImport { import },
         None => LoadError::Invalid(text),
@@ -395,21 +473,38 @@ fn check_params(params: &str) -> Result<(), InvokeError> {
 }
 
 /// Turns a trap into the error that explains it, most specific cause first.
-fn classify_trap(error: &wasmtime::Error, state: &HostState, limits: &Limits, denials: Vec<Denial>) -> InvokeError {
+fn classify_trap(
+    error: &wasmtime::Error,
+    state: &HostState,
+    limits: &Limits,
+    elapsed: Duration,
+    denials: Vec<Denial>,
+) -> InvokeError {
     if error.downcast_ref::<DeadlineReached>().is_some() {
-        return InvokeError::Deadline { limit: limits.deadline };
+        return InvokeError::Deadline {
+            limit: limits.deadline,
+            elapsed,
+        };
     }
     if let Some(requested) = state.memory.refused {
-        return InvokeError::MemoryLimit { limit: limits.max_memory_bytes, requested };
+        return InvokeError::MemoryLimit {
+            limit: limits.max_memory_bytes,
+            requested,
+        };
     }
     if let Some(Trap::StackOverflow) = error.downcast_ref::<Trap>() {
-        return InvokeError::StackOverflow { limit: MAX_WASM_STACK_BYTES };
+        return InvokeError::StackOverflow {
+            limit: MAX_WASM_STACK_BYTES,
+        };
     }
     if let Some(message) = panic_message(&state.stderr.text()) {
         return InvokeError::Panic { message };
     }
     if let Some(denial) = denials.into_iter().next() {
-        return InvokeError::Denied { denial, guest_error: Some(format!("{error:#}")) };
+        return InvokeError::Denied {
+            denial,
+            guest_error: Some(format!("{error:#}")),
+        };
     }
     let text = format!("{error:#}");
     if text.contains("concurrent") && text.contains("limit") {
@@ -446,14 +541,23 @@ mod tests {
     #[test]
     fn executor_extracts_panic_messages() {
         let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:12:9:\nboom: bad thing\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
-        assert_eq!(panic_message(stderr).unwrap(), "boom: bad thing (at src/lib.rs:12:9)");
+        assert_eq!(
+            panic_message(stderr).unwrap(),
+            "boom: bad thing (at src/lib.rs:12:9)"
+        );
         assert_eq!(panic_message("nothing here"), None);
     }
 
     #[test]
     fn executor_refuses_non_components_by_header() {
-        assert!(matches!(check_header(b"garbage!"), Err(LoadError::NotWasm(_))));
-        assert!(matches!(check_header(b"\0asm\x01\0\0\0"), Err(LoadError::CoreModule)));
+        assert!(matches!(
+            check_header(b"garbage!"),
+            Err(LoadError::NotWasm(_))
+        ));
+        assert!(matches!(
+            check_header(b"\0asm\x01\0\0\0"),
+            Err(LoadError::CoreModule)
+        ));
         assert!(matches!(check_header(b"\0asm\x0d\0\x01\0"), Ok(())));
         assert!(matches!(check_header(b"\0as"), Err(LoadError::NotWasm(_))));
     }

@@ -3,17 +3,17 @@
 //! A new `HostState` is built for each invocation and dropped with its Store, so nothing a guest
 //! leaves behind (handles, buffered output, memory) reaches the next one.
 
+use crate::capability::DenialLog;
 use crate::capability::config::{ConfigCtx, ConfigView};
 use crate::capability::http::EgressHooks;
 use crate::capability::keyvalue::{KeyValueCtx, KeyValueView};
 use crate::capability::logging::LoggingView;
-use crate::capability::wasi::{no_authority_ctx, StderrTail};
-use crate::capability::DenialLog;
+use crate::capability::wasi::{StderrTail, no_authority_ctx};
 use crate::invocation::Invocation;
 use crate::limits::Limits;
 use std::sync::Arc;
-use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -32,7 +32,12 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(invocation: Arc<Invocation>, limits: Limits, keyvalue: KeyValueCtx, config: ConfigCtx) -> Self {
+    pub fn new(
+        invocation: Arc<Invocation>,
+        limits: Limits,
+        keyvalue: KeyValueCtx,
+        config: ConfigCtx,
+    ) -> Self {
         let denials = DenialLog::default();
         let stderr = StderrTail::default();
         let mut table = ResourceTable::new();
@@ -40,7 +45,10 @@ impl HostState {
         HostState {
             wasi: no_authority_ctx(&invocation, &stderr),
             http: WasiHttpCtx::new(),
-            egress: EgressHooks { invocation: invocation.clone(), denials: denials.clone() },
+            egress: EgressHooks {
+                invocation: invocation.clone(),
+                denials: denials.clone(),
+            },
             memory: MemoryLimiter::new(limits.max_memory_bytes),
             invocation,
             limits,
@@ -66,19 +74,29 @@ impl HostState {
     }
 
     pub(crate) fn logging(&mut self) -> LoggingView<'_> {
-        LoggingView { invocation: &self.invocation, max_call_bytes: self.limits.max_host_call_bytes }
+        LoggingView {
+            invocation: &self.invocation,
+            max_call_bytes: self.limits.max_host_call_bytes,
+        }
     }
 }
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for HostState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { hooks: &mut self.egress, table: &mut self.table, ctx: &mut self.http }
+        WasiHttpCtxView {
+            hooks: &mut self.egress,
+            table: &mut self.table,
+            ctx: &mut self.http,
+        }
     }
 }
 
@@ -95,12 +113,20 @@ const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 impl MemoryLimiter {
     fn new(max_bytes: usize) -> Self {
-        MemoryLimiter { max_bytes, refused: None }
+        MemoryLimiter {
+            max_bytes,
+            refused: None,
+        }
     }
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.max_bytes {
             self.refused = Some(desired);
             return Ok(false);
@@ -108,7 +134,12 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 }

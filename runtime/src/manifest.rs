@@ -66,7 +66,10 @@ impl Manifest {
                 return Err(format!("operation `{}` is declared twice", op.name));
             }
             operations.push(Operation {
-                params_schema: parse(&format!("params schema of `{}`", op.name), &op.params_schema)?,
+                params_schema: parse(
+                    &format!("params schema of `{}`", op.name),
+                    &op.params_schema,
+                )?,
                 name: op.name,
                 description: op.description,
                 access: match op.access {
@@ -124,7 +127,12 @@ impl From<wit::ObjectInfo> for ObjectInfo {
             fields: o
                 .fields
                 .into_iter()
-                .map(|f| Field { name: f.name, ty: f.type_, required: f.required, description: f.description })
+                .map(|f| Field {
+                    name: f.name,
+                    ty: f.type_,
+                    required: f.required,
+                    description: f.description,
+                })
                 .collect(),
         }
     }
@@ -143,7 +151,10 @@ pub enum ConnectorError {
     #[error("upstream error {status}: {message}")]
     Upstream { status: u16, message: String },
     #[error("rate limited{}: {message}", .retry_after_ms.map(|ms| format!(" (retry after {ms} ms)")).unwrap_or_default())]
-    RateLimited { retry_after_ms: Option<u64>, message: String },
+    RateLimited {
+        retry_after_ms: Option<u64>,
+        message: String,
+    },
     #[error("connector internal error: {message}")]
     Internal { message: String },
 }
@@ -151,13 +162,19 @@ pub enum ConnectorError {
 impl From<wit::ConnectorError> for ConnectorError {
     fn from(e: wit::ConnectorError) -> Self {
         match e {
-            wit::ConnectorError::InvalidParams(message) => ConnectorError::InvalidParams { message },
+            wit::ConnectorError::InvalidParams(message) => {
+                ConnectorError::InvalidParams { message }
+            }
             wit::ConnectorError::NotFound(message) => ConnectorError::NotFound { message },
             wit::ConnectorError::Unauthorized(message) => ConnectorError::Unauthorized { message },
-            wit::ConnectorError::Upstream(u) => ConnectorError::Upstream { status: u.status, message: u.message },
-            wit::ConnectorError::RateLimited(r) => {
-                ConnectorError::RateLimited { retry_after_ms: r.retry_after_ms, message: r.message }
-            }
+            wit::ConnectorError::Upstream(u) => ConnectorError::Upstream {
+                status: u.status,
+                message: u.message,
+            },
+            wit::ConnectorError::RateLimited(r) => ConnectorError::RateLimited {
+                retry_after_ms: r.retry_after_ms,
+                message: r.message,
+            },
             wit::ConnectorError::Internal(message) => ConnectorError::Internal { message },
         }
     }

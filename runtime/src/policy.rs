@@ -82,31 +82,55 @@ mod tests {
 
     #[test]
     fn policy_read_operation_cannot_write_storage() {
-        let denial = authorize(&invocation(Access::Read), &Effect::KeyValueWrite { bucket: "b" })
-            .unwrap_err();
+        let denial = authorize(
+            &invocation(Access::Read),
+            &Effect::KeyValueWrite { bucket: "b" },
+        )
+        .unwrap_err();
         assert_eq!(denial.rule, RULE_READ_ONLY_OPERATION);
-        assert!(denial.to_string().contains("declare it `write`"), "{denial}");
-        authorize(&invocation(Access::Write), &Effect::KeyValueWrite { bucket: "b" }).unwrap();
+        assert!(
+            denial.to_string().contains("declare it `write`"),
+            "{denial}"
+        );
+        authorize(
+            &invocation(Access::Write),
+            &Effect::KeyValueWrite { bucket: "b" },
+        )
+        .unwrap();
     }
 
     #[test]
     fn policy_bucket_names_are_identifiers() {
         for bad in ["", "../x", "a/b", "a\0b", &"x".repeat(129)] {
-            let denial =
-                authorize(&invocation(Access::Write), &Effect::KeyValueOpen { bucket: bad }).unwrap_err();
+            let denial = authorize(
+                &invocation(Access::Write),
+                &Effect::KeyValueOpen { bucket: bad },
+            )
+            .unwrap_err();
             assert_eq!(denial.rule, RULE_BUCKET_NAME, "{bad:?}");
         }
-        authorize(&invocation(Access::Read), &Effect::KeyValueOpen { bucket: "items" }).unwrap();
+        authorize(
+            &invocation(Access::Read),
+            &Effect::KeyValueOpen { bucket: "items" },
+        )
+        .unwrap();
     }
 
     #[test]
     fn policy_denies_all_egress() {
         let denial = authorize(
             &invocation(Access::Write),
-            &Effect::HttpRequest { method: "GET", authority: "example.com:443" },
+            &Effect::HttpRequest {
+                method: "GET",
+                authority: "example.com:443",
+            },
         )
         .unwrap_err();
         assert_eq!(denial.rule, RULE_NO_EGRESS_GRANTS);
-        assert!(denial.to_string().contains("GET request to example.com:443"));
+        assert!(
+            denial
+                .to_string()
+                .contains("GET request to example.com:443")
+        );
     }
 }

@@ -4,7 +4,9 @@
 //! with an upstream 503.
 
 use airlock_guest::kv::Bucket;
-use airlock_guest::{json, Connector, Error, Field, Manifest, ObjectInfo, Operation, Params, Risk, Value};
+use airlock_guest::{
+    Connector, Error, Field, Manifest, ObjectInfo, Operation, Params, Risk, Value, json,
+};
 use serde::Deserialize;
 use std::hash::{BuildHasher, Hasher};
 
@@ -71,7 +73,11 @@ fn key_schema() -> Value {
 
 /// A resource type names a bucket, so it must be a plain identifier.
 fn bucket_for(ty: &str) -> Result<Bucket, Error> {
-    let ok = !ty.is_empty() && ty.len() <= 64 && ty.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let ok = !ty.is_empty()
+        && ty.len() <= 64
+        && ty
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if !ok {
         return Err(Error::invalid_params(format!(
             "resource type `{ty}` must be 1-64 letters, digits, `_` or `-`"
@@ -86,7 +92,9 @@ fn not_found(ty: &str, id: &str) -> Error {
 
 fn random_unit() -> f64 {
     // std seeds RandomState from `wasi:random`; one hash of nothing is a random u64.
-    let bits = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let bits = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
     (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
@@ -124,8 +132,13 @@ fn list(p: ListParams) -> Result<Value, Error> {
         if records.len() >= limit {
             break;
         }
-        let Some(record) = bucket.get_json::<Value>(&key)? else { continue };
-        let matches = p.filter.iter().all(|(field, want)| record.get(field) == Some(want));
+        let Some(record) = bucket.get_json::<Value>(&key)? else {
+            continue;
+        };
+        let matches = p
+            .filter
+            .iter()
+            .all(|(field, want)| record.get(field) == Some(want));
         if matches {
             records.push(record);
         }
@@ -134,7 +147,9 @@ fn list(p: ListParams) -> Result<Value, Error> {
 }
 
 fn get(p: KeyParams) -> Result<Value, Error> {
-    bucket_for(&p.ty)?.get_json::<Value>(&p.id)?.ok_or_else(|| not_found(&p.ty, &p.id))
+    bucket_for(&p.ty)?
+        .get_json::<Value>(&p.id)?
+        .ok_or_else(|| not_found(&p.ty, &p.id))
 }
 
 fn create(p: CreateParams) -> Result<Value, Error> {
@@ -142,10 +157,15 @@ fn create(p: CreateParams) -> Result<Value, Error> {
     let id = match p.id {
         Some(id) if id.is_empty() => return Err(Error::invalid_params("`id` must not be empty")),
         Some(id) => id,
-        None => Bucket::open(META_BUCKET)?.increment(&format!("next-id:{}", p.ty), 1)?.to_string(),
+        None => Bucket::open(META_BUCKET)?
+            .increment(&format!("next-id:{}", p.ty), 1)?
+            .to_string(),
     };
     if bucket.exists(&id)? {
-        return Err(Error::invalid_params(format!("a {} with id `{id}` already exists; use update", p.ty)));
+        return Err(Error::invalid_params(format!(
+            "a {} with id `{id}` already exists; use update",
+            p.ty
+        )));
     }
     let mut record = p.data;
     record.insert("id".into(), Value::String(id.clone()));
@@ -224,7 +244,9 @@ impl Connector for Sandbox {
     }
 
     fn discover() -> Result<Vec<ObjectInfo>, Error> {
-        let types: Vec<String> = Bucket::open(META_BUCKET)?.get_json(TYPES_KEY)?.unwrap_or_default();
+        let types: Vec<String> = Bucket::open(META_BUCKET)?
+            .get_json(TYPES_KEY)?
+            .unwrap_or_default();
         let mut objects = Vec::new();
         for ty in types {
             let bucket = bucket_for(&ty)?;
@@ -239,7 +261,11 @@ impl Connector for Sandbox {
                     }
                 }
             }
-            objects.push(ObjectInfo { name: ty.clone(), description: format!("sandbox records of type {ty}"), fields });
+            objects.push(ObjectInfo {
+                name: ty.clone(),
+                description: format!("sandbox records of type {ty}"),
+                fields,
+            });
         }
         Ok(objects)
     }

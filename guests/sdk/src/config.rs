@@ -1,12 +1,14 @@
 //! The connection's non-secret configuration (`wasi:config/store`).
 
-use crate::bindings::wasi::config::store;
 use crate::Error;
+use crate::bindings::wasi::config::store;
 use serde_json::{Map, Value};
 
 fn config_error(e: store::Error) -> Error {
     match e {
-        store::Error::Upstream(m) | store::Error::Io(m) => Error::Internal(format!("reading config: {m}")),
+        store::Error::Upstream(m) | store::Error::Io(m) => {
+            Error::Internal(format!("reading config: {m}"))
+        }
     }
 }
 
@@ -28,5 +30,6 @@ pub fn all() -> Result<Value, Error> {
 
 /// The config deserialized into `T`; a mismatch names the field.
 pub fn parse<T: serde::de::DeserializeOwned>() -> Result<T, Error> {
-    serde_json::from_value(all()?).map_err(|e| Error::InvalidParams(format!("connection config: {e}")))
+    serde_json::from_value(all()?)
+        .map_err(|e| Error::InvalidParams(format!("connection config: {e}")))
 }

@@ -1,7 +1,7 @@
 //! Key-value storage (`wasi:keyvalue`), scoped by the host to this tenant and connection.
 
-use crate::bindings::wasi::keyvalue::{atomics, store};
 use crate::Error;
+use crate::bindings::wasi::keyvalue::{atomics, store};
 
 /// A named bucket of this connection's storage.
 pub struct Bucket(store::Bucket);
@@ -17,7 +17,9 @@ fn kv_error(what: &str, e: store::Error) -> Error {
 impl Bucket {
     /// Opens a bucket; the name is an identifier (letters, digits, `._:@-`).
     pub fn open(name: &str) -> Result<Self, Error> {
-        store::open(name).map(Bucket).map_err(|e| kv_error(&format!("opening bucket `{name}`"), e))
+        store::open(name)
+            .map(Bucket)
+            .map_err(|e| kv_error(&format!("opening bucket `{name}`"), e))
     }
 
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
@@ -41,7 +43,10 @@ impl Bucket {
         let mut keys = Vec::new();
         let mut cursor = None;
         loop {
-            let page = self.0.list_keys(cursor).map_err(|e| kv_error("listing keys", e))?;
+            let page = self
+                .0
+                .list_keys(cursor)
+                .map_err(|e| kv_error("listing keys", e))?;
             keys.extend(page.keys);
             match page.cursor {
                 Some(next) => cursor = Some(next),
@@ -59,9 +64,9 @@ impl Bucket {
     pub fn get_json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
         match self.get(key)? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| Error::Internal(format!("stored value of `{key}` is not valid JSON: {e}"))),
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                Error::Internal(format!("stored value of `{key}` is not valid JSON: {e}"))
+            }),
         }
     }
 

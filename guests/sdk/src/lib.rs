@@ -53,7 +53,7 @@ pub mod kv;
 pub mod log;
 
 use bindings::airlock::connector::types as wit;
-pub use serde_json::{json, Value};
+pub use serde_json::{Value, json};
 
 /// An error a connector returns; the caller sees its kind and message.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,8 +61,14 @@ pub enum Error {
     InvalidParams(String),
     NotFound(String),
     Unauthorized(String),
-    Upstream { status: u16, message: String },
-    RateLimited { retry_after_ms: Option<u64>, message: String },
+    Upstream {
+        status: u16,
+        message: String,
+    },
+    RateLimited {
+        retry_after_ms: Option<u64>,
+        message: String,
+    },
     Internal(String),
 }
 
@@ -106,9 +112,13 @@ impl From<Error> for wit::ConnectorError {
             Error::Upstream { status, message } => {
                 wit::ConnectorError::Upstream(wit::UpstreamError { status, message })
             }
-            Error::RateLimited { retry_after_ms, message } => {
-                wit::ConnectorError::RateLimited(wit::RateLimited { retry_after_ms, message })
-            }
+            Error::RateLimited {
+                retry_after_ms,
+                message,
+            } => wit::ConnectorError::RateLimited(wit::RateLimited {
+                retry_after_ms,
+                message,
+            }),
             Error::Internal(m) => wit::ConnectorError::Internal(m),
         }
     }

@@ -1,6 +1,6 @@
 //! Log lines (`wasi:logging`), tagged by the host with the invocation.
 
-use crate::bindings::wasi::logging::logging::{log, Level};
+use crate::bindings::wasi::logging::logging::{Level, log};
 
 const CONTEXT: &str = "connector";
 

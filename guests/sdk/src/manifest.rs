@@ -129,7 +129,12 @@ pub struct Field {
 
 impl Field {
     pub fn new(name: &str, ty: &str, required: bool, description: &str) -> Self {
-        Field { name: name.into(), ty: ty.into(), required, description: description.into() }
+        Field {
+            name: name.into(),
+            ty: ty.into(),
+            required,
+            description: description.into(),
+        }
     }
 }
 
@@ -148,7 +153,12 @@ impl ObjectInfo {
             fields: self
                 .fields
                 .into_iter()
-                .map(|f| wit::Field { name: f.name, type_: f.ty, required: f.required, description: f.description })
+                .map(|f| wit::Field {
+                    name: f.name,
+                    type_: f.ty,
+                    required: f.required,
+                    description: f.description,
+                })
                 .collect(),
         }
     }

@@ -25,7 +25,7 @@ impl ConfigCtx {
                 return Err(format!(
                     "connection config must be a JSON object, got {}",
                     json_kind(other)
-                ))
+                ));
             }
         };
         let values = object
@@ -38,7 +38,9 @@ impl ConfigCtx {
                 (k.clone(), text)
             })
             .collect();
-        Ok(ConfigCtx { values: Arc::new(values) })
+        Ok(ConfigCtx {
+            values: Arc::new(values),
+        })
     }
 }
 
@@ -72,7 +74,12 @@ pub fn add_to_linker<T: Send + 'static>(
 
 impl store::Host for ConfigView<'_> {
     async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<String>, store::Error>> {
-        Ok(Ok(self.ctx.values.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())))
+        Ok(Ok(self
+            .ctx
+            .values
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone())))
     }
 
     async fn get_all(&mut self) -> wasmtime::Result<Result<Vec<(String, String)>, store::Error>> {

@@ -8,7 +8,7 @@
 
 use super::DenialLog;
 use crate::invocation::Invocation;
-use crate::policy::{authorize, Effect};
+use crate::policy::{Effect, authorize};
 use std::sync::Arc;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
@@ -42,7 +42,10 @@ impl WasiHttpHooks for EgressHooks {
             .authority()
             .map(|a| a.as_str().to_owned())
             .unwrap_or_else(|| "(no authority)".to_owned());
-        let effect = Effect::HttpRequest { method: request.method().as_str(), authority: &authority };
+        let effect = Effect::HttpRequest {
+            method: request.method().as_str(),
+            authority: &authority,
+        };
         let decision = authorize(&self.invocation, &effect);
         match decision {
             Err(denial) => {

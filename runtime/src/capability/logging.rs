@@ -38,7 +38,12 @@ pub(crate) fn truncate(text: &str, limit: usize) -> std::borrow::Cow<'_, str> {
 }
 
 impl logging::Host for LoggingView<'_> {
-    async fn log(&mut self, level: Level, context: String, message: String) -> wasmtime::Result<()> {
+    async fn log(
+        &mut self,
+        level: Level,
+        context: String,
+        message: String,
+    ) -> wasmtime::Result<()> {
         let inv = self.invocation;
         let context = truncate(&context, 256);
         let message = truncate(&message, self.max_call_bytes);

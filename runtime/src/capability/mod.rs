@@ -31,8 +31,12 @@ pub struct DenialLog(Arc<Mutex<Vec<Denial>>>);
 
 impl DenialLog {
     pub fn record(&self, denial: Denial) -> Denial {
-        tracing::warn!(rule = denial.rule, effect = %denial.effect, "{}", denial.reason);
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(denial.clone());
+        // A denial is policy working, not a fault: info, and the caller gets it as a value.
+        tracing::info!(rule = denial.rule, effect = %denial.effect, "{}", denial.reason);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(denial.clone());
         denial
     }
 

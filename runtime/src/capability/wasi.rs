@@ -23,7 +23,11 @@ pub fn no_authority_ctx(invocation: &Arc<Invocation>, stderr_tail: &StderrTail) 
     let mut builder = WasiCtxBuilder::new();
     builder
         .stdout(GuestOutput::new(invocation.clone(), "stdout", None))
-        .stderr(GuestOutput::new(invocation.clone(), "stderr", Some(stderr_tail.clone())))
+        .stderr(GuestOutput::new(
+            invocation.clone(),
+            "stderr",
+            Some(stderr_tail.clone()),
+        ))
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
@@ -59,7 +63,11 @@ struct GuestOutput {
 
 impl GuestOutput {
     fn new(invocation: Arc<Invocation>, stream: &'static str, tail: Option<StderrTail>) -> Self {
-        GuestOutput { invocation, stream, tail }
+        GuestOutput {
+            invocation,
+            stream,
+            tail,
+        }
     }
 }
 
@@ -71,7 +79,10 @@ impl IsTerminal for GuestOutput {
 
 impl StdoutStream for GuestOutput {
     fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(LineLogger { out: self.clone(), pending: Vec::new() })
+        Box::new(LineLogger {
+            out: self.clone(),
+            pending: Vec::new(),
+        })
     }
 
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {

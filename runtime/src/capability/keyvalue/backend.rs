@@ -57,9 +57,13 @@ pub(crate) fn add_to_counter(
         Some(bytes) => std::str::from_utf8(bytes)
             .ok()
             .and_then(|s| s.parse::<u64>().ok())
-            .ok_or_else(|| BackendError::NotACounter { key: key.to_owned() })?,
+            .ok_or_else(|| BackendError::NotACounter {
+                key: key.to_owned(),
+            })?,
     };
     current
         .checked_add(delta)
-        .ok_or_else(|| BackendError::Overflow { key: key.to_owned() })
+        .ok_or_else(|| BackendError::Overflow {
+            key: key.to_owned(),
+        })
 }

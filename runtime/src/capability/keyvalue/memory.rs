@@ -1,7 +1,9 @@
 //! An in-memory backend: for tests, benchmarks and one-shot `airlock run`s. Data lives as long as
 //! the store value.
 
-use super::backend::{add_to_counter, BackendError, KeyPage, KeyValueStore, Namespace, LIST_PAGE_SIZE};
+use super::backend::{
+    BackendError, KeyPage, KeyValueStore, LIST_PAGE_SIZE, Namespace, add_to_counter,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
@@ -17,7 +19,10 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut HashMap<Namespace, BTreeMap<String, Vec<u8>>>) -> R) -> R {
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&mut HashMap<Namespace, BTreeMap<String, Vec<u8>>>) -> R,
+    ) -> R {
         // A panic while holding the lock cannot leave a half-written map entry, so a poisoned
         // lock still guards consistent data.
         let mut guard = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
@@ -32,7 +37,11 @@ impl KeyValueStore for MemoryStore {
     }
 
     async fn set(&self, ns: &Namespace, key: &str, value: Vec<u8>) -> Result<(), BackendError> {
-        self.with(|b| b.entry(ns.clone()).or_default().insert(key.to_owned(), value));
+        self.with(|b| {
+            b.entry(ns.clone())
+                .or_default()
+                .insert(key.to_owned(), value)
+        });
         Ok(())
     }
 

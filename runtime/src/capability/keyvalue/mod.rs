@@ -10,14 +10,14 @@ mod backend;
 mod memory;
 mod sqlite;
 
-pub use backend::{BackendError, KeyPage, KeyValueStore, Namespace, LIST_PAGE_SIZE};
+pub use backend::{BackendError, KeyPage, KeyValueStore, LIST_PAGE_SIZE, Namespace};
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
-use super::{check_call_bytes, DenialLog};
+use super::{DenialLog, check_call_bytes};
 use crate::bindings::wasi::keyvalue::{atomics, store};
 use crate::invocation::Invocation;
-use crate::policy::{authorize, Denial, Effect};
+use crate::policy::{Denial, Effect, authorize};
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
@@ -83,8 +83,12 @@ fn backend_error(e: BackendError) -> store::Error {
 
 impl KeyValueView<'_> {
     fn check_key(&self, key: &str, value_len: usize) -> Result<(), store::Error> {
-        check_call_bytes("key-value key and value", key.len() + value_len, self.ctx.max_call_bytes)
-            .map_err(store::Error::Other)
+        check_call_bytes(
+            "key-value key and value",
+            key.len() + value_len,
+            self.ctx.max_call_bytes,
+        )
+        .map_err(store::Error::Other)
     }
 
     fn namespace(&self, bucket: &Resource<Bucket>) -> wasmtime::Result<Namespace> {
@@ -92,7 +96,10 @@ impl KeyValueView<'_> {
     }
 
     /// The write half of a handle, or the denial recorded for it.
-    fn writable(&self, bucket: &Resource<Bucket>) -> wasmtime::Result<Result<Namespace, store::Error>> {
+    fn writable(
+        &self,
+        bucket: &Resource<Bucket>,
+    ) -> wasmtime::Result<Result<Namespace, store::Error>> {
         Ok(match self.table.get(bucket)? {
             Bucket::Write(b) => Ok(b.namespace.clone()),
             Bucket::Read(_, denial) => {
@@ -107,7 +114,12 @@ impl KeyValueView<'_> {
 
 impl store::Host for KeyValueView<'_> {
     async fn open(&mut self, identifier: String) -> KvResult<Resource<Bucket>> {
-        if let Err(denial) = authorize(self.invocation, &Effect::KeyValueOpen { bucket: &identifier }) {
+        if let Err(denial) = authorize(
+            self.invocation,
+            &Effect::KeyValueOpen {
+                bucket: &identifier,
+            },
+        ) {
             self.denials.record(denial);
             return Ok(Err(store::Error::AccessDenied));
         }
@@ -116,12 +128,20 @@ impl store::Host for KeyValueView<'_> {
             connection: self.invocation.connection.as_str().into(),
             bucket: identifier.as_str().into(),
         };
-        let bucket = match authorize(self.invocation, &Effect::KeyValueWrite { bucket: &identifier }) {
+        let bucket = match authorize(
+            self.invocation,
+            &Effect::KeyValueWrite {
+                bucket: &identifier,
+            },
+        ) {
             Ok(()) => Bucket::Write(WriteBucket { namespace }),
             Err(denial) => Bucket::Read(ReadBucket { namespace }, denial),
         };
         // A full table is the guest holding too many handles: its error, not a host bug.
-        Ok(self.table.push(bucket).map_err(|e| store::Error::Other(e.to_string())))
+        Ok(self
+            .table
+            .push(bucket)
+            .map_err(|e| store::Error::Other(e.to_string())))
     }
 }
 
@@ -142,7 +162,12 @@ impl store::HostBucket for KeyValueView<'_> {
         if let Err(e) = self.check_key(&key, value.len()) {
             return Ok(Err(e));
         }
-        Ok(self.ctx.store.set(&ns, &key, value).await.map_err(backend_error))
+        Ok(self
+            .ctx
+            .store
+            .set(&ns, &key, value)
+            .await
+            .map_err(backend_error))
     }
 
     async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<()> {
@@ -153,7 +178,12 @@ impl store::HostBucket for KeyValueView<'_> {
         if let Err(e) = self.check_key(&key, 0) {
             return Ok(Err(e));
         }
-        Ok(self.ctx.store.delete(&ns, &key).await.map_err(backend_error))
+        Ok(self
+            .ctx
+            .store
+            .delete(&ns, &key)
+            .await
+            .map_err(backend_error))
     }
 
     async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<bool> {
@@ -161,7 +191,12 @@ impl store::HostBucket for KeyValueView<'_> {
         if let Err(e) = self.check_key(&key, 0) {
             return Ok(Err(e));
         }
-        Ok(self.ctx.store.exists(&ns, &key).await.map_err(backend_error))
+        Ok(self
+            .ctx
+            .store
+            .exists(&ns, &key)
+            .await
+            .map_err(backend_error))
     }
 
     async fn list_keys(
@@ -175,7 +210,10 @@ impl store::HostBucket for KeyValueView<'_> {
             .store
             .list_keys(&ns, cursor.unwrap_or(0))
             .await
-            .map(|page| store::KeyResponse { keys: page.keys, cursor: page.cursor })
+            .map(|page| store::KeyResponse {
+                keys: page.keys,
+                cursor: page.cursor,
+            })
             .map_err(backend_error))
     }
 
@@ -186,7 +224,12 @@ impl store::HostBucket for KeyValueView<'_> {
 }
 
 impl atomics::Host for KeyValueView<'_> {
-    async fn increment(&mut self, bucket: Resource<Bucket>, key: String, delta: u64) -> KvResult<u64> {
+    async fn increment(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        delta: u64,
+    ) -> KvResult<u64> {
         let ns = match self.writable(&bucket)? {
             Ok(ns) => ns,
             Err(e) => return Ok(Err(e)),
@@ -194,6 +237,11 @@ impl atomics::Host for KeyValueView<'_> {
         if let Err(e) = self.check_key(&key, 0) {
             return Ok(Err(e));
         }
-        Ok(self.ctx.store.increment(&ns, &key, delta).await.map_err(backend_error))
+        Ok(self
+            .ctx
+            .store
+            .increment(&ns, &key, delta)
+            .await
+            .map_err(backend_error))
     }
 }

@@ -3,9 +3,11 @@
 //! The namespace's parts are separate columns of the primary key, so a key is only ever compared
 //! with keys of the same tenant, connection and bucket.
 
-use super::backend::{add_to_counter, BackendError, KeyPage, KeyValueStore, Namespace, LIST_PAGE_SIZE};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use super::backend::{
+    BackendError, KeyPage, KeyValueStore, LIST_PAGE_SIZE, Namespace, add_to_counter,
+};
 use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -39,7 +41,10 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| {
-                BackendError::Storage(format!("cannot open key-value database {}: {e}", path.display()))
+                BackendError::Storage(format!(
+                    "cannot open key-value database {}: {e}",
+                    path.display()
+                ))
             })?;
         sqlx::query(SCHEMA).execute(&pool).await.map_err(storage)?;
         Ok(SqliteStore { pool })
@@ -66,7 +71,8 @@ macro_rules! where_key {
 const SELECT_VALUE: &str = concat!("SELECT value FROM keyvalue", where_key!());
 const DELETE_KEY: &str = concat!("DELETE FROM keyvalue", where_key!());
 const SELECT_EXISTS: &str = concat!("SELECT 1 FROM keyvalue", where_key!());
-const UPSERT: &str = "INSERT INTO keyvalue (tenant, connection, bucket, key, value) VALUES (?1, ?2, ?3, ?4, ?5)
+const UPSERT: &str =
+    "INSERT INTO keyvalue (tenant, connection, bucket, key, value) VALUES (?1, ?2, ?3, ?4, ?5)
      ON CONFLICT (tenant, connection, bucket, key) DO UPDATE SET value = excluded.value";
 
 #[async_trait::async_trait]
@@ -81,15 +87,18 @@ impl KeyValueStore for SqliteStore {
 
     async fn set(&self, ns: &Namespace, key: &str, value: Vec<u8>) -> Result<(), BackendError> {
         Self::keyed(UPSERT, ns, key)
-        .bind(value)
-        .execute(&self.pool)
-        .await
-        .map_err(storage)?;
+            .bind(value)
+            .execute(&self.pool)
+            .await
+            .map_err(storage)?;
         Ok(())
     }
 
     async fn delete(&self, ns: &Namespace, key: &str) -> Result<(), BackendError> {
-        Self::keyed(DELETE_KEY, ns, key).execute(&self.pool).await.map_err(storage)?;
+        Self::keyed(DELETE_KEY, ns, key)
+            .execute(&self.pool)
+            .await
+            .map_err(storage)?;
         Ok(())
     }
 
@@ -126,7 +135,10 @@ impl KeyValueStore for SqliteStore {
         // BEGIN IMMEDIATE takes the write lock before reading, so two increments cannot both
         // read the same old value.
         let mut conn = self.pool.acquire().await.map_err(storage)?;
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(storage)?;
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *conn)
+            .await
+            .map_err(storage)?;
         let result = async {
             let current = Self::keyed(SELECT_VALUE, ns, key)
                 .fetch_optional(&mut *conn)
@@ -135,15 +147,18 @@ impl KeyValueStore for SqliteStore {
                 .map(|r| r.get::<Vec<u8>, _>(0));
             let sum = add_to_counter(key, current.as_deref(), delta)?;
             Self::keyed(UPSERT, ns, key)
-            .bind(sum.to_string().into_bytes())
-            .execute(&mut *conn)
-            .await
-            .map_err(storage)?;
+                .bind(sum.to_string().into_bytes())
+                .execute(&mut *conn)
+                .await
+                .map_err(storage)?;
             Ok(sum)
         }
         .await;
         let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        sqlx::query(end).execute(&mut *conn).await.map_err(storage)?;
+        sqlx::query(end)
+            .execute(&mut *conn)
+            .await
+            .map_err(storage)?;
         result
     }
 }

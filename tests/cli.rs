@@ -1,0 +1,214 @@
+//! The `airlock` binary: exit codes, messages, and a second process loading from the cache.
+
+mod common;
+
+use common::guest;
+use std::process::Command;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn airlock(data_dir: &std::path::Path, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(args)
+        .env("AIRLOCK_DATA_DIR", data_dir)
+        .env_remove("AIRLOCK_TENANT")
+        .env("AIRLOCK_LOG", "info")
+        .output()
+        .expect("run airlock");
+    Run {
+        code: out.status.code().expect("exit code"),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn path(name: &str) -> String {
+    guest(name).display().to_string()
+}
+
+#[test]
+fn cli_second_process_loads_from_the_cache_without_compiling() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = airlock(dir.path(), &["inspect", "--json", &path("sandbox")]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let first: serde_json::Value = serde_json::from_str(&first.stdout).unwrap();
+    assert_eq!(first["load"]["source"], "compiled");
+    let second = airlock(dir.path(), &["inspect", "--json", &path("sandbox")]);
+    let second: serde_json::Value = serde_json::from_str(&second.stdout).unwrap();
+    assert_eq!(second["load"]["source"], "cache");
+    assert_eq!(first["digest"], second["digest"]);
+    assert!(second["load"]["ms"].as_f64().unwrap() < first["load"]["ms"].as_f64().unwrap());
+}
+
+#[test]
+fn cli_run_create_list_get_on_the_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = path("sandbox");
+    let run = |op: &str, params: &str, tenant: &str| {
+        airlock(
+            dir.path(),
+            &["run", &sandbox, op, "--params", params, "--tenant", tenant],
+        )
+    };
+    let created = run(
+        "create",
+        r#"{"type":"items","data":{"name":"widget"}}"#,
+        "acme",
+    );
+    assert_eq!(created.code, 0, "{}", created.stderr);
+    let record: serde_json::Value = serde_json::from_str(&created.stdout).unwrap();
+    let id = record["id"].as_str().unwrap().to_owned();
+    // A separate process sees it: the data is in the embedded store.
+    let got = run("get", &format!(r#"{{"type":"items","id":"{id}"}}"#), "acme");
+    assert_eq!(got.code, 0, "{}", got.stderr);
+    assert!(got.stdout.contains("widget"));
+    let listed = run("list", r#"{"type":"items"}"#, "acme");
+    assert!(listed.stdout.contains("\"count\": 1"), "{}", listed.stdout);
+    let other = run(
+        "get",
+        &format!(r#"{{"type":"items","id":"{id}"}}"#),
+        "globex",
+    );
+    assert_eq!(other.code, 1);
+    assert!(other.stderr.contains("not found"), "{}", other.stderr);
+}
+
+#[test]
+fn cli_exit_codes_and_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 2: denied by policy, naming the rule.
+    let denied = airlock(
+        d,
+        &[
+            "run",
+            &path("read-then-write"),
+            "sneaky-read",
+            "--tenant",
+            "acme",
+        ],
+    );
+    assert_eq!(denied.code, 2, "{}", denied.stderr);
+    assert!(
+        denied
+            .stderr
+            .contains("denied by rule `read-only-operation`"),
+        "{}",
+        denied.stderr
+    );
+    let egress = airlock(
+        d,
+        &[
+            "run",
+            &path("egress-probe"),
+            "fetch",
+            "--params",
+            r#"{"authority":"example.com"}"#,
+            "--tenant",
+            "acme",
+        ],
+    );
+    assert_eq!(egress.code, 2, "{}", egress.stderr);
+    assert!(
+        egress.stderr.contains("no-egress-grants"),
+        "{}",
+        egress.stderr
+    );
+    // 1: errors, each naming what was wrong.
+    let bad_json = airlock(
+        d,
+        &[
+            "run",
+            &path("sandbox"),
+            "list",
+            "--params",
+            "{type:",
+            "--tenant",
+            "acme",
+        ],
+    );
+    assert_eq!(bad_json.code, 1);
+    assert!(
+        bad_json
+            .stderr
+            .contains("params must be a JSON object: not valid JSON"),
+        "{}",
+        bad_json.stderr
+    );
+    let bad_config = airlock(
+        d,
+        &[
+            "run",
+            &path("sandbox"),
+            "list",
+            "--config",
+            "[]",
+            "--tenant",
+            "acme",
+        ],
+    );
+    assert_eq!(bad_config.code, 1);
+    assert!(
+        bad_config
+            .stderr
+            .contains("connection config must be a JSON object, got an array"),
+        "{}",
+        bad_config.stderr
+    );
+    let missing = airlock(d, &["inspect", "/nonexistent/connector.wasm"]);
+    assert_eq!(missing.code, 1);
+    assert!(
+        missing
+            .stderr
+            .contains("cannot read /nonexistent/connector.wasm"),
+        "{}",
+        missing.stderr
+    );
+    let no_tenant = airlock(d, &["run", &path("sandbox"), "list"]);
+    assert_ne!(no_tenant.code, 0);
+    assert!(
+        no_tenant.stderr.contains("--tenant"),
+        "{}",
+        no_tenant.stderr
+    );
+    let bad_role = airlock(
+        d,
+        &[
+            "run",
+            &path("sandbox"),
+            "list",
+            "--tenant",
+            "a",
+            "--role",
+            "superuser",
+        ],
+    );
+    assert_ne!(bad_role.code, 0);
+    assert!(
+        bad_role.stderr.contains("unknown role `superuser`"),
+        "{}",
+        bad_role.stderr
+    );
+    // 0, with the guest's stdout in the host's log tagged with the invocation.
+    let ok = airlock(
+        d,
+        &[
+            "run",
+            &path("ambient-authority"),
+            "probe",
+            "--tenant",
+            "acme",
+        ],
+    );
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert!(
+        ok.stderr.contains("hello from the guest's stdout"),
+        "{}",
+        ok.stderr
+    );
+    assert!(ok.stderr.contains("invocation="), "{}", ok.stderr);
+}

@@ -1,0 +1,84 @@
+//! Shared by the integration tests: where the guest components are, and an executor to run them.
+#![allow(dead_code, reason = "each test binary uses a different part")]
+
+use airlock::capability::keyvalue::MemoryStore;
+use airlock::engine::PoolSize;
+use airlock::{Call, Caller, Connector, Environment, Executor, ExecutorOptions, InvokeError, Role};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The built component of the guest crate `name` (as named in its Cargo.toml). Every guest used
+/// by a test goes through here, which `guests.rs` checks against the guests/ folder.
+pub fn guest(name: &str) -> PathBuf {
+    let dir = std::env::var_os("AIRLOCK_GUEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/wasm32-wasip2/release"));
+    let path = dir.join(format!("{}.wasm", name.replace('-', "_")));
+    assert!(
+        path.exists(),
+        "guest component {} is missing: run the tests with `cargo xtask test`, which builds the guests",
+        path.display()
+    );
+    path
+}
+
+/// A small executor sharing one compile cache across test runs, so each guest compiles once.
+pub fn executor() -> Executor {
+    Executor::new(ExecutorOptions {
+        pool: PoolSize {
+            max_concurrent_instances: 64,
+            max_memory_bytes: 256 << 20,
+        },
+        cache_dir: Some(root().join("target/airlock-test-cache")),
+    })
+    .expect("executor")
+}
+
+pub async fn load(executor: &Executor, name: &str) -> Connector {
+    executor
+        .load_file(&guest(name))
+        .await
+        .unwrap_or_else(|e| panic!("loading {name}: {e}"))
+}
+
+pub fn caller(tenant: &str, connection: &str) -> Caller {
+    Caller {
+        tenant: tenant.into(),
+        principal: "tester".into(),
+        role: Role::Operator,
+        connection: connection.into(),
+    }
+}
+
+/// An environment with its own in-memory storage.
+pub fn env() -> Environment {
+    Environment {
+        keyvalue: Arc::new(MemoryStore::new()),
+        ..Environment::default()
+    }
+}
+
+/// Invokes `operation` and parses the JSON output.
+pub async fn invoke(
+    executor: &Executor,
+    connector: &Connector,
+    caller: &Caller,
+    env: &Environment,
+    operation: &str,
+    params: serde_json::Value,
+) -> Result<serde_json::Value, InvokeError> {
+    let call = Call::Invoke {
+        operation: operation.into(),
+        params: params.to_string(),
+    };
+    let outcome = executor.call(connector, caller, env, call).await?;
+    Ok(serde_json::from_str(&outcome.output).expect("output is JSON"))
+}
