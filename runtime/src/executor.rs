@@ -373,30 +373,8 @@ impl Executor {
         >,
     ) -> Result<(Result<R, bindings::types::ConnectorError>, Vec<Denial>), InvokeError> {
         let limits = env.limits.clone();
-        let keyvalue = KeyValueCtx {
-            store: env.keyvalue.clone(),
-            max_call_bytes: limits.max_host_call_bytes,
-        };
-        let state = HostState::new(
-            Arc::new(invocation),
-            limits.clone(),
-            keyvalue,
-            env.config.clone(),
-        );
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.memory);
         let started = Instant::now();
-        let deadline = started + limits.deadline;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
-                Err(DeadlineReached.into())
-            } else {
-                // Yield to the async runtime once per tick so a busy guest cannot starve others
-                // sharing its thread.
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
+        let mut store = self.new_store(invocation, env, started + limits.deadline);
 
         let run = async {
             let instance = connector.pre.instantiate_async(&mut store).await?;
@@ -419,6 +397,97 @@ impl Executor {
                 denials,
             )),
         }
+    }
+}
+
+impl Executor {
+    /// A fresh Store for one invocation, with its limits and deadline armed.
+    fn new_store(
+        &self,
+        invocation: Invocation,
+        env: &Environment,
+        deadline: Instant,
+    ) -> Store<HostState> {
+        let limits = env.limits.clone();
+        let keyvalue = KeyValueCtx {
+            store: env.keyvalue.clone(),
+            max_call_bytes: limits.max_host_call_bytes,
+        };
+        let state = HostState::new(Arc::new(invocation), limits, keyvalue, env.config.clone());
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.memory);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(DeadlineReached.into())
+            } else {
+                // Yield to the async runtime once per tick so a busy guest cannot starve others
+                // sharing its thread.
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store
+    }
+
+    /// Runs `call` `iterations` times on the same path as [`Executor::call`] and returns the
+    /// median time of each phase: building the Store (with its WASI context), instantiating,
+    /// calling the export, and dropping the Store. For the benchmark; the phases add up to one
+    /// invocation less the host-side checks around it.
+    pub async fn profile_phases(
+        &self,
+        connector: &Connector,
+        caller: &Caller,
+        env: &Environment,
+        call: Call,
+        iterations: usize,
+    ) -> anyhow::Result<Vec<(&'static str, Duration)>> {
+        let Call::Invoke { operation, params } = call else {
+            anyhow::bail!("profile_phases measures `invoke` calls");
+        };
+        let access = connector
+            .manifest
+            .operation(&operation)
+            .map(|o| o.access)
+            .unwrap_or(Access::Read);
+        let mut phases: [Vec<Duration>; 4] = Default::default();
+        for _ in 0..iterations {
+            let invocation = Invocation::new(
+                &caller.tenant,
+                &caller.principal,
+                caller.role,
+                &caller.connection,
+                &operation,
+                access,
+            )
+            .map_err(anyhow::Error::msg)?;
+            let t0 = Instant::now();
+            let mut store = self.new_store(invocation, env, t0 + env.limits.deadline);
+            let t1 = Instant::now();
+            let instance = connector.pre.instantiate_async(&mut store).await?;
+            let t2 = Instant::now();
+            let result = instance
+                .airlock_connector_connector()
+                .call_invoke(&mut store, &operation, &params)
+                .await?;
+            std::hint::black_box(result.ok());
+            let t3 = Instant::now();
+            drop(store);
+            let t4 = Instant::now();
+            for (samples, d) in phases.iter_mut().zip([t1 - t0, t2 - t1, t3 - t2, t4 - t3]) {
+                samples.push(d);
+            }
+        }
+        let median = |samples: &mut Vec<Duration>| {
+            samples.sort();
+            samples[samples.len() / 2]
+        };
+        let [a, b, c, d] = &mut phases;
+        Ok(vec![
+            ("Store + WASI context", median(a)),
+            ("instantiate (pooled)", median(b)),
+            ("call `invoke`", median(c)),
+            ("drop Store", median(d)),
+        ])
     }
 }
 

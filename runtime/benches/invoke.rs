@@ -1,0 +1,352 @@
+//! `cargo xtask bench`: what an invocation costs.
+//!
+//! Prints, in one run:
+//! 1. latency (p50/p99) of a full invocation of the sandbox connector's `get` (fresh Store,
+//!    instantiate, call `invoke`), beside the same operation implemented natively in Rust with the
+//!    same JSON in and out and the same storage backend; their ratio and difference ("sandbox tax");
+//! 2. where the fresh-instance time goes (Store + WASI context, instantiation, the call);
+//! 3. throughput with both cores;
+//! 4. memory with 10,000 invocations in flight at once;
+//! 5. a cold load (compile) against a load from the compile cache.
+//!
+//! Options (after `--`): `--quick` runs fewer iterations (a smoke test, not a measurement).
+
+use airlock::capability::config::ConfigCtx;
+use airlock::capability::keyvalue::{KeyValueStore, MemoryStore, Namespace};
+use airlock::engine::PoolSize;
+use airlock::{Call, Caller, Environment, Executor, ExecutorOptions, Limits, Role};
+use serde::Deserialize;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const IN_FLIGHT: usize = 10_000;
+
+fn guest(name: &str) -> PathBuf {
+    let dir = std::env::var_os("AIRLOCK_GUEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release")
+        });
+    let path = dir.join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} missing: run `cargo xtask bench`",
+        path.display()
+    );
+    path
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+struct Stats {
+    p50: Duration,
+    p99: Duration,
+}
+
+fn stats(mut samples: Vec<Duration>) -> Stats {
+    samples.sort();
+    Stats {
+        p50: percentile(&samples, 0.50),
+        p99: percentile(&samples, 0.99),
+    }
+}
+
+/// The sandbox connector's `get`, natively: parse the params, read the record from the same
+/// backend, parse it, serialize the result.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyParams {
+    #[serde(rename = "type")]
+    ty: String,
+    id: String,
+}
+
+async fn native_get(
+    store: &dyn KeyValueStore,
+    tenant: &str,
+    connection: &str,
+    params: &str,
+) -> Result<String, String> {
+    let p: KeyParams = serde_json::from_str(params).map_err(|e| e.to_string())?;
+    let ns = Namespace {
+        tenant: tenant.into(),
+        connection: connection.into(),
+        bucket: format!("sandbox-{}", p.ty).into(),
+    };
+    let bytes = store
+        .get(&ns, &p.id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("not found")?;
+    let record: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    serde_json::to_string(&record).map_err(|e| e.to_string())
+}
+
+fn rss_bytes() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let iterations = if quick { 2_000 } else { 20_000 };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run(iterations, quick));
+}
+
+async fn run(iterations: usize, quick: bool) {
+    println!(
+        "Airlock invocation benchmark ({} iterations{})",
+        iterations,
+        if quick { ", --quick" } else { "" }
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let executor = Executor::new(ExecutorOptions {
+        pool: PoolSize {
+            max_concurrent_instances: IN_FLIGHT as u32 + 100,
+            max_memory_bytes: 64 << 20,
+        },
+        cache_dir: Some(cache.path().to_path_buf()),
+    })
+    .unwrap();
+    let sandbox = executor.load_file(&guest("sandbox")).await.unwrap();
+    let store: Arc<MemoryStore> = Arc::new(MemoryStore::new());
+    let env = Environment {
+        config: ConfigCtx::default(),
+        keyvalue: store.clone(),
+        limits: Limits::default(),
+    };
+    let caller = Caller {
+        tenant: "acme".into(),
+        principal: "bench".into(),
+        role: Role::Operator,
+        connection: "c1".into(),
+    };
+    let create = Call::Invoke {
+        operation: "create".into(),
+        params: r#"{"type":"items","id":"42","data":{"name":"widget","qty":3,"tags":["a","b"]}}"#
+            .into(),
+    };
+    executor
+        .call(&sandbox, &caller, &env, create)
+        .await
+        .unwrap();
+    let params = r#"{"type":"items","id":"42"}"#;
+    let get = Call::Invoke {
+        operation: "get".into(),
+        params: params.into(),
+    };
+
+    // Same answer from both.
+    let wasm_out = executor
+        .call(&sandbox, &caller, &env, get.clone())
+        .await
+        .unwrap()
+        .output;
+    let native_out = native_get(store.as_ref(), "acme", "c1", params)
+        .await
+        .unwrap();
+    assert_eq!(
+        wasm_out, native_out,
+        "the native and sandboxed `get` must agree"
+    );
+
+    // 1. Sequential latency.
+    for _ in 0..iterations / 10 {
+        executor
+            .call(&sandbox, &caller, &env, get.clone())
+            .await
+            .unwrap();
+    }
+    let mut wasm = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let t = Instant::now();
+        executor
+            .call(&sandbox, &caller, &env, get.clone())
+            .await
+            .unwrap();
+        wasm.push(t.elapsed());
+    }
+    let mut native = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let t = Instant::now();
+        std::hint::black_box(
+            native_get(store.as_ref(), "acme", "c1", params)
+                .await
+                .unwrap(),
+        );
+        native.push(t.elapsed());
+    }
+    let (w, n) = (stats(wasm), stats(native));
+    println!(
+        "\n1. full invocation of sandbox `get` (fresh Store + instantiate + invoke), one at a time"
+    );
+    println!("   {:<28} {:>10} {:>10}", "", "p50", "p99");
+    println!(
+        "   {:<28} {:>8.1}µs {:>8.1}µs",
+        "sandboxed (wasm)",
+        us(w.p50),
+        us(w.p99)
+    );
+    println!(
+        "   {:<28} {:>8.1}µs {:>8.1}µs",
+        "native Rust, same JSON",
+        us(n.p50),
+        us(n.p99)
+    );
+    println!(
+        "   ratio (p50) {:.1}x, sandbox tax (p50) {:.1} µs",
+        us(w.p50) / us(n.p50),
+        us(w.p50) - us(n.p50)
+    );
+
+    // 2. Where the time goes.
+    let phases = executor
+        .profile_phases(&sandbox, &caller, &env, get.clone(), iterations)
+        .await
+        .unwrap();
+    println!("\n2. where a fresh invocation's time goes (p50)");
+    for (name, d) in &phases {
+        println!("   {:<28} {:>8.1}µs", name, us(*d));
+    }
+
+    // 3. Throughput on both cores.
+    let duration = if quick {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(3)
+    };
+    let executor = Arc::new(executor);
+    let sandbox = Arc::new(sandbox);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (executor, sandbox, env, caller, get) = (
+            executor.clone(),
+            sandbox.clone(),
+            env.clone(),
+            caller.clone(),
+            get.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while started.elapsed() < duration {
+                executor
+                    .call(&sandbox, &caller, &env, get.clone())
+                    .await
+                    .unwrap();
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!("\n3. throughput, 2 worker threads, 8 concurrent callers");
+    println!(
+        "   {:.0} invocations/s ({} in {:.2} s)",
+        total as f64 / secs,
+        total,
+        secs
+    );
+
+    // 4. Many in flight: each invocation sleeps in a host call (the sandbox's simulated latency),
+    // so all of them hold an instance at once.
+    let in_flight = if quick { 1_000 } else { IN_FLIGHT };
+    let slow = Environment {
+        config: ConfigCtx::from_json(&serde_json::json!({"latency_ms": 3000})).unwrap(),
+        limits: Limits {
+            deadline: Duration::from_secs(60),
+            ..Limits::default()
+        },
+        ..env.clone()
+    };
+    let before = rss_bytes();
+    let barrier = Instant::now();
+    let mut tasks = Vec::with_capacity(in_flight);
+    for _ in 0..in_flight {
+        let (executor, sandbox, slow, caller, get) = (
+            executor.clone(),
+            sandbox.clone(),
+            slow.clone(),
+            caller.clone(),
+            get.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            executor
+                .call(&sandbox, &caller, &slow, get)
+                .await
+                .map(|_| ())
+        }));
+    }
+    // Sample memory while all are parked in their sleep.
+    let mut peak = before;
+    while barrier.elapsed() < Duration::from_millis(2500) {
+        peak = peak.max(rss_bytes());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut failed = 0;
+    for t in tasks {
+        if t.await.unwrap().is_err() {
+            failed += 1;
+        }
+    }
+    let all_done = barrier.elapsed();
+    println!("\n4. {in_flight} invocations in flight at once (each parked 3 s in a host call)");
+    println!(
+        "   RSS before {:.0} MiB, peak {:.0} MiB: {:.0} MiB for all, {:.1} KiB each; {} failed; all done in {:.2} s",
+        before as f64 / 1048576.0,
+        peak as f64 / 1048576.0,
+        (peak - before) as f64 / 1048576.0,
+        (peak - before) as f64 / 1024.0 / in_flight as f64,
+        failed,
+        all_done.as_secs_f64()
+    );
+
+    // 5. Cold compile against a cache load.
+    let bytes = std::fs::read(guest("sandbox")).unwrap();
+    let cold_dir = tempfile::tempdir().unwrap();
+    let options = ExecutorOptions {
+        pool: PoolSize {
+            max_concurrent_instances: 16,
+            max_memory_bytes: 64 << 20,
+        },
+        cache_dir: Some(cold_dir.path().to_path_buf()),
+    };
+    let cold = Executor::new(options.clone())
+        .unwrap()
+        .load(&bytes)
+        .await
+        .unwrap();
+    let warm = Executor::new(options).unwrap().load(&bytes).await.unwrap();
+    println!(
+        "\n5. loading the sandbox connector ({} KiB)",
+        bytes.len() / 1024
+    );
+    println!(
+        "   cold (compile) {:.1} ms, from cache {:.2} ms: {:.0}x faster",
+        cold.load_time.as_secs_f64() * 1e3,
+        warm.load_time.as_secs_f64() * 1e3,
+        cold.load_time.as_secs_f64() / warm.load_time.as_secs_f64()
+    );
+}
