@@ -60,6 +60,13 @@ fn cli_run_create_list_get_on_the_embedded_store() {
         "acme",
     );
     assert_eq!(created.code, 0, "{}", created.stderr);
+    // The guest's wasi:logging line, tagged by the host.
+    assert!(
+        created.stderr.contains("created items/"),
+        "{}",
+        created.stderr
+    );
+    assert!(created.stderr.contains("tenant=acme"), "{}", created.stderr);
     let record: serde_json::Value = serde_json::from_str(&created.stdout).unwrap();
     let id = record["id"].as_str().unwrap().to_owned();
     // A separate process sees it: the data is in the embedded store.

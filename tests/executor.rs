@@ -503,3 +503,63 @@ async fn executor_runs_sandbox_crud_with_injected_errors() {
         .unwrap_err();
     assert!(health.to_string().contains("503"), "{health}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executor_bounds_handles_and_bytes_per_host_call() {
+    let executor = executor();
+    let hoarder = load(&executor, "handle-hoarder").await;
+    let who = caller("acme", "c1");
+    let env = Environment {
+        limits: Limits {
+            max_resources: 100,
+            max_host_call_bytes: 64 << 10,
+            ..Limits::default()
+        },
+        ..env()
+    };
+    let hoard = invoke(&executor, &hoarder, &who, &env, "hoard", json!({}))
+        .await
+        .unwrap();
+    let opened = hoard["opened"].as_u64().unwrap();
+    assert!(
+        opened > 0 && opened <= 100,
+        "opened {opened} handles with a limit of 100: {hoard}"
+    );
+    assert!(
+        hoard["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("at most 100 handles"),
+        "{hoard}"
+    );
+
+    let small = invoke(
+        &executor,
+        &hoarder,
+        &who,
+        &env,
+        "oversize",
+        json!({"bytes": 1000}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(small, json!({"stored": 1000}));
+    let big = invoke(
+        &executor,
+        &hoarder,
+        &who,
+        &env,
+        "oversize",
+        json!({"bytes": 100_000}),
+    )
+    .await
+    .unwrap();
+    let refused = big["refused"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a 100 KB value passed a 64 KiB limit: {big}"));
+    assert!(
+        refused.contains("over the host-call limit of 65536 bytes"),
+        "{refused}"
+    );
+    host_still_serves(&executor).await;
+}

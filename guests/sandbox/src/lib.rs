@@ -172,6 +172,7 @@ fn create(p: CreateParams) -> Result<Value, Error> {
     let record = Value::Object(record);
     bucket.set_json(&id, &record)?;
     remember_type(&p.ty)?;
+    airlock_guest::log::info(&format!("created {}/{id}", p.ty));
     Ok(record)
 }
 

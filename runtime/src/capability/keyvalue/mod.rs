@@ -138,10 +138,12 @@ impl store::Host for KeyValueView<'_> {
             Err(denial) => Bucket::Read(ReadBucket { namespace }, denial),
         };
         // A full table is the guest holding too many handles: its error, not a host bug.
-        Ok(self
-            .table
-            .push(bucket)
-            .map_err(|e| store::Error::Other(e.to_string())))
+        let limit = self.table.max_capacity();
+        Ok(self.table.push(bucket).map_err(|e| {
+            store::Error::Other(format!(
+                "cannot open bucket: {e}; an invocation may hold at most {limit} handles, drop the ones no longer needed"
+            ))
+        }))
     }
 }
 
