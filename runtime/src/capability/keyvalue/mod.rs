@@ -82,33 +82,39 @@ fn backend_error(e: BackendError) -> store::Error {
 }
 
 impl KeyValueView<'_> {
-    fn check_key(&self, key: &str, value_len: usize) -> Result<(), store::Error> {
-        check_call_bytes(
-            "key-value key and value",
-            key.len() + value_len,
-            self.ctx.max_call_bytes,
-        )
-        .map_err(store::Error::Other)
-    }
-
-    fn namespace(&self, bucket: &Resource<Bucket>) -> wasmtime::Result<Namespace> {
-        Ok(self.table.get(bucket)?.namespace().clone())
-    }
-
-    /// The write half of a handle, or the denial recorded for it.
-    fn writable(
+    /// Decodes a read: the handle's namespace, once the key fits the per-call limit. The outer
+    /// error is a bad handle (a trap); the inner one is the guest's to handle.
+    fn reading(
         &self,
         bucket: &Resource<Bucket>,
+        key: &str,
+    ) -> wasmtime::Result<Result<Namespace, store::Error>> {
+        let ns = self.table.get(bucket)?.namespace().clone();
+        Ok(self.check_size(key.len()).map(|()| ns))
+    }
+
+    /// Decodes a write: only a [`WriteBucket`] has a namespace to write to; a [`ReadBucket`]
+    /// yields the denial decided when it was opened, recorded for the caller.
+    fn writing(
+        &self,
+        bucket: &Resource<Bucket>,
+        key: &str,
+        value_len: usize,
     ) -> wasmtime::Result<Result<Namespace, store::Error>> {
         Ok(match self.table.get(bucket)? {
-            Bucket::Write(b) => Ok(b.namespace.clone()),
+            Bucket::Write(b) => self
+                .check_size(key.len() + value_len)
+                .map(|()| b.namespace.clone()),
             Bucket::Read(_, denial) => {
-                let denial = self.denials.record(denial.clone());
-                Err(store::Error::AccessDenied).inspect_err(|_| {
-                    tracing::debug!(%denial, "key-value write refused");
-                })
+                self.denials.record(denial.clone());
+                Err(store::Error::AccessDenied)
             }
         })
+    }
+
+    fn check_size(&self, len: usize) -> Result<(), store::Error> {
+        check_call_bytes("key-value key and value", len, self.ctx.max_call_bytes)
+            .map_err(store::Error::Other)
     }
 }
 
@@ -149,56 +155,46 @@ impl store::Host for KeyValueView<'_> {
 
 impl store::HostBucket for KeyValueView<'_> {
     async fn get(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<Option<Vec<u8>>> {
-        let ns = self.namespace(&bucket)?;
-        if let Err(e) = self.check_key(&key, 0) {
-            return Ok(Err(e));
-        }
-        Ok(self.ctx.store.get(&ns, &key).await.map_err(backend_error))
+        Ok(match self.reading(&bucket, &key)? {
+            Ok(ns) => self.ctx.store.get(&ns, &key).await.map_err(backend_error),
+            Err(e) => Err(e),
+        })
     }
 
     async fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> KvResult<()> {
-        let ns = match self.writable(&bucket)? {
-            Ok(ns) => ns,
-            Err(e) => return Ok(Err(e)),
-        };
-        if let Err(e) = self.check_key(&key, value.len()) {
-            return Ok(Err(e));
-        }
-        Ok(self
-            .ctx
-            .store
-            .set(&ns, &key, value)
-            .await
-            .map_err(backend_error))
+        Ok(match self.writing(&bucket, &key, value.len())? {
+            Ok(ns) => self
+                .ctx
+                .store
+                .set(&ns, &key, value)
+                .await
+                .map_err(backend_error),
+            Err(e) => Err(e),
+        })
     }
 
     async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<()> {
-        let ns = match self.writable(&bucket)? {
-            Ok(ns) => ns,
-            Err(e) => return Ok(Err(e)),
-        };
-        if let Err(e) = self.check_key(&key, 0) {
-            return Ok(Err(e));
-        }
-        Ok(self
-            .ctx
-            .store
-            .delete(&ns, &key)
-            .await
-            .map_err(backend_error))
+        Ok(match self.writing(&bucket, &key, 0)? {
+            Ok(ns) => self
+                .ctx
+                .store
+                .delete(&ns, &key)
+                .await
+                .map_err(backend_error),
+            Err(e) => Err(e),
+        })
     }
 
     async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<bool> {
-        let ns = self.namespace(&bucket)?;
-        if let Err(e) = self.check_key(&key, 0) {
-            return Ok(Err(e));
-        }
-        Ok(self
-            .ctx
-            .store
-            .exists(&ns, &key)
-            .await
-            .map_err(backend_error))
+        Ok(match self.reading(&bucket, &key)? {
+            Ok(ns) => self
+                .ctx
+                .store
+                .exists(&ns, &key)
+                .await
+                .map_err(backend_error),
+            Err(e) => Err(e),
+        })
     }
 
     async fn list_keys(
@@ -206,7 +202,7 @@ impl store::HostBucket for KeyValueView<'_> {
         bucket: Resource<Bucket>,
         cursor: Option<u64>,
     ) -> KvResult<store::KeyResponse> {
-        let ns = self.namespace(&bucket)?;
+        let ns = self.table.get(&bucket)?.namespace().clone();
         Ok(self
             .ctx
             .store
@@ -232,18 +228,14 @@ impl atomics::Host for KeyValueView<'_> {
         key: String,
         delta: u64,
     ) -> KvResult<u64> {
-        let ns = match self.writable(&bucket)? {
-            Ok(ns) => ns,
-            Err(e) => return Ok(Err(e)),
-        };
-        if let Err(e) = self.check_key(&key, 0) {
-            return Ok(Err(e));
-        }
-        Ok(self
-            .ctx
-            .store
-            .increment(&ns, &key, delta)
-            .await
-            .map_err(backend_error))
+        Ok(match self.writing(&bucket, &key, 0)? {
+            Ok(ns) => self
+                .ctx
+                .store
+                .increment(&ns, &key, delta)
+                .await
+                .map_err(backend_error),
+            Err(e) => Err(e),
+        })
     }
 }
