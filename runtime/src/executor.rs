@@ -198,22 +198,24 @@ impl Executor {
         let pre =
             ConnectorWorldPre::new(pre).map_err(|e| LoadError::NotAConnector(format!("{e:#}")))?;
 
-        let mut connector = Connector {
+        let manifest = Arc::new(self.read_manifest(&pre).await?);
+        Ok(Connector {
             pre,
-            manifest: Arc::new(placeholder_manifest()),
+            manifest,
             digest,
             size: bytes.len(),
             imports,
             load_source,
             load_time,
-        };
-        connector.manifest = Arc::new(self.read_manifest(&connector).await?);
-        Ok(connector)
+        })
     }
 
     /// Calls the guest's `manifest` export in a sandbox of its own, with no config and empty
     /// storage, under the default limits.
-    async fn read_manifest(&self, connector: &Connector) -> Result<Manifest, LoadError> {
+    async fn read_manifest(
+        &self,
+        pre: &ConnectorWorldPre<HostState>,
+    ) -> Result<Manifest, LoadError> {
         let invocation = Invocation::new(
             "airlock",
             "airlock",
@@ -225,7 +227,7 @@ impl Executor {
         .map_err(LoadError::BadManifest)?;
         let env = Environment::default();
         let raw = self
-            .sandboxed(connector, invocation, &env, |guest, store| {
+            .sandboxed(pre, invocation, &env, |guest, store| {
                 Box::pin(async move {
                     Ok(Ok(guest
                         .airlock_connector_connector()
@@ -285,7 +287,7 @@ impl Executor {
         let (result, denials) = match call {
             Call::Health => {
                 let (r, d) = self
-                    .sandboxed(connector, invocation, env, |guest, store| {
+                    .sandboxed(&connector.pre, invocation, env, |guest, store| {
                         Box::pin(async move {
                             guest.airlock_connector_connector().call_health(store).await
                         })
@@ -295,7 +297,7 @@ impl Executor {
             }
             Call::Discover => {
                 let (r, d) = self
-                    .sandboxed(connector, invocation, env, |guest, store| {
+                    .sandboxed(&connector.pre, invocation, env, |guest, store| {
                         Box::pin(async move {
                             guest
                                 .airlock_connector_connector()
@@ -312,7 +314,7 @@ impl Executor {
                 (r, d)
             }
             Call::Invoke { operation, params } => {
-                self.sandboxed(connector, invocation, env, move |guest, store| {
+                self.sandboxed(&connector.pre, invocation, env, move |guest, store| {
                     Box::pin(async move {
                         guest
                             .airlock_connector_connector()
@@ -358,7 +360,7 @@ impl Executor {
     /// limits to [`InvokeError`]s. Returns `f`'s result and the denials recorded meanwhile.
     async fn sandboxed<R: Send>(
         &self,
-        connector: &Connector,
+        pre: &ConnectorWorldPre<HostState>,
         invocation: Invocation,
         env: &Environment,
         f: impl for<'a> FnOnce(
@@ -377,7 +379,7 @@ impl Executor {
         let mut store = self.new_store(invocation, env, started + limits.deadline);
 
         let run = async {
-            let instance = connector.pre.instantiate_async(&mut store).await?;
+            let instance = pre.instantiate_async(&mut store).await?;
             f(&instance, &mut store).await
         };
         // The epoch callback stops guest code; this stops a guest parked in a slow host call.
@@ -589,18 +591,6 @@ pub(crate) fn panic_message(stderr: &str) -> Option<String> {
     let (location, message) = rest.split_once(":\n")?;
     let message = message.split("\nnote: ").next().unwrap_or(message).trim();
     Some(format!("{message} (at {location})"))
-}
-
-fn placeholder_manifest() -> Manifest {
-    Manifest {
-        id: String::new(),
-        name: String::new(),
-        version: String::new(),
-        description: String::new(),
-        operations: Vec::new(),
-        config_schema: serde_json::Value::Null,
-        hosts: Vec::new(),
-    }
 }
 
 #[cfg(test)]
