@@ -10,4 +10,4 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use airlock::connector::types;
+pub use self::airlock::connector::types;
