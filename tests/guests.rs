@@ -9,6 +9,7 @@ fn guests_each_guest_is_used_by_a_test() {
     for entry in std::fs::read_dir(root.join("guests/test-guests")).unwrap() {
         guests.push(entry.unwrap().file_name().to_string_lossy().into_owned());
     }
+    // Tests name a guest as "name" (Rust) or {guest:name} (scenario folders).
     let mut tests = String::new();
     for entry in std::fs::read_dir(root.join("tests")).unwrap() {
         let path = entry.unwrap().path();
@@ -16,9 +17,16 @@ fn guests_each_guest_is_used_by_a_test() {
             tests.push_str(&std::fs::read_to_string(path).unwrap());
         }
     }
+    for entry in std::fs::read_dir(root.join("tests/scenarios")).unwrap() {
+        tests.push_str(
+            &std::fs::read_to_string(entry.unwrap().path().join("scenario.json")).unwrap(),
+        );
+    }
     let unused: Vec<_> = guests
         .iter()
-        .filter(|g| !tests.contains(&format!("\"{g}\"")))
+        .filter(|g| {
+            !tests.contains(&format!("\"{g}\"")) && !tests.contains(&format!("{{guest:{g}}}"))
+        })
         .collect();
     assert!(unused.is_empty(), "guests with no test: {unused:?}");
     assert!(

@@ -106,7 +106,14 @@ struct InvocationArgs {
 
 /// Entry point of the `airlock` binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // clap exits with 2 on a usage error; here 2 means "denied by policy", so a usage error is 1.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_ERROR } else { EXIT_OK });
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
