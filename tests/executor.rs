@@ -277,37 +277,40 @@ async fn executor_links_wasi_with_no_ambient_authority() {
 async fn executor_denies_egress_and_says_which_rule() {
     let executor = executor();
     let probe = load(&executor, "egress-probe").await;
-    let err = invoke(
-        &executor,
-        &probe,
-        &caller("acme", "c1"),
-        &env(),
-        "fetch",
-        json!({"authority": "example.com:443"}),
-    )
-    .await
-    .unwrap_err();
-    let InvokeError::Denied {
-        denial,
-        guest_error,
-    } = &err
-    else {
-        panic!("expected a denial, got {err:?}")
-    };
-    assert_eq!(denial.rule, airlock::policy::RULE_NO_EGRESS_GRANTS);
-    assert!(
-        denial.effect.contains("GET request to example.com:443"),
-        "{denial}"
-    );
-    // The guest saw the standard wasi:http error code, not a connection reset.
-    assert!(
-        guest_error
-            .as_deref()
-            .unwrap_or("")
-            .contains("HttpRequestDenied"),
-        "{guest_error:?}"
-    );
-    assert_eq!(err.exit_code(), 2);
+    // `fetch` uses the raw wasi:http bindings, `fetch-wstd` an ordinary client that writes its
+    // body after `handle`: both must see the denial itself, every time, not "connection reset".
+    for operation in ["fetch", "fetch-wstd"] {
+        for _ in 0..20 {
+            let err = invoke(
+                &executor,
+                &probe,
+                &caller("acme", "c1"),
+                &env(),
+                operation,
+                json!({"authority": "example.com:443"}),
+            )
+            .await
+            .unwrap_err();
+            let InvokeError::Denied {
+                denial,
+                guest_error,
+            } = &err
+            else {
+                panic!("expected a denial, got {err:?}")
+            };
+            assert_eq!(denial.rule, airlock::policy::RULE_NO_EGRESS_GRANTS);
+            assert!(
+                denial.effect.contains("GET request to example.com:443"),
+                "{denial}"
+            );
+            let guest_error = guest_error.as_deref().unwrap_or("");
+            assert!(
+                guest_error.contains("HttpRequestDenied"),
+                "{operation}: {guest_error}"
+            );
+            assert_eq!(err.exit_code(), 2);
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

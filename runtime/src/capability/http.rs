@@ -30,6 +30,20 @@ type ResponseFuture = Box<
         > + Send,
 >;
 
+/// Bytes of a denied request's body read and discarded before giving up on it.
+const MAX_DRAINED_BODY_BYTES: usize = 1 << 20;
+
+async fn drain(mut body: WasiBody) {
+    use http_body_util::BodyExt;
+    let mut drained = 0;
+    while let Some(Ok(frame)) = body.frame().await {
+        drained += frame.data_ref().map_or(0, |data| data.len());
+        if drained > MAX_DRAINED_BODY_BYTES {
+            break;
+        }
+    }
+}
+
 impl WasiHttpHooks for EgressHooks {
     fn send_request(
         &mut self,
@@ -50,6 +64,10 @@ impl WasiHttpHooks for EgressHooks {
         match decision {
             Err(denial) => {
                 self.denials.record(denial);
+                // Clients such as wstd write the (often empty) body after `handle` returns;
+                // dropping the receiving end now would show them "connection reset" instead of
+                // the denial. Drain it in the background, bounded, and answer with the denial.
+                tokio::spawn(drain(request.into_body()));
                 Box::new(async { Err(HttpError::HttpRequestDenied) })
             }
             // No rule allows egress yet; if one ever does without a sender wired here, fail

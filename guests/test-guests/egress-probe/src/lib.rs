@@ -1,4 +1,5 @@
-//! Sends an HTTP request through `wasi:http/outgoing-handler` and reports what the host answered.
+//! Sends an HTTP request through `wasi:http/outgoing-handler` and reports what the host answered:
+//! `fetch` with the raw WASI bindings, `fetch-wstd` with wstd, an ordinary WASI HTTP client.
 use airlock_guest::{Connector, Error, Manifest, Operation, Params, Value, json};
 use wasi::http::outgoing_handler;
 use wasi::http::types::{Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
@@ -31,6 +32,19 @@ fn send(authority: &str) -> Result<u16, String> {
     }
 }
 
+fn send_wstd(authority: &str) -> Result<u16, String> {
+    wstd::runtime::block_on(async {
+        let request = wstd::http::Request::get(format!("https://{authority}/"))
+            .body(wstd::http::Body::empty())
+            .map_err(|e| e.to_string())?;
+        let response = wstd::http::Client::new()
+            .send(request)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        Ok(response.status().as_u16())
+    })
+}
+
 impl Connector for EgressProbe {
     fn manifest() -> Manifest {
         Manifest::new(
@@ -40,11 +54,20 @@ impl Connector for EgressProbe {
             "Tries to reach the network",
         )
         .operation(Operation::read("fetch", "GET https://<authority>/"))
+        .operation(Operation::read(
+            "fetch-wstd",
+            "GET https://<authority>/ with wstd",
+        ))
     }
 
-    fn invoke(_operation: &str, params: Params) -> Result<Value, Error> {
+    fn invoke(operation: &str, params: Params) -> Result<Value, Error> {
         let target: Target = params.parse()?;
-        match send(&target.authority) {
+        let sent = match operation {
+            "fetch" => send(&target.authority),
+            "fetch-wstd" => send_wstd(&target.authority),
+            other => return Err(Error::unknown_operation(other)),
+        };
+        match sent {
             Ok(status) => Ok(json!({"status": status})),
             Err(error) => Err(Error::Upstream {
                 status: 0,
