@@ -566,3 +566,70 @@ async fn executor_bounds_handles_and_bytes_per_host_call() {
     );
     host_still_serves(&executor).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executor_refuses_work_beyond_its_pool_with_a_clear_error() {
+    let executor = airlock::Executor::new(airlock::ExecutorOptions {
+        pool: airlock::engine::PoolSize {
+            max_concurrent_instances: 2,
+            max_memory_bytes: 64 << 20,
+        },
+        cache_dir: Some(root().join("target/airlock-test-cache")),
+    })
+    .unwrap();
+    let executor = std::sync::Arc::new(executor);
+    let sandbox = std::sync::Arc::new(load(&executor, "sandbox").await);
+    // Two invocations park in a slow host call and hold both slots.
+    let slow = Environment {
+        config: airlock::capability::config::ConfigCtx::from_json(&json!({"latency_ms": 1500}))
+            .unwrap(),
+        ..env()
+    };
+    let mut parked = Vec::new();
+    for _ in 0..2 {
+        let (executor, sandbox, slow) = (executor.clone(), sandbox.clone(), slow.clone());
+        parked.push(tokio::spawn(async move {
+            invoke(
+                &executor,
+                &sandbox,
+                &caller("acme", "c1"),
+                &slow,
+                "list",
+                json!({"type": "items"}),
+            )
+            .await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let err = invoke(
+        &executor,
+        &sandbox,
+        &caller("acme", "c1"),
+        &env(),
+        "list",
+        json!({"type": "items"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, InvokeError::Busy { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("too many invocations in flight"),
+        "{err}"
+    );
+    for task in parked {
+        task.await
+            .unwrap()
+            .expect("the parked invocations finish normally");
+    }
+    // The slots are free again.
+    invoke(
+        &executor,
+        &sandbox,
+        &caller("acme", "c1"),
+        &env(),
+        "list",
+        json!({"type": "items"}),
+    )
+    .await
+    .unwrap();
+}

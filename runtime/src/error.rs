@@ -64,6 +64,10 @@ pub enum InvokeError {
     OutputTooLarge { size: usize, limit: usize },
     #[error("guest returned output that is not JSON: {0}")]
     InvalidOutput(String),
+    #[error(
+        "too many invocations in flight ({message}); retry shortly, or raise the executor's pool size"
+    )]
+    Busy { message: String },
     #[error("invalid invocation: {0}")]
     Invalid(String),
     #[error("host error: {0}")]

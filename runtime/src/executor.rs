@@ -577,10 +577,12 @@ fn classify_trap(
             guest_error: Some(format!("{error:#}")),
         };
     }
-    let text = format!("{error:#}");
-    if text.contains("concurrent") && text.contains("limit") {
-        return InvokeError::Host(format!("too many invocations in flight: {text}"));
+    if let Some(full) = error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+        return InvokeError::Busy {
+            message: full.to_string(),
+        };
     }
+    let text = format!("{error:#}");
     InvokeError::Trap { message: text }
 }
 
