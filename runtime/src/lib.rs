@@ -20,6 +20,7 @@ mod bindings;
 pub mod cache;
 pub mod capability;
 pub mod cli;
+pub mod control;
 pub mod engine;
 pub mod error;
 pub mod executor;

@@ -11,14 +11,15 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use std::path::Path;
 use std::str::FromStr;
 
+/// The same table as the state store's migration creates, for a key-value file used on its own.
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS keyvalue (
     tenant TEXT NOT NULL,
     connection TEXT NOT NULL,
     bucket TEXT NOT NULL,
     key TEXT NOT NULL,
-    value BLOB NOT NULL,
+    value BYTEA NOT NULL,
     PRIMARY KEY (tenant, connection, bucket, key)
-) WITHOUT ROWID";
+)";
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -48,6 +49,11 @@ impl SqliteStore {
             })?;
         sqlx::query(SCHEMA).execute(&pool).await.map_err(storage)?;
         Ok(SqliteStore { pool })
+    }
+
+    /// Uses a pool whose database already has the `keyvalue` table (the state store's).
+    pub fn from_pool(pool: SqlitePool) -> Self {
+        SqliteStore { pool }
     }
 
     fn keyed<'q>(

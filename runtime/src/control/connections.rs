@@ -1,0 +1,358 @@
+//! Connections: a tenant's configured instance of a connector.
+
+use super::authz::{Action, Context};
+use super::registry::{latest, not_registered, ConnectorView};
+use super::state::{now_ms, ConnectionRecord, Grant};
+use super::{schema, ControlError, ControlPlane, Principal, Result};
+use crate::invocation::{validate_id, Role};
+use crate::limits::Limits;
+use crate::manifest::Manifest;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// The purpose bound into the sealed config (see [`super::vault`]).
+pub(crate) const CONFIG_PURPOSE: &str = "connection-config";
+
+pub const STATUS_CONNECTED: &str = "connected";
+pub const STATUS_ERROR: &str = "error";
+pub const STATUS_DISABLED: &str = "disabled";
+/// Created, not yet tested.
+pub const STATUS_NEW: &str = "new";
+
+/// What `connection create` takes.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionSpec {
+    pub name: String,
+    pub connector: String,
+    /// `None` follows the latest version.
+    pub version: Option<String>,
+    pub config: serde_json::Value,
+    pub allowed_operations: Option<Vec<String>>,
+    pub allowed_objects: Option<Vec<String>>,
+    /// Operation -> the role it needs, where higher than Operator.
+    pub required_roles: BTreeMap<String, Role>,
+    pub writes_enabled: bool,
+    pub limits: Option<Limits>,
+}
+
+/// What `connection update` changes; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionUpdate {
+    /// `Some(None)` switches to following the latest version.
+    pub version: Option<Option<String>>,
+    pub config: Option<serde_json::Value>,
+    pub allowed_operations: Option<Option<Vec<String>>>,
+    pub allowed_objects: Option<Option<Vec<String>>>,
+    pub required_roles: Option<BTreeMap<String, Role>>,
+    pub writes_enabled: Option<bool>,
+    pub limits: Option<Limits>,
+}
+
+/// A connection as shown to users: the record with its config opened.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConnectionView {
+    #[serde(flatten)]
+    pub record: ConnectionRecord,
+    pub config: serde_json::Value,
+    pub grants: Vec<Grant>,
+}
+
+/// The result of `connection test`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TestReport {
+    pub ok: bool,
+    pub health: Result_<String>,
+    pub objects: Result_<serde_json::Value>,
+}
+
+/// A serializable result.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Result_<T> {
+    Ok(T),
+    Error(String),
+}
+
+fn role_names(roles: &BTreeMap<String, Role>) -> BTreeMap<String, String> {
+    roles.iter().map(|(op, role)| (op.clone(), format!("{role:?}"))).collect()
+}
+
+impl ControlPlane {
+    /// The connector version a connection uses, checked to exist.
+    pub(crate) async fn connector_record(
+        &self,
+        tenant: &str,
+        id: &str,
+        version: Option<&str>,
+    ) -> Result<super::state::ConnectorRecord> {
+        let versions = self.state.connector_versions(tenant, id).await?;
+        let found = match version {
+            Some(v) => versions.iter().find(|r| r.version == v),
+            None => latest(&versions),
+        };
+        match found {
+            Some(r) => Ok(r.clone()),
+            None if versions.is_empty() => Err(not_registered(id)),
+            None => Err(ControlError::NotFound(format!(
+                "connector `{id}` has no version {}; registered: {}",
+                version.unwrap_or("?"),
+                versions.iter().map(|r| r.version.as_str()).collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
+    /// Checks the parts of a connection that depend on the manifest, collecting every problem.
+    fn check_against_manifest(
+        manifest: &Manifest,
+        config: &serde_json::Value,
+        allowed_operations: &Option<Vec<String>>,
+        required_roles: &BTreeMap<String, Role>,
+    ) -> Result<()> {
+        let mut problems = schema::validate(&manifest.config_schema, config, "config").err().unwrap_or_default();
+        let known = |op: &str| manifest.operation(op).is_some();
+        let names = || manifest.operations.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", ");
+        for op in allowed_operations.iter().flatten().chain(required_roles.keys()) {
+            if !known(op) {
+                problems.push(format!("operation `{op}` is not in {}'s manifest; it offers: {}", manifest.id, names()));
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(ControlError::Invalid(problems)) }
+    }
+
+    pub async fn connection_create(&self, who: &Principal, spec: ConnectionSpec) -> Result<ConnectionView> {
+        let started = Instant::now();
+        let decision = self.check(who, Action::ConnectionCreate, Context::default(), &spec.name, started).await?;
+        let result = async {
+            validate_id("connection name", &spec.name).map_err(|e| ControlError::Invalid(vec![e]))?;
+            let connector = self.connector_record(&who.tenant, &spec.connector, spec.version.as_deref()).await?;
+            let view = ConnectorView::from_record(&connector)?;
+            Self::check_against_manifest(&view.manifest, &spec.config, &spec.allowed_operations, &spec.required_roles)?;
+            let now = now_ms();
+            let record = ConnectionRecord {
+                tenant: who.tenant.clone(),
+                name: spec.name.clone(),
+                connector: spec.connector.clone(),
+                connector_version: spec.version.clone(),
+                config_sealed: self.seal_config(&who.tenant, &spec.name, &spec.config),
+                status: STATUS_NEW.into(),
+                allowed_operations: spec.allowed_operations.clone(),
+                allowed_objects: spec.allowed_objects.clone(),
+                required_roles: role_names(&spec.required_roles),
+                writes_enabled: spec.writes_enabled,
+                limits: serde_json::to_value(spec.limits.clone().unwrap_or_default()).expect("limits serialize"),
+                last_test_at: None,
+                last_test_ok: None,
+                last_test_message: None,
+                created_by: who.id.clone(),
+                created_at: now,
+                updated_at: now,
+                revision: 1,
+            };
+            self.state.insert_connection(&record).await?;
+            Ok(ConnectionView { record, config: spec.config.clone(), grants: Vec::new() })
+        }
+        .await;
+        self.audit(who, Action::ConnectionCreate, &spec.name, None, &decision, result.as_ref().map(|_| ()), started, None, None)
+            .await;
+        result
+    }
+
+    fn seal_config(&self, tenant: &str, name: &str, config: &serde_json::Value) -> Vec<u8> {
+        self.vault.seal(tenant, name, CONFIG_PURPOSE, config.to_string().as_bytes())
+    }
+
+    pub(crate) fn open_config(&self, record: &ConnectionRecord) -> Result<serde_json::Value> {
+        let plain = self.vault.open(&record.tenant, &record.name, CONFIG_PURPOSE, &record.config_sealed)?;
+        serde_json::from_slice(&plain).map_err(|e| ControlError::State(super::state::StateError::Corrupt(e.to_string())))
+    }
+
+    /// The connection, or "not found" (also for another tenant's).
+    pub(crate) async fn connection_record(&self, tenant: &str, name: &str) -> Result<ConnectionRecord> {
+        self.state.get_connection(tenant, name).await?.ok_or_else(|| {
+            ControlError::NotFound(format!(
+                "connection `{name}` not found; `airlock connection list` shows this tenant's connections"
+            ))
+        })
+    }
+
+    pub async fn connection_update(&self, who: &Principal, name: &str, update: ConnectionUpdate) -> Result<ConnectionView> {
+        let started = Instant::now();
+        let decision = self.check(who, Action::ConnectionUpdate, Context::default(), name, started).await?;
+        let result = async {
+            let mut record = self.connection_record(&who.tenant, name).await?;
+            let mut config = self.open_config(&record)?;
+            if let Some(version) = update.version {
+                record.connector_version = version;
+            }
+            if let Some(new) = update.config {
+                config = new;
+            }
+            if let Some(ops) = update.allowed_operations {
+                record.allowed_operations = ops;
+            }
+            if let Some(objects) = update.allowed_objects {
+                record.allowed_objects = objects;
+            }
+            let roles: BTreeMap<String, Role> = match update.required_roles {
+                Some(roles) => roles,
+                None => record.required_roles.iter().filter_map(|(op, r)| Some((op.clone(), r.parse().ok()?))).collect(),
+            };
+            record.required_roles = role_names(&roles);
+            if let Some(writes) = update.writes_enabled {
+                record.writes_enabled = writes;
+            }
+            if let Some(limits) = update.limits {
+                record.limits = serde_json::to_value(limits).expect("limits serialize");
+            }
+            let connector = self.connector_record(&who.tenant, &record.connector, record.connector_version.as_deref()).await?;
+            let view = ConnectorView::from_record(&connector)?;
+            Self::check_against_manifest(&view.manifest, &config, &record.allowed_operations, &roles)?;
+            record.config_sealed = self.seal_config(&who.tenant, name, &config);
+            self.save(&mut record).await?;
+            let grants = self.state.list_grants(&who.tenant, name).await?;
+            Ok(ConnectionView { record, config, grants })
+        }
+        .await;
+        self.audit(who, Action::ConnectionUpdate, name, None, &decision, result.as_ref().map(|_| ()), started, None, None).await;
+        result
+    }
+
+    async fn save(&self, record: &mut ConnectionRecord) -> Result<()> {
+        record.revision += 1;
+        record.updated_at = now_ms();
+        self.state.update_connection(record).await?;
+        self.forget_connection(&record.tenant, &record.name);
+        Ok(())
+    }
+
+    pub async fn connection_set_enabled(&self, who: &Principal, name: &str, enabled: bool) -> Result<ConnectionRecord> {
+        let started = Instant::now();
+        let decision = self.check(who, Action::ConnectionEnable, Context::default(), name, started).await?;
+        let result = async {
+            let mut record = self.connection_record(&who.tenant, name).await?;
+            record.status = match (enabled, record.last_test_ok) {
+                (false, _) => STATUS_DISABLED,
+                (true, Some(true)) => STATUS_CONNECTED,
+                (true, Some(false)) => STATUS_ERROR,
+                (true, None) => STATUS_NEW,
+            }
+            .into();
+            self.save(&mut record).await?;
+            Ok(record)
+        }
+        .await;
+        self.audit(who, Action::ConnectionEnable, name, None, &decision, result.as_ref().map(|_| ()), started, None, None).await;
+        result
+    }
+
+    pub async fn connection_list(&self, who: &Principal) -> Result<Vec<ConnectionRecord>> {
+        let started = Instant::now();
+        let decision = self.check(who, Action::ConnectionList, Context::default(), "connections", started).await?;
+        let result = self.state.list_connections(&who.tenant).await.map_err(ControlError::from);
+        self.audit(who, Action::ConnectionList, "connections", None, &decision, result.as_ref().map(|_| ()), started, None, None)
+            .await;
+        result
+    }
+
+    pub async fn connection_show(&self, who: &Principal, name: &str) -> Result<ConnectionView> {
+        let started = Instant::now();
+        let decision = self.check(who, Action::ConnectionShow, Context::default(), name, started).await?;
+        let result = async {
+            let record = self.connection_record(&who.tenant, name).await?;
+            let config = self.open_config(&record)?;
+            let grants = self.state.list_grants(&who.tenant, name).await?;
+            Ok(ConnectionView { record, config, grants })
+        }
+        .await;
+        self.audit(who, Action::ConnectionShow, name, None, &decision, result.as_ref().map(|_| ()), started, None, None).await;
+        result
+    }
+
+    /// Runs `health` and `discover` on the connection and records the result and status.
+    pub async fn connection_test(&self, who: &Principal, name: &str) -> Result<TestReport> {
+        let started = Instant::now();
+        let decision = self.check(who, Action::ConnectionTest, Context::default(), name, started).await?;
+        let result = async {
+            let resolved = self.resolve(&who.tenant, name).await?;
+            let caller = resolved.caller(who);
+            let health = self.executor.call(&resolved.connector, &caller, &resolved.env, crate::Call::Health).await;
+            let objects = self.executor.call(&resolved.connector, &caller, &resolved.env, crate::Call::Discover).await;
+            let ok = health.is_ok() && objects.is_ok();
+            let report = TestReport {
+                ok,
+                health: match health {
+                    Ok(o) => Result_::Ok(serde_json::from_str(&o.output).unwrap_or(o.output)),
+                    Err(e) => Result_::Error(e.to_string()),
+                },
+                objects: match objects {
+                    Ok(o) => Result_::Ok(serde_json::from_str(&o.output).unwrap_or_default()),
+                    Err(e) => Result_::Error(e.to_string()),
+                },
+            };
+            let mut record = self.connection_record(&who.tenant, name).await?;
+            record.last_test_at = Some(now_ms());
+            record.last_test_ok = Some(ok);
+            record.last_test_message = Some(match &report.health {
+                Result_::Ok(m) => m.clone(),
+                Result_::Error(e) => e.clone(),
+            });
+            if record.status != STATUS_DISABLED {
+                record.status = if ok { STATUS_CONNECTED } else { STATUS_ERROR }.into();
+            }
+            self.save(&mut record).await?;
+            Ok(report)
+        }
+        .await;
+        self.audit(who, Action::ConnectionTest, name, None, &decision, result.as_ref().map(|_| ()), started, None, None).await;
+        result
+    }
+
+    /// Grants (or with `revoke`, removes) an agent the right to invoke one operation.
+    pub async fn connection_grant(&self, who: &Principal, name: &str, agent: &str, operation: &str, revoke: bool) -> Result<()> {
+        let started = Instant::now();
+        let decision = self.check(who, Action::ConnectionGrant, Context::default(), name, started).await?;
+        let result = async {
+            validate_id("agent", agent).map_err(|e| ControlError::Invalid(vec![e]))?;
+            let record = self.connection_record(&who.tenant, name).await?;
+            if revoke {
+                if !self.state.delete_grant(&who.tenant, name, agent, operation).await? {
+                    return Err(ControlError::NotFound(format!("agent `{agent}` has no grant for `{operation}` on `{name}`")));
+                }
+            } else {
+                let connector = self.connector_record(&who.tenant, &record.connector, record.connector_version.as_deref()).await?;
+                let view = ConnectorView::from_record(&connector)?;
+                Self::check_against_manifest(&view.manifest, &serde_json::json!({}), &Some(vec![operation.to_owned()]), &BTreeMap::new())
+                    .or_else(|e| match e {
+                        // Only the operation matters here; the empty config is not being set.
+                        ControlError::Invalid(p) if p.iter().all(|m| m.starts_with("config")) => Ok(()),
+                        other => Err(other),
+                    })?;
+                let grant = Grant {
+                    connection: name.into(),
+                    agent: agent.into(),
+                    operation: operation.into(),
+                    granted_by: who.id.clone(),
+                    granted_at: now_ms(),
+                };
+                self.state.put_grant(&who.tenant, &grant).await?;
+            }
+            self.forget_connection(&who.tenant, name);
+            Ok(())
+        }
+        .await;
+        let operation_label = format!("{}{operation}", if revoke { "revoke:" } else { "grant:" });
+        self.audit(
+            who,
+            Action::ConnectionGrant,
+            &format!("{name}/{agent}"),
+            Some(&operation_label),
+            &decision,
+            result.as_ref().map(|_| ()),
+            started,
+            None,
+            None,
+        )
+        .await;
+        result
+    }
+}

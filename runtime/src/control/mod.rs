@@ -1,0 +1,225 @@
+//! The control plane: which connectors exist, how each tenant configured them, who may do what,
+//! and what happened.
+//!
+//! Every public method takes the calling [`Principal`] first and follows the same steps: look up
+//! within the principal's tenant (another tenant's rows are "not found"), [`authz::authorize`],
+//! act, and append an [`audit::AuditRecord`] whatever the outcome.
+//!
+//! - [`state`]: the state store (SQLite embedded; PostgreSQL later) and its migrations.
+//! - [`authz`]: the rules table and the one authorization function.
+//! - [`vault`]: connection config encrypted at rest.
+//! - [`audit`]: the batched audit writer and redaction.
+//! - [`schema`]: config and params validation against the manifest's JSON Schemas.
+//! - `registry`, `connections`, `invoke`: the operations.
+
+pub mod audit;
+pub mod authz;
+mod connections;
+mod invoke;
+mod registry;
+pub mod schema;
+pub mod state;
+pub mod vault;
+
+pub use authz::{Action, Principal, PrincipalKind};
+pub use connections::{ConnectionSpec, ConnectionUpdate, ConnectionView, TestReport};
+pub use registry::{ConnectorView, Registered};
+
+use crate::capability::keyvalue::KeyValueStore;
+use crate::error::{InvokeError, LoadError};
+use crate::executor::{Connector, Executor};
+use audit::{AuditLog, AuditRecord};
+use authz::{Context, Decision};
+use state::{StateError, StateStore};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use vault::Vault;
+
+/// Why a control-plane request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Absent, or in another tenant: the two are indistinguishable by design.
+    #[error("{0}")]
+    NotFound(String),
+    #[error("denied by rule `{rule}`: {reason}")]
+    Denied { rule: String, reason: String },
+    /// Bad input; each entry names one problem.
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Invoke(InvokeError),
+    #[error(transparent)]
+    Vault(#[from] vault::VaultError),
+    #[error(transparent)]
+    State(StateError),
+}
+
+impl From<StateError> for ControlError {
+    fn from(e: StateError) -> Self {
+        match e {
+            StateError::Conflict(m) => ControlError::Conflict(m),
+            other => ControlError::State(other),
+        }
+    }
+}
+
+impl ControlError {
+    /// 2 when policy denied (here or inside the sandbox), 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ControlError::Denied { .. } => 2,
+            ControlError::Invoke(e) => e.exit_code() as u8,
+            _ => 1,
+        }
+    }
+
+    fn rule(&self) -> String {
+        match self {
+            ControlError::Denied { rule, .. } => rule.clone(),
+            ControlError::Invoke(InvokeError::Denied { denial, .. }) => denial.rule.to_owned(),
+            _ => String::new(),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ControlError>;
+
+/// How long a resolved connection is reused before it is read again from the store. Changes
+/// made through this process take effect at once; changes made by another process within this.
+pub const RESOLVED_TTL: Duration = Duration::from_secs(2);
+
+pub struct ControlPlane {
+    state: Arc<dyn StateStore>,
+    executor: Arc<Executor>,
+    vault: Arc<Vault>,
+    keyvalue: Arc<dyn KeyValueStore>,
+    audit: AuditLog,
+    /// Loaded connectors by digest.
+    loaded: Mutex<HashMap<String, Connector>>,
+    /// Resolved connections by (tenant, name).
+    resolved: Mutex<HashMap<(String, String), (Instant, Arc<invoke::Resolved>)>>,
+}
+
+impl ControlPlane {
+    /// A control plane over `state`, running connectors in `executor`, keeping connector storage
+    /// in `keyvalue`. Must be called within a tokio runtime (the audit writer is a task).
+    pub fn new(
+        state: Arc<dyn StateStore>,
+        executor: Arc<Executor>,
+        vault: Vault,
+        keyvalue: Arc<dyn KeyValueStore>,
+    ) -> Self {
+        ControlPlane {
+            audit: AuditLog::start(state.clone()),
+            state,
+            executor,
+            vault: Arc::new(vault),
+            keyvalue,
+            loaded: Mutex::new(HashMap::new()),
+            resolved: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn executor(&self) -> &Executor {
+        &self.executor
+    }
+
+    /// Waits until all audit records so far are stored.
+    pub async fn flush_audit(&self) {
+        self.audit.flush().await;
+    }
+
+    /// The tenant's audit records, newest `limit`, oldest first.
+    pub async fn audit_list(&self, who: &Principal, limit: i64) -> Result<Vec<AuditRecord>> {
+        let started = Instant::now();
+        self.check(who, Action::AuditList, Context::default(), &who.tenant, started).await?;
+        self.audit.flush().await;
+        let rows = self.state.list_audit(&who.tenant, limit).await?;
+        rows.into_iter()
+            .map(|(_, text)| serde_json::from_str(&text).map_err(|e| ControlError::State(StateError::Corrupt(e.to_string()))))
+            .collect()
+    }
+
+    /// Authorizes, and audits a denial. Allowed decisions are audited by the caller with the
+    /// outcome of the action.
+    async fn check(&self, who: &Principal, action: Action, ctx: Context, target: &str, started: Instant) -> Result<Decision> {
+        let decision = authz::authorize(who, action, ctx);
+        if !decision.allowed {
+            let error = ControlError::Denied { rule: decision.rule.into(), reason: decision.reason.clone() };
+            self.audit(who, action, target, None, &decision, Err(&error), started, None, None).await;
+            return Err(error);
+        }
+        Ok(decision)
+    }
+
+    /// Appends one audit record.
+    #[expect(clippy::too_many_arguments, reason = "one record, many fields; a builder would only move them")]
+    async fn audit(
+        &self,
+        who: &Principal,
+        action: Action,
+        target: &str,
+        operation: Option<&str>,
+        decision: &Decision,
+        result: std::result::Result<(), &ControlError>,
+        started: Instant,
+        params: Option<&serde_json::Value>,
+        invocation_id: Option<&str>,
+    ) {
+        let (outcome, rule, message) = match result {
+            Ok(()) => ("ok", decision.rule.to_owned(), None),
+            Err(e) => {
+                let denied = e.exit_code() == 2;
+                let rule = if denied { e.rule() } else { decision.rule.to_owned() };
+                (if denied { "denied" } else { "error" }, rule, Some(e.to_string()))
+            }
+        };
+        self.audit
+            .record(AuditRecord {
+                at: state::now_ms(),
+                tenant: who.tenant.clone(),
+                principal: who.id.clone(),
+                principal_kind: format!("{:?}", who.kind).to_lowercase(),
+                role: format!("{:?}", who.role),
+                action: action.name().into(),
+                target: target.into(),
+                operation: operation.map(Into::into),
+                decision: if decision.allowed && outcome != "denied" { "allowed".into() } else { "denied".into() },
+                rule,
+                outcome: outcome.into(),
+                message,
+                duration_us: started.elapsed().as_micros() as u64,
+                params: params.map(audit::redact),
+                invocation_id: invocation_id.map(Into::into),
+            })
+            .await;
+    }
+
+    /// The loaded connector for a digest, loading it from the stored bytes once.
+    async fn connector_for(&self, digest: &str) -> Result<Connector> {
+        if let Some(c) = self.loaded.lock().unwrap_or_else(|p| p.into_inner()).get(digest) {
+            return Ok(c.clone());
+        }
+        let bytes = self
+            .state
+            .get_component(digest)
+            .await?
+            .ok_or_else(|| ControlError::NotFound(format!("component sha256:{digest} is missing from the store")))?;
+        let connector = self.executor.load(&bytes).await?;
+        self.loaded.lock().unwrap_or_else(|p| p.into_inner()).insert(digest.to_owned(), connector.clone());
+        Ok(connector)
+    }
+
+    fn forget_connection(&self, tenant: &str, name: &str) {
+        self.resolved.lock().unwrap_or_else(|p| p.into_inner()).remove(&(tenant.to_owned(), name.to_owned()));
+    }
+
+    fn forget_all_connections(&self) {
+        self.resolved.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
