@@ -7,7 +7,6 @@ use crate::capability::config::ConfigCtx;
 use crate::capability::keyvalue::{KeyValueStore, MemoryStore, SqliteStore};
 use crate::error::InvokeError;
 use crate::executor::{Call, Caller, Connector, Environment, Executor, ExecutorOptions};
-use crate::invocation::Role;
 use crate::limits::Limits;
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -29,6 +28,8 @@ struct Cli {
     /// Where Airlock keeps its embedded store (airlock.db) and compiled-component cache.
     #[arg(long, global = true, env = "AIRLOCK_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    identity: control::Identity,
     #[command(subcommand)]
     command: Command,
 }
@@ -64,6 +65,25 @@ enum Command {
         #[command(flatten)]
         invocation: InvocationArgs,
     },
+    /// Manage the connector registry.
+    #[command(subcommand)]
+    Connector(control::ConnectorCommand),
+    /// Manage this tenant's connections.
+    #[command(subcommand)]
+    Connection(control::ConnectionCommand),
+    /// Invoke an operation on one of this tenant's connections.
+    Invoke {
+        connection: String,
+        operation: String,
+        /// The operation's params, a JSON object.
+        #[arg(long, default_value = "{}")]
+        params: String,
+    },
+    /// Read this tenant's audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Print a new random master key (base64) for AIRLOCK_MASTER_KEY or a key file.
+    Keygen,
     /// Walk through Airlock with the sandbox connector and a misbehaving guest.
     Demo {
         /// Directory holding the built guest components (sandbox.wasm, spin_loop.wasm...).
@@ -76,17 +96,18 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// The newest records, oldest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+}
+
+/// Settings of a bare run (no control plane): the identity comes from the global flags.
 #[derive(Args)]
 struct InvocationArgs {
-    /// The tenant the invocation runs for.
-    #[arg(long, env = "AIRLOCK_TENANT")]
-    tenant: String,
-    /// The user or agent invoking.
-    #[arg(long, env = "AIRLOCK_USER", default_value = "cli")]
-    principal: String,
-    /// viewer, author, operator, auditor, compliance or admin.
-    #[arg(long, env = "AIRLOCK_ROLE", default_value = "operator")]
-    role: Role,
     /// The connection whose storage the invocation uses; defaults to the connector's id.
     #[arg(long)]
     connection: Option<String>,
@@ -161,6 +182,7 @@ fn executor(data_dir: &Path) -> anyhow::Result<Executor> {
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     let data_dir = data_dir(cli.data_dir)?;
+    let who = cli.identity;
     match cli.command {
         Command::Inspect { component, json } => {
             let executor = executor(&data_dir)?;
@@ -177,6 +199,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             call(
                 &data_dir,
                 &component,
+                &who,
                 invocation,
                 Call::Invoke { operation, params },
             )
@@ -185,21 +208,45 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Health {
             component,
             invocation,
-        } => call(&data_dir, &component, invocation, Call::Health).await,
+        } => call(&data_dir, &component, &who, invocation, Call::Health).await,
         Command::Discover {
             component,
             invocation,
-        } => call(&data_dir, &component, invocation, Call::Discover).await,
+        } => call(&data_dir, &component, &who, invocation, Call::Discover).await,
         Command::Demo { guests } => crate::cli::demo::run(&data_dir, &guests).await,
+        Command::Keygen => {
+            println!("{}", crate::control::vault::generate_key());
+            Ok(EXIT_OK)
+        }
+        command => {
+            // Everything else goes through the control plane, which needs the master key.
+            let vault = crate::control::vault::Vault::from_env()?;
+            let cp = control::open(&data_dir, vault).await?;
+            match command {
+                Command::Connector(c) => control::connector(&cp, &who, c).await,
+                Command::Connection(c) => control::connection(&cp, &who, c).await,
+                Command::Invoke {
+                    connection,
+                    operation,
+                    params,
+                } => control::invoke(&cp, &who, &connection, &operation, &params).await,
+                Command::Audit(AuditCommand::List { limit }) => {
+                    control::audit(&cp, &who, limit).await
+                }
+                _ => unreachable!("handled above"),
+            }
+        }
     }
 }
 
 async fn call(
     data_dir: &Path,
     component: &Path,
+    who: &control::Identity,
     args: InvocationArgs,
     call: Call,
 ) -> anyhow::Result<u8> {
+    let principal = who.principal()?;
     let executor = executor(data_dir)?;
     let connector = executor.load_file(component).await?;
     let config: serde_json::Value = serde_json::from_str(&args.config).map_err(|e| {
@@ -226,9 +273,9 @@ async fn call(
         limits,
     };
     let caller = Caller {
-        tenant: args.tenant,
-        principal: args.principal,
-        role: args.role,
+        tenant: principal.tenant,
+        principal: principal.id,
+        role: principal.role,
         connection: args
             .connection
             .unwrap_or_else(|| connector.manifest.id.clone()),
@@ -236,35 +283,40 @@ async fn call(
     Ok(report(executor.call(&connector, &caller, &env, call).await))
 }
 
-/// Prints an outcome (JSON on stdout) or an error (on stderr) and returns the exit code.
+/// Prints an outcome: its JSON on stdout, denials that did not stop it as warnings.
+pub(crate) fn report_outcome(outcome: &crate::executor::Outcome) -> u8 {
+    for denial in &outcome.denials {
+        eprintln!("warning: {denial}");
+    }
+    println!("{}", pretty(&outcome.output));
+    EXIT_OK
+}
+
+/// Prints an invocation error and returns its exit code.
+pub(crate) fn report_invoke_error(e: &InvokeError) -> u8 {
+    match e {
+        InvokeError::Denied {
+            denial,
+            guest_error,
+        } => {
+            eprintln!("denied: {denial}");
+            if let Some(guest_error) = guest_error {
+                eprintln!("  the connector then failed with: {guest_error}");
+            }
+        }
+        other => eprintln!("error: {other}"),
+    }
+    if e.exit_code() == 2 {
+        EXIT_DENIED
+    } else {
+        EXIT_ERROR
+    }
+}
+
 fn report(result: Result<crate::executor::Outcome, InvokeError>) -> u8 {
     match result {
-        Ok(outcome) => {
-            for denial in &outcome.denials {
-                eprintln!("warning: {denial}");
-            }
-            println!("{}", pretty(&outcome.output));
-            EXIT_OK
-        }
-        Err(e) => {
-            match &e {
-                InvokeError::Denied {
-                    denial,
-                    guest_error,
-                } => {
-                    eprintln!("denied: {denial}");
-                    if let Some(guest_error) = guest_error {
-                        eprintln!("  the connector then failed with: {guest_error}");
-                    }
-                }
-                other => eprintln!("error: {other}"),
-            }
-            if e.exit_code() == 2 {
-                EXIT_DENIED
-            } else {
-                EXIT_ERROR
-            }
-        }
+        Ok(outcome) => report_outcome(&outcome),
+        Err(e) => report_invoke_error(&e),
     }
 }
 
@@ -321,4 +373,5 @@ fn print_inspection(path: &Path, connector: &Connector, json: bool) {
     }
 }
 
+mod control;
 mod demo;

@@ -114,13 +114,28 @@ impl AuditLog {
 /// Names of fields whose values are secrets, matched case-insensitively as substrings after
 /// removing `-` and `_`.
 const SECRET_NAMES: &[&str] = &[
-    "password", "passwd", "secret", "token", "apikey", "authorization", "auth", "credential", "privatekey",
-    "cookie", "session", "signature", "ssn",
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "apikey",
+    "authorization",
+    "auth",
+    "credential",
+    "privatekey",
+    "cookie",
+    "session",
+    "signature",
+    "ssn",
 ];
 pub const REDACTED: &str = "[REDACTED]";
 
 fn secret_name(name: &str) -> bool {
-    let folded: String = name.chars().filter(|c| *c != '-' && *c != '_').flat_map(char::to_lowercase).collect();
+    let folded: String = name
+        .chars()
+        .filter(|c| *c != '-' && *c != '_')
+        .flat_map(char::to_lowercase)
+        .collect();
     SECRET_NAMES.iter().any(|s| folded.contains(s))
 }
 
@@ -132,10 +147,21 @@ fn secret_value(text: &str) -> bool {
         let parts: Vec<&str> = t.split('.').collect();
         parts.len() == 3
             && t.starts_with("eyJ")
-            && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+            && parts.iter().all(|p| {
+                !p.is_empty()
+                    && p.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
     };
-    let aws = t.len() == 20 && (t.starts_with("AKIA") || t.starts_with("ASIA")) && t.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
-    t.to_ascii_lowercase().starts_with("bearer ") || t.to_ascii_lowercase().starts_with("basic ") || jwt || aws || t.contains("PRIVATE KEY-----")
+    let aws = t.len() == 20
+        && (t.starts_with("AKIA") || t.starts_with("ASIA"))
+        && t.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    t.to_ascii_lowercase().starts_with("bearer ")
+        || t.to_ascii_lowercase().starts_with("basic ")
+        || jwt
+        || aws
+        || t.contains("PRIVATE KEY-----")
 }
 
 /// A copy of `value` with secret-looking values replaced by [`REDACTED`].
@@ -144,7 +170,11 @@ pub fn redact(value: &Value) -> Value {
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(k, v)| {
-                    let v = if secret_name(k) && !v.is_object() && !v.is_array() { Value::String(REDACTED.into()) } else { redact(v) };
+                    let v = if secret_name(k) && !v.is_object() && !v.is_array() {
+                        Value::String(REDACTED.into())
+                    } else {
+                        redact(v)
+                    };
                     (k.clone(), v)
                 })
                 .collect(),
@@ -173,13 +203,24 @@ mod tests {
         });
         let r = redact(&params);
         let text = r.to_string();
-        for secret in ["hunter2", "k-123", "k-456", "s3", "Bearer abc", "eyJhbGci", "AKIAABCD"] {
+        for secret in [
+            "hunter2",
+            "k-123",
+            "k-456",
+            "s3",
+            "Bearer abc",
+            "eyJhbGci",
+            "AKIAABCD",
+        ] {
             assert!(!text.contains(secret), "{secret} leaked: {text}");
         }
         assert_eq!(r["type"], "items");
         assert_eq!(r["nested"]["keep"], "visible");
         assert_eq!(r["list"][2], "plain");
         // Near misses are not secrets... except where a name contains one ("author" has "auth").
-        assert_eq!(r["author"], REDACTED, "fields named like auth* are redacted, erring on the safe side");
+        assert_eq!(
+            r["author"], REDACTED,
+            "fields named like auth* are redacted, erring on the safe side"
+        );
     }
 }

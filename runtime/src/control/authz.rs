@@ -124,21 +124,96 @@ pub struct Rule {
 /// The whole policy. Seeds: listing is open to every role, registering and enabling connectors
 /// is Admin's, invoking (testing) is Operator's.
 pub const RULES: &[Rule] = &[
-    Rule { action: Action::ConnectorList, min_role: Role::Viewer, agents: Agents::Never, name: "view-registry" },
-    Rule { action: Action::ConnectorShow, min_role: Role::Viewer, agents: Agents::Never, name: "view-registry" },
-    Rule { action: Action::ConnectorRegister, min_role: Role::Admin, agents: Agents::Never, name: "admin-manages-registry" },
-    Rule { action: Action::ConnectorEnable, min_role: Role::Admin, agents: Agents::Never, name: "admin-manages-registry" },
-    Rule { action: Action::ConnectorHistory, min_role: Role::Auditor, agents: Agents::Never, name: "auditor-reads-history" },
-    Rule { action: Action::ConnectionList, min_role: Role::Viewer, agents: Agents::Never, name: "view-connections" },
-    Rule { action: Action::ConnectionShow, min_role: Role::Viewer, agents: Agents::Never, name: "view-connections" },
-    Rule { action: Action::ConnectionCreate, min_role: Role::Admin, agents: Agents::Never, name: "admin-configures-connections" },
-    Rule { action: Action::ConnectionUpdate, min_role: Role::Admin, agents: Agents::Never, name: "admin-configures-connections" },
-    Rule { action: Action::ConnectionEnable, min_role: Role::Admin, agents: Agents::Never, name: "admin-configures-connections" },
-    Rule { action: Action::ConnectionTest, min_role: Role::Operator, agents: Agents::Never, name: "operator-tests-connections" },
-    Rule { action: Action::ConnectionGrant, min_role: Role::Admin, agents: Agents::Never, name: "admin-grants-agents" },
-    Rule { action: Action::InvokeRead, min_role: Role::Operator, agents: Agents::WithGrant, name: "operator-invokes" },
-    Rule { action: Action::InvokeWrite, min_role: Role::Operator, agents: Agents::WithGrant, name: "operator-invokes" },
-    Rule { action: Action::AuditList, min_role: Role::Auditor, agents: Agents::Never, name: "auditor-reads-audit" },
+    Rule {
+        action: Action::ConnectorList,
+        min_role: Role::Viewer,
+        agents: Agents::Never,
+        name: "view-registry",
+    },
+    Rule {
+        action: Action::ConnectorShow,
+        min_role: Role::Viewer,
+        agents: Agents::Never,
+        name: "view-registry",
+    },
+    Rule {
+        action: Action::ConnectorRegister,
+        min_role: Role::Admin,
+        agents: Agents::Never,
+        name: "admin-manages-registry",
+    },
+    Rule {
+        action: Action::ConnectorEnable,
+        min_role: Role::Admin,
+        agents: Agents::Never,
+        name: "admin-manages-registry",
+    },
+    Rule {
+        action: Action::ConnectorHistory,
+        min_role: Role::Auditor,
+        agents: Agents::Never,
+        name: "auditor-reads-history",
+    },
+    Rule {
+        action: Action::ConnectionList,
+        min_role: Role::Viewer,
+        agents: Agents::Never,
+        name: "view-connections",
+    },
+    Rule {
+        action: Action::ConnectionShow,
+        min_role: Role::Viewer,
+        agents: Agents::Never,
+        name: "view-connections",
+    },
+    Rule {
+        action: Action::ConnectionCreate,
+        min_role: Role::Admin,
+        agents: Agents::Never,
+        name: "admin-configures-connections",
+    },
+    Rule {
+        action: Action::ConnectionUpdate,
+        min_role: Role::Admin,
+        agents: Agents::Never,
+        name: "admin-configures-connections",
+    },
+    Rule {
+        action: Action::ConnectionEnable,
+        min_role: Role::Admin,
+        agents: Agents::Never,
+        name: "admin-configures-connections",
+    },
+    Rule {
+        action: Action::ConnectionTest,
+        min_role: Role::Operator,
+        agents: Agents::Never,
+        name: "operator-tests-connections",
+    },
+    Rule {
+        action: Action::ConnectionGrant,
+        min_role: Role::Admin,
+        agents: Agents::Never,
+        name: "admin-grants-agents",
+    },
+    Rule {
+        action: Action::InvokeRead,
+        min_role: Role::Operator,
+        agents: Agents::WithGrant,
+        name: "operator-invokes",
+    },
+    Rule {
+        action: Action::InvokeWrite,
+        min_role: Role::Operator,
+        agents: Agents::WithGrant,
+        name: "operator-invokes",
+    },
+    Rule {
+        action: Action::AuditList,
+        min_role: Role::Auditor,
+        agents: Agents::Never,
+        name: "auditor-reads-audit",
+    },
 ];
 
 /// What the action is about, where the rule needs it.
@@ -161,13 +236,24 @@ pub struct Decision {
 /// Decides `action` for `principal`. Fails closed: no rule, no access.
 pub fn authorize(principal: &Principal, action: Action, ctx: Context) -> Decision {
     let Some(rule) = RULES.iter().find(|r| r.action == action) else {
-        return Decision { allowed: false, rule: "default-deny", reason: format!("no rule allows {action}") };
+        return Decision {
+            allowed: false,
+            rule: "default-deny",
+            reason: format!("no rule allows {action}"),
+        };
     };
-    let deny = |rule: &'static str, reason: String| Decision { allowed: false, rule, reason };
+    let deny = |rule: &'static str, reason: String| Decision {
+        allowed: false,
+        rule,
+        reason,
+    };
     if principal.kind == PrincipalKind::Agent {
         match rule.agents {
             Agents::Never => {
-                return deny("agents-act-through-grants", format!("agents may not take {action}; only users may"));
+                return deny(
+                    "agents-act-through-grants",
+                    format!("agents may not take {action}; only users may"),
+                );
             }
             Agents::WithGrant if !ctx.agent_granted => {
                 return deny(
@@ -182,10 +268,26 @@ pub fn authorize(principal: &Principal, action: Action, ctx: Context) -> Decisio
             Agents::WithGrant => {}
         }
     }
-    let required = ctx.required_role.map_or(rule.min_role, |r| r.max(rule.min_role));
+    let required = ctx
+        .required_role
+        .map_or(rule.min_role, |r| r.max(rule.min_role));
     if principal.role < required {
-        let rule_name = if required > rule.min_role { "connection-required-role" } else { rule.name };
-        return deny(rule_name, format!("{action} needs role {required:?} or higher; {} has {:?}", principal.id, principal.role));
+        let rule_name = if required > rule.min_role {
+            "connection-required-role"
+        } else {
+            rule.name
+        };
+        return deny(
+            rule_name,
+            format!(
+                "{action} needs role {required:?} or higher; {} has {:?}",
+                principal.id, principal.role
+            ),
+        );
     }
-    Decision { allowed: true, rule: rule.name, reason: format!("{:?} may take {action}", principal.role) }
+    Decision {
+        allowed: true,
+        rule: rule.name,
+        reason: format!("{:?} may take {action}", principal.role),
+    }
 }

@@ -1,10 +1,10 @@
 //! Connections: a tenant's configured instance of a connector.
 
 use super::authz::{Action, Context};
-use super::registry::{latest, not_registered, ConnectorView};
-use super::state::{now_ms, ConnectionRecord, Grant};
-use super::{schema, ControlError, ControlPlane, Principal, Result};
-use crate::invocation::{validate_id, Role};
+use super::registry::{ConnectorView, latest, not_registered};
+use super::state::{ConnectionRecord, Grant, now_ms};
+use super::{ControlError, ControlPlane, Principal, Result, schema};
+use crate::invocation::{Role, validate_id};
 use crate::limits::Limits;
 use crate::manifest::Manifest;
 use std::collections::BTreeMap;
@@ -74,7 +74,10 @@ pub enum Result_<T> {
 }
 
 fn role_names(roles: &BTreeMap<String, Role>) -> BTreeMap<String, String> {
-    roles.iter().map(|(op, role)| (op.clone(), format!("{role:?}"))).collect()
+    roles
+        .iter()
+        .map(|(op, role)| (op.clone(), format!("{role:?}")))
+        .collect()
 }
 
 impl ControlPlane {
@@ -96,7 +99,11 @@ impl ControlPlane {
             None => Err(ControlError::NotFound(format!(
                 "connector `{id}` has no version {}; registered: {}",
                 version.unwrap_or("?"),
-                versions.iter().map(|r| r.version.as_str()).collect::<Vec<_>>().join(", ")
+                versions
+                    .iter()
+                    .map(|r| r.version.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))),
         }
     }
@@ -108,25 +115,66 @@ impl ControlPlane {
         allowed_operations: &Option<Vec<String>>,
         required_roles: &BTreeMap<String, Role>,
     ) -> Result<()> {
-        let mut problems = schema::validate(&manifest.config_schema, config, "config").err().unwrap_or_default();
+        let mut problems = schema::validate(&manifest.config_schema, config, "config")
+            .err()
+            .unwrap_or_default();
         let known = |op: &str| manifest.operation(op).is_some();
-        let names = || manifest.operations.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", ");
-        for op in allowed_operations.iter().flatten().chain(required_roles.keys()) {
+        let names = || {
+            manifest
+                .operations
+                .iter()
+                .map(|o| o.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for op in allowed_operations
+            .iter()
+            .flatten()
+            .chain(required_roles.keys())
+        {
             if !known(op) {
-                problems.push(format!("operation `{op}` is not in {}'s manifest; it offers: {}", manifest.id, names()));
+                problems.push(format!(
+                    "operation `{op}` is not in {}'s manifest; it offers: {}",
+                    manifest.id,
+                    names()
+                ));
             }
         }
-        if problems.is_empty() { Ok(()) } else { Err(ControlError::Invalid(problems)) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ControlError::Invalid(problems))
+        }
     }
 
-    pub async fn connection_create(&self, who: &Principal, spec: ConnectionSpec) -> Result<ConnectionView> {
+    pub async fn connection_create(
+        &self,
+        who: &Principal,
+        spec: ConnectionSpec,
+    ) -> Result<ConnectionView> {
         let started = Instant::now();
-        let decision = self.check(who, Action::ConnectionCreate, Context::default(), &spec.name, started).await?;
+        let decision = self
+            .check(
+                who,
+                Action::ConnectionCreate,
+                Context::default(),
+                &spec.name,
+                started,
+            )
+            .await?;
         let result = async {
-            validate_id("connection name", &spec.name).map_err(|e| ControlError::Invalid(vec![e]))?;
-            let connector = self.connector_record(&who.tenant, &spec.connector, spec.version.as_deref()).await?;
+            validate_id("connection name", &spec.name)
+                .map_err(|e| ControlError::Invalid(vec![e]))?;
+            let connector = self
+                .connector_record(&who.tenant, &spec.connector, spec.version.as_deref())
+                .await?;
             let view = ConnectorView::from_record(&connector)?;
-            Self::check_against_manifest(&view.manifest, &spec.config, &spec.allowed_operations, &spec.required_roles)?;
+            Self::check_against_manifest(
+                &view.manifest,
+                &spec.config,
+                &spec.allowed_operations,
+                &spec.required_roles,
+            )?;
             let now = now_ms();
             let record = ConnectionRecord {
                 tenant: who.tenant.clone(),
@@ -139,7 +187,8 @@ impl ControlPlane {
                 allowed_objects: spec.allowed_objects.clone(),
                 required_roles: role_names(&spec.required_roles),
                 writes_enabled: spec.writes_enabled,
-                limits: serde_json::to_value(spec.limits.clone().unwrap_or_default()).expect("limits serialize"),
+                limits: serde_json::to_value(spec.limits.clone().unwrap_or_default())
+                    .expect("limits serialize"),
                 last_test_at: None,
                 last_test_ok: None,
                 last_test_message: None,
@@ -149,25 +198,50 @@ impl ControlPlane {
                 revision: 1,
             };
             self.state.insert_connection(&record).await?;
-            Ok(ConnectionView { record, config: spec.config.clone(), grants: Vec::new() })
+            Ok(ConnectionView {
+                record,
+                config: spec.config.clone(),
+                grants: Vec::new(),
+            })
         }
         .await;
-        self.audit(who, Action::ConnectionCreate, &spec.name, None, &decision, result.as_ref().map(|_| ()), started, None, None)
-            .await;
+        self.audit(
+            who,
+            Action::ConnectionCreate,
+            &spec.name,
+            None,
+            &decision,
+            result.as_ref().map(|_| ()),
+            started,
+            None,
+            None,
+        )
+        .await;
         result
     }
 
     fn seal_config(&self, tenant: &str, name: &str, config: &serde_json::Value) -> Vec<u8> {
-        self.vault.seal(tenant, name, CONFIG_PURPOSE, config.to_string().as_bytes())
+        self.vault
+            .seal(tenant, name, CONFIG_PURPOSE, config.to_string().as_bytes())
     }
 
     pub(crate) fn open_config(&self, record: &ConnectionRecord) -> Result<serde_json::Value> {
-        let plain = self.vault.open(&record.tenant, &record.name, CONFIG_PURPOSE, &record.config_sealed)?;
-        serde_json::from_slice(&plain).map_err(|e| ControlError::State(super::state::StateError::Corrupt(e.to_string())))
+        let plain = self.vault.open(
+            &record.tenant,
+            &record.name,
+            CONFIG_PURPOSE,
+            &record.config_sealed,
+        )?;
+        serde_json::from_slice(&plain)
+            .map_err(|e| ControlError::State(super::state::StateError::Corrupt(e.to_string())))
     }
 
     /// The connection, or "not found" (also for another tenant's).
-    pub(crate) async fn connection_record(&self, tenant: &str, name: &str) -> Result<ConnectionRecord> {
+    pub(crate) async fn connection_record(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<ConnectionRecord> {
         self.state.get_connection(tenant, name).await?.ok_or_else(|| {
             ControlError::NotFound(format!(
                 "connection `{name}` not found; `airlock connection list` shows this tenant's connections"
@@ -175,9 +249,22 @@ impl ControlPlane {
         })
     }
 
-    pub async fn connection_update(&self, who: &Principal, name: &str, update: ConnectionUpdate) -> Result<ConnectionView> {
+    pub async fn connection_update(
+        &self,
+        who: &Principal,
+        name: &str,
+        update: ConnectionUpdate,
+    ) -> Result<ConnectionView> {
         let started = Instant::now();
-        let decision = self.check(who, Action::ConnectionUpdate, Context::default(), name, started).await?;
+        let decision = self
+            .check(
+                who,
+                Action::ConnectionUpdate,
+                Context::default(),
+                name,
+                started,
+            )
+            .await?;
         let result = async {
             let mut record = self.connection_record(&who.tenant, name).await?;
             let mut config = self.open_config(&record)?;
@@ -195,7 +282,11 @@ impl ControlPlane {
             }
             let roles: BTreeMap<String, Role> = match update.required_roles {
                 Some(roles) => roles,
-                None => record.required_roles.iter().filter_map(|(op, r)| Some((op.clone(), r.parse().ok()?))).collect(),
+                None => record
+                    .required_roles
+                    .iter()
+                    .filter_map(|(op, r)| Some((op.clone(), r.parse().ok()?)))
+                    .collect(),
             };
             record.required_roles = role_names(&roles);
             if let Some(writes) = update.writes_enabled {
@@ -204,16 +295,42 @@ impl ControlPlane {
             if let Some(limits) = update.limits {
                 record.limits = serde_json::to_value(limits).expect("limits serialize");
             }
-            let connector = self.connector_record(&who.tenant, &record.connector, record.connector_version.as_deref()).await?;
+            let connector = self
+                .connector_record(
+                    &who.tenant,
+                    &record.connector,
+                    record.connector_version.as_deref(),
+                )
+                .await?;
             let view = ConnectorView::from_record(&connector)?;
-            Self::check_against_manifest(&view.manifest, &config, &record.allowed_operations, &roles)?;
+            Self::check_against_manifest(
+                &view.manifest,
+                &config,
+                &record.allowed_operations,
+                &roles,
+            )?;
             record.config_sealed = self.seal_config(&who.tenant, name, &config);
             self.save(&mut record).await?;
             let grants = self.state.list_grants(&who.tenant, name).await?;
-            Ok(ConnectionView { record, config, grants })
+            Ok(ConnectionView {
+                record,
+                config,
+                grants,
+            })
         }
         .await;
-        self.audit(who, Action::ConnectionUpdate, name, None, &decision, result.as_ref().map(|_| ()), started, None, None).await;
+        self.audit(
+            who,
+            Action::ConnectionUpdate,
+            name,
+            None,
+            &decision,
+            result.as_ref().map(|_| ()),
+            started,
+            None,
+            None,
+        )
+        .await;
         result
     }
 
@@ -225,9 +342,22 @@ impl ControlPlane {
         Ok(())
     }
 
-    pub async fn connection_set_enabled(&self, who: &Principal, name: &str, enabled: bool) -> Result<ConnectionRecord> {
+    pub async fn connection_set_enabled(
+        &self,
+        who: &Principal,
+        name: &str,
+        enabled: bool,
+    ) -> Result<ConnectionRecord> {
         let started = Instant::now();
-        let decision = self.check(who, Action::ConnectionEnable, Context::default(), name, started).await?;
+        let decision = self
+            .check(
+                who,
+                Action::ConnectionEnable,
+                Context::default(),
+                name,
+                started,
+            )
+            .await?;
         let result = async {
             let mut record = self.connection_record(&who.tenant, name).await?;
             record.status = match (enabled, record.last_test_ok) {
@@ -241,42 +371,122 @@ impl ControlPlane {
             Ok(record)
         }
         .await;
-        self.audit(who, Action::ConnectionEnable, name, None, &decision, result.as_ref().map(|_| ()), started, None, None).await;
+        self.audit(
+            who,
+            Action::ConnectionEnable,
+            name,
+            None,
+            &decision,
+            result.as_ref().map(|_| ()),
+            started,
+            None,
+            None,
+        )
+        .await;
         result
     }
 
     pub async fn connection_list(&self, who: &Principal) -> Result<Vec<ConnectionRecord>> {
         let started = Instant::now();
-        let decision = self.check(who, Action::ConnectionList, Context::default(), "connections", started).await?;
-        let result = self.state.list_connections(&who.tenant).await.map_err(ControlError::from);
-        self.audit(who, Action::ConnectionList, "connections", None, &decision, result.as_ref().map(|_| ()), started, None, None)
-            .await;
+        let decision = self
+            .check(
+                who,
+                Action::ConnectionList,
+                Context::default(),
+                "connections",
+                started,
+            )
+            .await?;
+        let result = self
+            .state
+            .list_connections(&who.tenant)
+            .await
+            .map_err(ControlError::from);
+        self.audit(
+            who,
+            Action::ConnectionList,
+            "connections",
+            None,
+            &decision,
+            result.as_ref().map(|_| ()),
+            started,
+            None,
+            None,
+        )
+        .await;
         result
     }
 
     pub async fn connection_show(&self, who: &Principal, name: &str) -> Result<ConnectionView> {
         let started = Instant::now();
-        let decision = self.check(who, Action::ConnectionShow, Context::default(), name, started).await?;
+        let decision = self
+            .check(
+                who,
+                Action::ConnectionShow,
+                Context::default(),
+                name,
+                started,
+            )
+            .await?;
         let result = async {
             let record = self.connection_record(&who.tenant, name).await?;
             let config = self.open_config(&record)?;
             let grants = self.state.list_grants(&who.tenant, name).await?;
-            Ok(ConnectionView { record, config, grants })
+            Ok(ConnectionView {
+                record,
+                config,
+                grants,
+            })
         }
         .await;
-        self.audit(who, Action::ConnectionShow, name, None, &decision, result.as_ref().map(|_| ()), started, None, None).await;
+        self.audit(
+            who,
+            Action::ConnectionShow,
+            name,
+            None,
+            &decision,
+            result.as_ref().map(|_| ()),
+            started,
+            None,
+            None,
+        )
+        .await;
         result
     }
 
     /// Runs `health` and `discover` on the connection and records the result and status.
     pub async fn connection_test(&self, who: &Principal, name: &str) -> Result<TestReport> {
         let started = Instant::now();
-        let decision = self.check(who, Action::ConnectionTest, Context::default(), name, started).await?;
+        let decision = self
+            .check(
+                who,
+                Action::ConnectionTest,
+                Context::default(),
+                name,
+                started,
+            )
+            .await?;
         let result = async {
             let resolved = self.resolve(&who.tenant, name).await?;
             let caller = resolved.caller(who);
-            let health = self.executor.call(&resolved.connector, &caller, &resolved.env, crate::Call::Health).await;
-            let objects = self.executor.call(&resolved.connector, &caller, &resolved.env, crate::Call::Discover).await;
+            let health = self
+                .executor
+                .call(
+                    &resolved.connector,
+                    &caller,
+                    &resolved.env,
+                    crate::Call::Health,
+                )
+                .await;
+            let objects = self
+                .executor
+                .call(
+                    &resolved.connector,
+                    &caller,
+                    &resolved.env,
+                    crate::Call::Discover,
+                )
+                .await;
             let ok = health.is_ok() && objects.is_ok();
             let report = TestReport {
                 ok,
@@ -303,30 +513,73 @@ impl ControlPlane {
             Ok(report)
         }
         .await;
-        self.audit(who, Action::ConnectionTest, name, None, &decision, result.as_ref().map(|_| ()), started, None, None).await;
+        self.audit(
+            who,
+            Action::ConnectionTest,
+            name,
+            None,
+            &decision,
+            result.as_ref().map(|_| ()),
+            started,
+            None,
+            None,
+        )
+        .await;
         result
     }
 
     /// Grants (or with `revoke`, removes) an agent the right to invoke one operation.
-    pub async fn connection_grant(&self, who: &Principal, name: &str, agent: &str, operation: &str, revoke: bool) -> Result<()> {
+    pub async fn connection_grant(
+        &self,
+        who: &Principal,
+        name: &str,
+        agent: &str,
+        operation: &str,
+        revoke: bool,
+    ) -> Result<()> {
         let started = Instant::now();
-        let decision = self.check(who, Action::ConnectionGrant, Context::default(), name, started).await?;
+        let decision = self
+            .check(
+                who,
+                Action::ConnectionGrant,
+                Context::default(),
+                name,
+                started,
+            )
+            .await?;
         let result = async {
             validate_id("agent", agent).map_err(|e| ControlError::Invalid(vec![e]))?;
             let record = self.connection_record(&who.tenant, name).await?;
             if revoke {
-                if !self.state.delete_grant(&who.tenant, name, agent, operation).await? {
-                    return Err(ControlError::NotFound(format!("agent `{agent}` has no grant for `{operation}` on `{name}`")));
+                if !self
+                    .state
+                    .delete_grant(&who.tenant, name, agent, operation)
+                    .await?
+                {
+                    return Err(ControlError::NotFound(format!(
+                        "agent `{agent}` has no grant for `{operation}` on `{name}`"
+                    )));
                 }
             } else {
-                let connector = self.connector_record(&who.tenant, &record.connector, record.connector_version.as_deref()).await?;
+                let connector = self
+                    .connector_record(
+                        &who.tenant,
+                        &record.connector,
+                        record.connector_version.as_deref(),
+                    )
+                    .await?;
                 let view = ConnectorView::from_record(&connector)?;
-                Self::check_against_manifest(&view.manifest, &serde_json::json!({}), &Some(vec![operation.to_owned()]), &BTreeMap::new())
-                    .or_else(|e| match e {
-                        // Only the operation matters here; the empty config is not being set.
-                        ControlError::Invalid(p) if p.iter().all(|m| m.starts_with("config")) => Ok(()),
-                        other => Err(other),
-                    })?;
+                Self::check_against_manifest(
+                    &view.manifest,
+                    &serde_json::json!({}),
+                    &Some(vec![operation.to_owned()]),
+                    &BTreeMap::new(),
+                )
+                .or_else(|e| match e {
+                    // Only the operation matters here; the empty config is not being set.
+                    ControlError::Invalid(p) if p.iter().all(|m| m.starts_with("config")) => Ok(()),
+                    other => Err(other),
+                })?;
                 let grant = Grant {
                     connection: name.into(),
                     agent: agent.into(),

@@ -2,7 +2,7 @@
 
 use super::authz::{Action, Context, Decision, PrincipalKind};
 use super::connections::STATUS_DISABLED;
-use super::{ControlError, ControlPlane, Principal, Result, RESOLVED_TTL};
+use super::{ControlError, ControlPlane, Principal, RESOLVED_TTL, Result};
 use crate::capability::config::ConfigCtx;
 use crate::executor::{Call, Caller, Connector, Environment, Outcome};
 use crate::invocation::{Access, Role};
@@ -24,34 +24,63 @@ pub(crate) struct Resolved {
 
 impl Resolved {
     pub fn caller(&self, who: &Principal) -> Caller {
-        Caller { tenant: who.tenant.clone(), principal: who.id.clone(), role: who.role, connection: self.record.name.clone() }
+        Caller {
+            tenant: who.tenant.clone(),
+            principal: who.id.clone(),
+            role: who.role,
+            connection: self.record.name.clone(),
+        }
     }
 }
 
 /// The field of the params that names the object an operation touches, by convention: the
 /// sandbox's `type`, an `object` elsewhere. `allowed_objects` is checked against it.
 fn object_of(params: &serde_json::Value) -> Option<&str> {
-    params.get("object").or_else(|| params.get("type")).and_then(|v| v.as_str())
+    params
+        .get("object")
+        .or_else(|| params.get("type"))
+        .and_then(|v| v.as_str())
 }
 
 impl ControlPlane {
     pub(crate) async fn resolve(&self, tenant: &str, name: &str) -> Result<Arc<Resolved>> {
         let key = (tenant.to_owned(), name.to_owned());
-        if let Some((at, resolved)) = self.resolved.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        if let Some((at, resolved)) = self
+            .resolved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
             if at.elapsed() < RESOLVED_TTL {
                 return Ok(resolved.clone());
             }
         }
         let record = self.connection_record(tenant, name).await?;
-        let connector_record = self.connector_record(tenant, &record.connector, record.connector_version.as_deref()).await?;
+        let connector_record = self
+            .connector_record(
+                tenant,
+                &record.connector,
+                record.connector_version.as_deref(),
+            )
+            .await?;
         let connector = self.connector_for(&connector_record.digest).await?;
         let config = self.open_config(&record)?;
-        let limits: Limits = serde_json::from_value(record.limits.clone())
-            .map_err(|e| ControlError::State(super::state::StateError::Corrupt(format!("stored limits: {e}"))))?;
-        let grants = self.state.list_grants(tenant, name).await?.into_iter().map(|g| (g.agent, g.operation)).collect();
+        let limits: Limits = serde_json::from_value(record.limits.clone()).map_err(|e| {
+            ControlError::State(super::state::StateError::Corrupt(format!(
+                "stored limits: {e}"
+            )))
+        })?;
+        let grants = self
+            .state
+            .list_grants(tenant, name)
+            .await?
+            .into_iter()
+            .map(|g| (g.agent, g.operation))
+            .collect();
         let resolved = Arc::new(Resolved {
             env: Environment {
-                config: ConfigCtx::from_json(&config).map_err(|e| ControlError::Invalid(vec![e]))?,
+                config: ConfigCtx::from_json(&config)
+                    .map_err(|e| ControlError::Invalid(vec![e]))?,
                 keyvalue: self.keyvalue.clone(),
                 limits,
             },
@@ -60,35 +89,85 @@ impl ControlPlane {
             record,
             grants,
         });
-        self.resolved.lock().unwrap_or_else(|p| p.into_inner()).insert(key, (Instant::now(), resolved.clone()));
+        self.resolved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, (Instant::now(), resolved.clone()));
         Ok(resolved)
     }
 
     /// Invokes `operation` on the tenant's connection `name`.
-    pub async fn invoke(&self, who: &Principal, name: &str, operation: &str, params: &str) -> Result<Outcome> {
+    pub async fn invoke(
+        &self,
+        who: &Principal,
+        name: &str,
+        operation: &str,
+        params: &str,
+    ) -> Result<Outcome> {
         let started = Instant::now();
         let parsed: Option<serde_json::Value> = serde_json::from_str(params).ok();
         let resolved = match self.resolve(&who.tenant, name).await {
             Ok(r) => r,
             Err(e) => {
-                let decision = Decision { allowed: false, rule: "connection-lookup", reason: String::new() };
-                self.audit(who, Action::InvokeRead, name, Some(operation), &decision, Err(&e), started, parsed.as_ref(), None)
-                    .await;
+                let decision = Decision {
+                    allowed: false,
+                    rule: "connection-lookup",
+                    reason: String::new(),
+                };
+                self.audit(
+                    who,
+                    Action::InvokeRead,
+                    name,
+                    Some(operation),
+                    &decision,
+                    Err(&e),
+                    started,
+                    parsed.as_ref(),
+                    None,
+                )
+                .await;
                 return Err(e);
             }
         };
-        let access = resolved.connector.manifest.operation(operation).map(|o| o.access).unwrap_or(Access::Read);
+        let access = resolved
+            .connector
+            .manifest
+            .operation(operation)
+            .map(|o| o.access)
+            .unwrap_or(Access::Read);
         let action = Action::for_access(access);
         let decision = self.decide(who, &resolved, operation, access, parsed.as_ref());
         if !decision.allowed {
-            let error = ControlError::Denied { rule: decision.rule.into(), reason: decision.reason.clone() };
-            self.audit(who, action, name, Some(operation), &decision, Err(&error), started, parsed.as_ref(), None).await;
+            let error = ControlError::Denied {
+                rule: decision.rule.into(),
+                reason: decision.reason.clone(),
+            };
+            self.audit(
+                who,
+                action,
+                name,
+                Some(operation),
+                &decision,
+                Err(&error),
+                started,
+                parsed.as_ref(),
+                None,
+            )
+            .await;
             return Err(error);
         }
-        let call = Call::Invoke { operation: operation.into(), params: params.into() };
+        let call = Call::Invoke {
+            operation: operation.into(),
+            params: params.into(),
+        };
         let result = self
             .executor
-            .call(&resolved.connector, &resolved.caller(who), &resolved.env, call)
+            .call(
+                &resolved.connector,
+                &resolved.caller(who),
+                &resolved.env,
+                call,
+            )
             .await
             .map_err(ControlError::Invoke);
         let invocation_id = result.as_ref().ok().map(|o| o.invocation_id.clone());
@@ -117,11 +196,18 @@ impl ControlPlane {
         params: Option<&serde_json::Value>,
     ) -> Decision {
         let record = &resolved.record;
-        let deny = |rule: &'static str, reason: String| Decision { allowed: false, rule, reason };
+        let deny = |rule: &'static str, reason: String| Decision {
+            allowed: false,
+            rule,
+            reason,
+        };
         if record.status == STATUS_DISABLED {
             return deny(
                 "connection-disabled",
-                format!("connection `{}` is disabled; enable it with `airlock connection enable {}`", record.name, record.name),
+                format!(
+                    "connection `{}` is disabled; enable it with `airlock connection enable {}`",
+                    record.name, record.name
+                ),
             );
         }
         if !resolved.connector_enabled {
@@ -134,7 +220,9 @@ impl ControlPlane {
             );
         }
         if let Some(allowed) = &record.allowed_operations {
-            if !allowed.iter().any(|op| op == operation) && resolved.connector.manifest.operation(operation).is_some() {
+            if !allowed.iter().any(|op| op == operation)
+                && resolved.connector.manifest.operation(operation).is_some()
+            {
                 return deny(
                     "operation-not-allowed",
                     format!(
@@ -147,18 +235,35 @@ impl ControlPlane {
                 );
             }
         }
-        if let (Some(allowed), Some(object)) = (&record.allowed_objects, params.and_then(object_of)) {
+        if let (Some(allowed), Some(object)) = (&record.allowed_objects, params.and_then(object_of))
+        {
             if !allowed.iter().any(|o| o == object) {
                 return deny(
                     "object-not-allowed",
-                    format!("object `{object}` is not in connection `{}`'s allowed objects ({})", record.name, allowed.join(", ")),
+                    format!(
+                        "object `{object}` is not in connection `{}`'s allowed objects ({})",
+                        record.name,
+                        allowed.join(", ")
+                    ),
                 );
             }
         }
-        let required_role: Option<Role> = record.required_roles.get(operation).and_then(|r| r.parse().ok());
-        let agent_granted =
-            who.kind == PrincipalKind::Agent && resolved.grants.contains(&(who.id.clone(), operation.to_owned()));
-        let decision = super::authz::authorize(who, Action::for_access(access), Context { required_role, agent_granted });
+        let required_role: Option<Role> = record
+            .required_roles
+            .get(operation)
+            .and_then(|r| r.parse().ok());
+        let agent_granted = who.kind == PrincipalKind::Agent
+            && resolved
+                .grants
+                .contains(&(who.id.clone(), operation.to_owned()));
+        let decision = super::authz::authorize(
+            who,
+            Action::for_access(access),
+            Context {
+                required_role,
+                agent_granted,
+            },
+        );
         if !decision.allowed {
             return decision;
         }

@@ -42,7 +42,7 @@ pub enum ControlError {
     /// Absent, or in another tenant: the two are indistinguishable by design.
     #[error("{0}")]
     NotFound(String),
-    #[error("denied by rule `{rule}`: {reason}")]
+    #[error("{reason} (rule `{rule}`)")]
     Denied { rule: String, reason: String },
     /// Bad input; each entry names one problem.
     #[error("{}", .0.join("\n"))]
@@ -137,28 +137,62 @@ impl ControlPlane {
     /// The tenant's audit records, newest `limit`, oldest first.
     pub async fn audit_list(&self, who: &Principal, limit: i64) -> Result<Vec<AuditRecord>> {
         let started = Instant::now();
-        self.check(who, Action::AuditList, Context::default(), &who.tenant, started).await?;
+        self.check(
+            who,
+            Action::AuditList,
+            Context::default(),
+            &who.tenant,
+            started,
+        )
+        .await?;
         self.audit.flush().await;
         let rows = self.state.list_audit(&who.tenant, limit).await?;
         rows.into_iter()
-            .map(|(_, text)| serde_json::from_str(&text).map_err(|e| ControlError::State(StateError::Corrupt(e.to_string()))))
+            .map(|(_, text)| {
+                serde_json::from_str(&text)
+                    .map_err(|e| ControlError::State(StateError::Corrupt(e.to_string())))
+            })
             .collect()
     }
 
     /// Authorizes, and audits a denial. Allowed decisions are audited by the caller with the
     /// outcome of the action.
-    async fn check(&self, who: &Principal, action: Action, ctx: Context, target: &str, started: Instant) -> Result<Decision> {
+    async fn check(
+        &self,
+        who: &Principal,
+        action: Action,
+        ctx: Context,
+        target: &str,
+        started: Instant,
+    ) -> Result<Decision> {
         let decision = authz::authorize(who, action, ctx);
         if !decision.allowed {
-            let error = ControlError::Denied { rule: decision.rule.into(), reason: decision.reason.clone() };
-            self.audit(who, action, target, None, &decision, Err(&error), started, None, None).await;
+            let error = ControlError::Denied {
+                rule: decision.rule.into(),
+                reason: decision.reason.clone(),
+            };
+            self.audit(
+                who,
+                action,
+                target,
+                None,
+                &decision,
+                Err(&error),
+                started,
+                None,
+                None,
+            )
+            .await;
             return Err(error);
         }
         Ok(decision)
     }
 
     /// Appends one audit record.
-    #[expect(clippy::too_many_arguments, reason = "one record, many fields; a builder would only move them")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one record, many fields; a builder would only move them"
+    )]
     async fn audit(
         &self,
         who: &Principal,
@@ -175,8 +209,16 @@ impl ControlPlane {
             Ok(()) => ("ok", decision.rule.to_owned(), None),
             Err(e) => {
                 let denied = e.exit_code() == 2;
-                let rule = if denied { e.rule() } else { decision.rule.to_owned() };
-                (if denied { "denied" } else { "error" }, rule, Some(e.to_string()))
+                let rule = if denied {
+                    e.rule()
+                } else {
+                    decision.rule.to_owned()
+                };
+                (
+                    if denied { "denied" } else { "error" },
+                    rule,
+                    Some(e.to_string()),
+                )
             }
         };
         self.audit
@@ -189,7 +231,11 @@ impl ControlPlane {
                 action: action.name().into(),
                 target: target.into(),
                 operation: operation.map(Into::into),
-                decision: if decision.allowed && outcome != "denied" { "allowed".into() } else { "denied".into() },
+                decision: if decision.allowed && outcome != "denied" {
+                    "allowed".into()
+                } else {
+                    "denied".into()
+                },
                 rule,
                 outcome: outcome.into(),
                 message,
@@ -202,24 +248,38 @@ impl ControlPlane {
 
     /// The loaded connector for a digest, loading it from the stored bytes once.
     async fn connector_for(&self, digest: &str) -> Result<Connector> {
-        if let Some(c) = self.loaded.lock().unwrap_or_else(|p| p.into_inner()).get(digest) {
+        if let Some(c) = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(digest)
+        {
             return Ok(c.clone());
         }
-        let bytes = self
-            .state
-            .get_component(digest)
-            .await?
-            .ok_or_else(|| ControlError::NotFound(format!("component sha256:{digest} is missing from the store")))?;
+        let bytes = self.state.get_component(digest).await?.ok_or_else(|| {
+            ControlError::NotFound(format!(
+                "component sha256:{digest} is missing from the store"
+            ))
+        })?;
         let connector = self.executor.load(&bytes).await?;
-        self.loaded.lock().unwrap_or_else(|p| p.into_inner()).insert(digest.to_owned(), connector.clone());
+        self.loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(digest.to_owned(), connector.clone());
         Ok(connector)
     }
 
     fn forget_connection(&self, tenant: &str, name: &str) {
-        self.resolved.lock().unwrap_or_else(|p| p.into_inner()).remove(&(tenant.to_owned(), name.to_owned()));
+        self.resolved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(tenant.to_owned(), name.to_owned()));
     }
 
     fn forget_all_connections(&self) {
-        self.resolved.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.resolved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 }

@@ -1,7 +1,7 @@
 //! The connector registry: content-addressed components, versioned, with a history of changes.
 
 use super::authz::{Action, Context};
-use super::state::{now_ms, ConnectorRecord, HistoryEntry};
+use super::state::{ConnectorRecord, HistoryEntry, now_ms};
 use super::{ControlError, ControlPlane, Principal, Result};
 use crate::manifest::Manifest;
 use sha2::{Digest, Sha256};
@@ -29,8 +29,11 @@ pub struct ConnectorView {
 
 impl ConnectorView {
     pub(crate) fn from_record(r: &ConnectorRecord) -> Result<Self> {
-        let manifest = serde_json::from_str(&r.manifest)
-            .map_err(|e| ControlError::State(super::state::StateError::Corrupt(format!("stored manifest: {e}"))))?;
+        let manifest = serde_json::from_str(&r.manifest).map_err(|e| {
+            ControlError::State(super::state::StateError::Corrupt(format!(
+                "stored manifest: {e}"
+            )))
+        })?;
         Ok(ConnectorView {
             id: r.id.clone(),
             version: r.version.clone(),
@@ -45,40 +48,82 @@ impl ConnectorView {
 
 /// Orders versions numerically where they are numbers (`1.10.0` after `1.9.0`).
 pub(crate) fn version_key(version: &str) -> Vec<(u64, String)> {
-    version.split(['.', '-', '+']).map(|part| (part.parse::<u64>().unwrap_or(0), part.to_owned())).collect()
+    version
+        .split(['.', '-', '+'])
+        .map(|part| (part.parse::<u64>().unwrap_or(0), part.to_owned()))
+        .collect()
 }
 
 /// The newest version among `records`, enabled or not.
 pub(crate) fn latest(records: &[ConnectorRecord]) -> Option<&ConnectorRecord> {
-    records.iter().max_by(|a, b| version_key(&a.version).cmp(&version_key(&b.version)))
+    records
+        .iter()
+        .max_by(|a, b| version_key(&a.version).cmp(&version_key(&b.version)))
 }
 
 impl ControlPlane {
     /// Registers a component: validates it, compiles it into the cache, stores its bytes by
     /// digest and records who registered which version. The same bytes again change nothing.
     /// `progress` hears what is happening (for a spinner).
-    pub async fn register(&self, who: &Principal, bytes: &[u8], progress: &(dyn Fn(&str) + Sync)) -> Result<Registered> {
+    pub async fn register(
+        &self,
+        who: &Principal,
+        bytes: &[u8],
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<Registered> {
         let started = Instant::now();
-        let decision = self.check(who, Action::ConnectorRegister, Context::default(), "registry", started).await?;
+        let decision = self
+            .check(
+                who,
+                Action::ConnectorRegister,
+                Context::default(),
+                "registry",
+                started,
+            )
+            .await?;
         let result = self.register_allowed(who, bytes, progress).await;
         let target = match &result {
             Ok(r) => format!("{}@{}", r.connector.id, r.connector.version),
             Err(_) => "registry".to_owned(),
         };
-        self.audit(who, Action::ConnectorRegister, &target, None, &decision, result.as_ref().map(|_| ()), started, None, None)
-            .await;
+        self.audit(
+            who,
+            Action::ConnectorRegister,
+            &target,
+            None,
+            &decision,
+            result.as_ref().map(|_| ()),
+            started,
+            None,
+            None,
+        )
+        .await;
         result
     }
 
-    async fn register_allowed(&self, who: &Principal, bytes: &[u8], progress: &(dyn Fn(&str) + Sync)) -> Result<Registered> {
+    async fn register_allowed(
+        &self,
+        who: &Principal,
+        bytes: &[u8],
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<Registered> {
         let digest = hex::encode(Sha256::digest(bytes));
-        progress(&format!("validating and compiling sha256:{}", &digest[..12]));
+        progress(&format!(
+            "validating and compiling sha256:{}",
+            &digest[..12]
+        ));
         let connector = self.executor.load(bytes).await?;
         let manifest = connector.manifest.clone();
-        let versions = self.state.connector_versions(&who.tenant, &manifest.id).await?;
+        let versions = self
+            .state
+            .connector_versions(&who.tenant, &manifest.id)
+            .await?;
         if let Some(existing) = versions.iter().find(|r| r.version == manifest.version) {
             if existing.digest == digest {
-                return Ok(Registered { connector: ConnectorView::from_record(existing)?, created: false });
+                return Ok(Registered {
+                    connector: ConnectorView::from_record(existing)?,
+                    created: false,
+                });
             }
             return Err(ControlError::Conflict(format!(
                 "{} version {} is already registered with different content (sha256:{}); give the new build a new version",
@@ -98,14 +143,33 @@ impl ControlPlane {
             registered_at: now_ms(),
         };
         self.state.insert_connector(&record).await?;
-        self.loaded.lock().unwrap_or_else(|p| p.into_inner()).insert(digest.clone(), connector);
-        self.history(who, &record.id, &record.version, "register", serde_json::json!({"digest": digest, "size": bytes.len()}))
-            .await?;
+        self.loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(digest.clone(), connector);
+        self.history(
+            who,
+            &record.id,
+            &record.version,
+            "register",
+            serde_json::json!({"digest": digest, "size": bytes.len()}),
+        )
+        .await?;
         self.forget_all_connections();
-        Ok(Registered { connector: ConnectorView::from_record(&record)?, created: true })
+        Ok(Registered {
+            connector: ConnectorView::from_record(&record)?,
+            created: true,
+        })
     }
 
-    async fn history(&self, who: &Principal, id: &str, version: &str, action: &str, detail: serde_json::Value) -> Result<()> {
+    async fn history(
+        &self,
+        who: &Principal,
+        id: &str,
+        version: &str,
+        action: &str,
+        detail: serde_json::Value,
+    ) -> Result<()> {
         let entry = HistoryEntry {
             seq: 0,
             connector: id.into(),
@@ -121,16 +185,45 @@ impl ControlPlane {
 
     pub async fn connector_list(&self, who: &Principal) -> Result<Vec<ConnectorView>> {
         let started = Instant::now();
-        let decision = self.check(who, Action::ConnectorList, Context::default(), "registry", started).await?;
-        let result: Result<Vec<ConnectorView>> = async { self.state.list_connectors(&who.tenant).await?.iter().map(ConnectorView::from_record).collect() }.await;
-        self.audit(who, Action::ConnectorList, "registry", None, &decision, result.as_ref().map(|_| ()), started, None, None).await;
+        let decision = self
+            .check(
+                who,
+                Action::ConnectorList,
+                Context::default(),
+                "registry",
+                started,
+            )
+            .await?;
+        let result: Result<Vec<ConnectorView>> = async {
+            self.state
+                .list_connectors(&who.tenant)
+                .await?
+                .iter()
+                .map(ConnectorView::from_record)
+                .collect()
+        }
+        .await;
+        self.audit(
+            who,
+            Action::ConnectorList,
+            "registry",
+            None,
+            &decision,
+            result.as_ref().map(|_| ()),
+            started,
+            None,
+            None,
+        )
+        .await;
         result
     }
 
     /// Every version of one connector.
     pub async fn connector_show(&self, who: &Principal, id: &str) -> Result<Vec<ConnectorView>> {
         let started = Instant::now();
-        let decision = self.check(who, Action::ConnectorShow, Context::default(), id, started).await?;
+        let decision = self
+            .check(who, Action::ConnectorShow, Context::default(), id, started)
+            .await?;
         let result = async {
             let versions = self.state.connector_versions(&who.tenant, id).await?;
             if versions.is_empty() {
@@ -139,23 +232,55 @@ impl ControlPlane {
             versions.iter().map(ConnectorView::from_record).collect()
         }
         .await;
-        self.audit(who, Action::ConnectorShow, id, None, &decision, result.as_ref().map(|_| ()), started, None, None).await;
+        self.audit(
+            who,
+            Action::ConnectorShow,
+            id,
+            None,
+            &decision,
+            result.as_ref().map(|_| ()),
+            started,
+            None,
+            None,
+        )
+        .await;
         result
     }
 
     /// Enables or disables one version, or every version when `version` is `None`.
-    pub async fn connector_set_enabled(&self, who: &Principal, id: &str, version: Option<&str>, enabled: bool) -> Result<Vec<String>> {
+    pub async fn connector_set_enabled(
+        &self,
+        who: &Principal,
+        id: &str,
+        version: Option<&str>,
+        enabled: bool,
+    ) -> Result<Vec<String>> {
         let started = Instant::now();
         let target = format!("{id}@{}", version.unwrap_or("*"));
-        let decision = self.check(who, Action::ConnectorEnable, Context::default(), &target, started).await?;
+        let decision = self
+            .check(
+                who,
+                Action::ConnectorEnable,
+                Context::default(),
+                &target,
+                started,
+            )
+            .await?;
         let result = async {
             let versions = self.state.connector_versions(&who.tenant, id).await?;
-            let chosen: Vec<&ConnectorRecord> = versions.iter().filter(|r| version.is_none_or(|v| v == r.version)).collect();
+            let chosen: Vec<&ConnectorRecord> = versions
+                .iter()
+                .filter(|r| version.is_none_or(|v| v == r.version))
+                .collect();
             if chosen.is_empty() {
                 return Err(match version {
                     Some(v) if !versions.is_empty() => ControlError::NotFound(format!(
                         "connector `{id}` has no version {v}; it has {}",
-                        versions.iter().map(|r| r.version.as_str()).collect::<Vec<_>>().join(", ")
+                        versions
+                            .iter()
+                            .map(|r| r.version.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )),
                     _ => not_registered(id),
                 });
@@ -163,9 +288,12 @@ impl ControlPlane {
             let mut changed = Vec::new();
             for record in chosen {
                 if record.enabled != enabled {
-                    self.state.set_connector_enabled(&who.tenant, id, &record.version, enabled).await?;
+                    self.state
+                        .set_connector_enabled(&who.tenant, id, &record.version, enabled)
+                        .await?;
                     let action = if enabled { "enable" } else { "disable" };
-                    self.history(who, id, &record.version, action, serde_json::json!({})).await?;
+                    self.history(who, id, &record.version, action, serde_json::json!({}))
+                        .await?;
                     changed.push(record.version.clone());
                 }
             }
@@ -173,23 +301,63 @@ impl ControlPlane {
             Ok(changed)
         }
         .await;
-        self.audit(who, Action::ConnectorEnable, &target, None, &decision, result.as_ref().map(|_| ()), started, None, None).await;
+        self.audit(
+            who,
+            Action::ConnectorEnable,
+            &target,
+            None,
+            &decision,
+            result.as_ref().map(|_| ()),
+            started,
+            None,
+            None,
+        )
+        .await;
         result
     }
 
     /// The registry's history: every change, oldest first; one connector's when `id` is given.
-    pub async fn connector_history(&self, who: &Principal, id: Option<&str>) -> Result<Vec<HistoryEntry>> {
+    pub async fn connector_history(
+        &self,
+        who: &Principal,
+        id: Option<&str>,
+    ) -> Result<Vec<HistoryEntry>> {
         let started = Instant::now();
         let target = id.unwrap_or("registry");
-        let decision = self.check(who, Action::ConnectorHistory, Context::default(), target, started).await?;
-        let result = self.state.history(&who.tenant, id).await.map_err(ControlError::from);
-        self.audit(who, Action::ConnectorHistory, target, None, &decision, result.as_ref().map(|_| ()), started, None, None).await;
+        let decision = self
+            .check(
+                who,
+                Action::ConnectorHistory,
+                Context::default(),
+                target,
+                started,
+            )
+            .await?;
+        let result = self
+            .state
+            .history(&who.tenant, id)
+            .await
+            .map_err(ControlError::from);
+        self.audit(
+            who,
+            Action::ConnectorHistory,
+            target,
+            None,
+            &decision,
+            result.as_ref().map(|_| ()),
+            started,
+            None,
+            None,
+        )
+        .await;
         result
     }
 }
 
 pub(crate) fn not_registered(id: &str) -> ControlError {
-    ControlError::NotFound(format!("connector `{id}` is not registered; register it with `airlock connector register <file.wasm>`"))
+    ControlError::NotFound(format!(
+        "connector `{id}` is not registered; register it with `airlock connector register <file.wasm>`"
+    ))
 }
 
 #[cfg(test)]
@@ -200,7 +368,11 @@ mod tests {
     fn registry_orders_versions_numerically() {
         let mut v = vec!["1.9.0", "1.10.0", "0.2.0", "1.10.0-rc1"];
         v.sort_by_key(|s| version_key(s));
-        assert_eq!(v.last(), Some(&"1.10.0-rc1"), "a suffix sorts after its release here: {v:?}");
+        assert_eq!(
+            v.last(),
+            Some(&"1.10.0-rc1"),
+            "a suffix sorts after its release here: {v:?}"
+        );
         assert_eq!(v[0], "0.2.0");
         assert!(version_key("1.10.0") > version_key("1.9.0"));
     }

@@ -12,12 +12,20 @@ pub fn validate(schema: &Value, instance: &Value, what: &str) -> Result<(), Vec<
         .map(|e| {
             let path = e.instance_path().to_string();
             let field = path.trim_start_matches('/').replace('/', ".");
-            if field.is_empty() { format!("{what}: {e}") } else { format!("{what} field `{field}`: {e}") }
+            if field.is_empty() {
+                format!("{what}: {e}")
+            } else {
+                format!("{what} field `{field}`: {e}")
+            }
         })
         .collect();
     problems.sort();
     problems.dedup();
-    if problems.is_empty() { Ok(()) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
 }
 
 #[cfg(test)]
@@ -34,12 +42,22 @@ mod tests {
             "additionalProperties": false
         });
         validate(&schema, &json!({"latency_ms": 5}), "config").unwrap();
-        let problems = validate(&schema, &json!({"latency_ms": -1, "error_rate": 2, "colour": "red"}), "config").unwrap_err();
+        let problems = validate(
+            &schema,
+            &json!({"latency_ms": -1, "error_rate": 2, "colour": "red"}),
+            "config",
+        )
+        .unwrap_err();
         let text = problems.join("\n");
         assert!(text.contains("config field `latency_ms`"), "{text}");
         assert!(text.contains("config field `error_rate`"), "{text}");
         assert!(text.contains("colour"), "{text}");
-        let missing = validate(&schema, &json!({}), "config").unwrap_err().join("\n");
-        assert!(missing.contains("latency_ms") && missing.contains("required"), "{missing}");
+        let missing = validate(&schema, &json!({}), "config")
+            .unwrap_err()
+            .join("\n");
+        assert!(
+            missing.contains("latency_ms") && missing.contains("required"),
+            "{missing}"
+        );
     }
 }

@@ -7,14 +7,19 @@
 //! Every query that reads tenant data takes the tenant as part of its key.
 
 use crate::capability::keyvalue::SqliteStore;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use std::path::Path;
 use std::str::FromStr;
 
 /// The migrations, in order. Applied ones are recorded in `schema_migrations`.
-pub const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "control plane", include_str!("../../migrations/0001_control_plane.sql"))];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "control plane",
+    include_str!("../../migrations/0001_control_plane.sql"),
+)];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -108,7 +113,13 @@ pub trait StateStore: Send + Sync + 'static {
     async fn connector_versions(&self, tenant: &str, id: &str) -> Result<Vec<ConnectorRecord>>;
     async fn list_connectors(&self, tenant: &str) -> Result<Vec<ConnectorRecord>>;
     /// Sets `enabled` on one version; returns false if there is no such version.
-    async fn set_connector_enabled(&self, tenant: &str, id: &str, version: &str, enabled: bool) -> Result<bool>;
+    async fn set_connector_enabled(
+        &self,
+        tenant: &str,
+        id: &str,
+        version: &str,
+        enabled: bool,
+    ) -> Result<bool>;
     /// Appends to the registry history, assigning the next sequence number.
     async fn append_history(&self, tenant: &str, entry: &HistoryEntry) -> Result<i64>;
     async fn history(&self, tenant: &str, connector: Option<&str>) -> Result<Vec<HistoryEntry>>;
@@ -120,8 +131,20 @@ pub trait StateStore: Send + Sync + 'static {
     async fn list_connections(&self, tenant: &str) -> Result<Vec<ConnectionRecord>>;
 
     async fn put_grant(&self, tenant: &str, grant: &Grant) -> Result<()>;
-    async fn delete_grant(&self, tenant: &str, connection: &str, agent: &str, operation: &str) -> Result<bool>;
-    async fn has_grant(&self, tenant: &str, connection: &str, agent: &str, operation: &str) -> Result<bool>;
+    async fn delete_grant(
+        &self,
+        tenant: &str,
+        connection: &str,
+        agent: &str,
+        operation: &str,
+    ) -> Result<bool>;
+    async fn has_grant(
+        &self,
+        tenant: &str,
+        connection: &str,
+        agent: &str,
+        operation: &str,
+    ) -> Result<bool>;
     async fn list_grants(&self, tenant: &str, connection: &str) -> Result<Vec<Grant>>;
 
     /// Appends audit records (JSON), assigning consecutive sequence numbers; returns the last.
@@ -138,8 +161,9 @@ impl SqliteState {
     /// Opens (creating and migrating) the store at `path`.
     pub async fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StateError::Storage(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StateError::Storage(format!("cannot create {}: {e}", dir.display()))
+            })?;
         }
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)
@@ -151,7 +175,9 @@ impl SqliteState {
             .max_connections(4)
             .connect_with(options)
             .await
-            .map_err(|e| StateError::Storage(format!("cannot open state store {}: {e}", path.display())))?;
+            .map_err(|e| {
+                StateError::Storage(format!("cannot open state store {}: {e}", path.display()))
+            })?;
         let state = SqliteState { pool };
         state.migrate().await?;
         Ok(state)
@@ -205,8 +231,11 @@ pub fn now_ms() -> i64 {
 }
 
 fn json_list(text: Option<String>) -> Result<Option<Vec<String>>> {
-    text.map(|t| serde_json::from_str(&t).map_err(|e| StateError::Corrupt(format!("stored list is not JSON: {e}"))))
-        .transpose()
+    text.map(|t| {
+        serde_json::from_str(&t)
+            .map_err(|e| StateError::Corrupt(format!("stored list is not JSON: {e}")))
+    })
+    .transpose()
 }
 
 fn connector_row(r: &sqlx::sqlite::SqliteRow) -> ConnectorRecord {
@@ -223,7 +252,9 @@ fn connector_row(r: &sqlx::sqlite::SqliteRow) -> ConnectorRecord {
 }
 
 fn connection_row(r: &sqlx::sqlite::SqliteRow) -> Result<ConnectionRecord> {
-    let corrupt = |what: &str, e: serde_json::Error| StateError::Corrupt(format!("stored {what} is not JSON: {e}"));
+    let corrupt = |what: &str, e: serde_json::Error| {
+        StateError::Corrupt(format!("stored {what} is not JSON: {e}"))
+    };
     Ok(ConnectionRecord {
         tenant: r.get("tenant"),
         name: r.get("name"),
@@ -233,9 +264,11 @@ fn connection_row(r: &sqlx::sqlite::SqliteRow) -> Result<ConnectionRecord> {
         status: r.get("status"),
         allowed_operations: json_list(r.get("allowed_operations"))?,
         allowed_objects: json_list(r.get("allowed_objects"))?,
-        required_roles: serde_json::from_str(r.get::<&str, _>("required_roles")).map_err(|e| corrupt("roles", e))?,
+        required_roles: serde_json::from_str(r.get::<&str, _>("required_roles"))
+            .map_err(|e| corrupt("roles", e))?,
         writes_enabled: r.get("writes_enabled"),
-        limits: serde_json::from_str(r.get::<&str, _>("limits")).map_err(|e| corrupt("limits", e))?,
+        limits: serde_json::from_str(r.get::<&str, _>("limits"))
+            .map_err(|e| corrupt("limits", e))?,
         last_test_at: r.get("last_test_at"),
         last_test_ok: r.get("last_test_ok"),
         last_test_message: r.get("last_test_message"),
@@ -247,7 +280,8 @@ fn connection_row(r: &sqlx::sqlite::SqliteRow) -> Result<ConnectionRecord> {
 }
 
 fn list_text(list: &Option<Vec<String>>) -> Option<String> {
-    list.as_ref().map(|l| serde_json::to_string(l).expect("strings serialize"))
+    list.as_ref()
+        .map(|l| serde_json::to_string(l).expect("strings serialize"))
 }
 
 #[async_trait::async_trait]
@@ -263,7 +297,10 @@ impl StateStore for SqliteState {
     }
 
     async fn get_component(&self, digest: &str) -> Result<Option<Vec<u8>>> {
-        let row = sqlx::query("SELECT bytes FROM components WHERE digest = ?1").bind(digest).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT bytes FROM components WHERE digest = ?1")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(|r| r.get("bytes")))
     }
 
@@ -284,37 +321,51 @@ impl StateStore for SqliteState {
         .await;
         match result {
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(StateError::Conflict(format!("connector {} version {} is already registered", c.id, c.version)))
+                Err(StateError::Conflict(format!(
+                    "connector {} version {} is already registered",
+                    c.id, c.version
+                )))
             }
             other => other.map(|_| ()).map_err(Into::into),
         }
     }
 
     async fn connector_versions(&self, tenant: &str, id: &str) -> Result<Vec<ConnectorRecord>> {
-        let rows = sqlx::query("SELECT * FROM connectors WHERE tenant = ?1 AND id = ?2 ORDER BY registered_at")
-            .bind(tenant)
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM connectors WHERE tenant = ?1 AND id = ?2 ORDER BY registered_at",
+        )
+        .bind(tenant)
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows.iter().map(connector_row).collect())
     }
 
     async fn list_connectors(&self, tenant: &str) -> Result<Vec<ConnectorRecord>> {
-        let rows = sqlx::query("SELECT * FROM connectors WHERE tenant = ?1 ORDER BY id, registered_at")
-            .bind(tenant)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT * FROM connectors WHERE tenant = ?1 ORDER BY id, registered_at")
+                .bind(tenant)
+                .fetch_all(&self.pool)
+                .await?;
         Ok(rows.iter().map(connector_row).collect())
     }
 
-    async fn set_connector_enabled(&self, tenant: &str, id: &str, version: &str, enabled: bool) -> Result<bool> {
-        let done = sqlx::query("UPDATE connectors SET enabled = ?4 WHERE tenant = ?1 AND id = ?2 AND version = ?3")
-            .bind(tenant)
-            .bind(id)
-            .bind(version)
-            .bind(enabled)
-            .execute(&self.pool)
-            .await?;
+    async fn set_connector_enabled(
+        &self,
+        tenant: &str,
+        id: &str,
+        version: &str,
+        enabled: bool,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE connectors SET enabled = ?4 WHERE tenant = ?1 AND id = ?2 AND version = ?3",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(version)
+        .bind(enabled)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -401,10 +452,12 @@ impl StateStore for SqliteState {
         .execute(&self.pool)
         .await;
         match result {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StateError::Conflict(format!(
-                "connection `{}` already exists; change it with `airlock connection update`",
-                c.name
-            ))),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(StateError::Conflict(format!(
+                    "connection `{}` already exists; change it with `airlock connection update`",
+                    c.name
+                )))
+            }
             other => other.map(|_| ()).map_err(Into::into),
         }
     }
@@ -455,7 +508,10 @@ impl StateStore for SqliteState {
     }
 
     async fn list_connections(&self, tenant: &str) -> Result<Vec<ConnectionRecord>> {
-        let rows = sqlx::query("SELECT * FROM connections WHERE tenant = ?1 ORDER BY name").bind(tenant).fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM connections WHERE tenant = ?1 ORDER BY name")
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(connection_row).collect()
     }
 
@@ -475,7 +531,13 @@ impl StateStore for SqliteState {
         Ok(())
     }
 
-    async fn delete_grant(&self, tenant: &str, connection: &str, agent: &str, operation: &str) -> Result<bool> {
+    async fn delete_grant(
+        &self,
+        tenant: &str,
+        connection: &str,
+        agent: &str,
+        operation: &str,
+    ) -> Result<bool> {
         let done = sqlx::query("DELETE FROM agent_grants WHERE tenant = ?1 AND connection = ?2 AND agent = ?3 AND operation = ?4")
             .bind(tenant)
             .bind(connection)
@@ -486,7 +548,13 @@ impl StateStore for SqliteState {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn has_grant(&self, tenant: &str, connection: &str, agent: &str, operation: &str) -> Result<bool> {
+    async fn has_grant(
+        &self,
+        tenant: &str,
+        connection: &str,
+        agent: &str,
+        operation: &str,
+    ) -> Result<bool> {
         let row = sqlx::query("SELECT 1 FROM agent_grants WHERE tenant = ?1 AND connection = ?2 AND agent = ?3 AND operation = ?4")
             .bind(tenant)
             .bind(connection)
@@ -517,7 +585,10 @@ impl StateStore for SqliteState {
 
     async fn append_audit(&self, records: &[(i64, String, String)]) -> Result<i64> {
         let mut tx = self.pool.begin().await?;
-        let mut seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM audit").fetch_one(&mut *tx).await?.get(0);
+        let mut seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM audit")
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
         for (at, tenant, record) in records {
             seq += 1;
             sqlx::query("INSERT INTO audit (seq, at, tenant, record) VALUES (?1, ?2, ?3, ?4)")
@@ -533,12 +604,17 @@ impl StateStore for SqliteState {
     }
 
     async fn list_audit(&self, tenant: &str, limit: i64) -> Result<Vec<(i64, String)>> {
-        let rows = sqlx::query("SELECT seq, record FROM audit WHERE tenant = ?1 ORDER BY seq DESC LIMIT ?2")
-            .bind(tenant)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut out: Vec<(i64, String)> = rows.iter().map(|r| (r.get("seq"), r.get("record"))).collect();
+        let rows = sqlx::query(
+            "SELECT seq, record FROM audit WHERE tenant = ?1 ORDER BY seq DESC LIMIT ?2",
+        )
+        .bind(tenant)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<(i64, String)> = rows
+            .iter()
+            .map(|r| (r.get("seq"), r.get("record")))
+            .collect();
         out.reverse();
         Ok(out)
     }

@@ -29,7 +29,9 @@ pub enum VaultError {
     NoKey,
     #[error("the master key in {source_name} is unusable: {reason}")]
     BadKey { source_name: String, reason: String },
-    #[error("stored secret for {what} cannot be opened: wrong master key, or the data was altered or moved")]
+    #[error(
+        "stored secret for {what} cannot be opened: wrong master key, or the data was altered or moved"
+    )]
     Open { what: String },
 }
 
@@ -51,7 +53,10 @@ fn aad(tenant: &str, connection: &str, purpose: &str) -> Vec<u8> {
 impl Vault {
     /// Builds a vault from base64 key text.
     pub fn from_base64(text: &str, source_name: &str) -> Result<Self, VaultError> {
-        let bad = |reason: String| VaultError::BadKey { source_name: source_name.to_owned(), reason };
+        let bad = |reason: String| VaultError::BadKey {
+            source_name: source_name.to_owned(),
+            reason,
+        };
         let bytes = Zeroizing::new(
             base64::engine::general_purpose::STANDARD
                 .decode(text.trim())
@@ -77,10 +82,13 @@ impl Vault {
 
     pub fn from_file(path: &Path) -> Result<Self, VaultError> {
         let name = path.display().to_string();
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| VaultError::BadKey {
-            source_name: name.clone(),
-            reason: e.to_string(),
-        })?);
+        let text =
+            Zeroizing::new(
+                std::fs::read_to_string(path).map_err(|e| VaultError::BadKey {
+                    source_name: name.clone(),
+                    reason: e.to_string(),
+                })?,
+            );
         Self::from_base64(&text, &name)
     }
 
@@ -103,7 +111,13 @@ impl Vault {
         let aad = aad(tenant, connection, purpose);
         let sealed = self
             .cipher
-            .encrypt(&nonce, Payload { msg: plaintext, aad: &aad })
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
             .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
         let mut out = Vec::with_capacity(1 + NONCE_BYTES + sealed.len());
         out.push(FORMAT_V1);
@@ -113,15 +127,29 @@ impl Vault {
     }
 
     /// Decrypts what [`Vault::seal`] produced for the same tenant, connection and purpose.
-    pub fn open(&self, tenant: &str, connection: &str, purpose: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, VaultError> {
-        let what = || VaultError::Open { what: format!("{purpose} of connection `{connection}`") };
+    pub fn open(
+        &self,
+        tenant: &str,
+        connection: &str,
+        purpose: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        let what = || VaultError::Open {
+            what: format!("{purpose} of connection `{connection}`"),
+        };
         if sealed.len() < 1 + NONCE_BYTES || sealed[0] != FORMAT_V1 {
             return Err(what());
         }
         let nonce = XNonce::try_from(&sealed[1..1 + NONCE_BYTES]).map_err(|_| what())?;
         let aad = aad(tenant, connection, purpose);
         self.cipher
-            .decrypt(&nonce, Payload { msg: &sealed[1 + NONCE_BYTES..], aad: &aad })
+            .decrypt(
+                &nonce,
+                Payload {
+                    msg: &sealed[1 + NONCE_BYTES..],
+                    aad: &aad,
+                },
+            )
             .map(Zeroizing::new)
             .map_err(|_| what())
     }
@@ -136,7 +164,11 @@ pub fn generate_key() -> String {
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(bytes)
 }
 
@@ -152,21 +184,42 @@ mod tests {
     fn vault_round_trips_and_binds_tenant_and_connection() {
         let v = vault();
         let sealed = v.seal("acme", "crm", "config", b"{\"region\":\"eu\"}");
-        assert!(!sealed.windows(6).any(|w| w == b"region"), "plaintext visible in the sealed bytes");
-        assert_eq!(&*v.open("acme", "crm", "config", &sealed).unwrap(), b"{\"region\":\"eu\"}");
-        for (t, c, p) in [("globex", "crm", "config"), ("acme", "erp", "config"), ("acme", "crm", "credential")] {
-            assert!(v.open(t, c, p, &sealed).is_err(), "opened under {t}/{c}/{p}");
+        assert!(
+            !sealed.windows(6).any(|w| w == b"region"),
+            "plaintext visible in the sealed bytes"
+        );
+        assert_eq!(
+            &*v.open("acme", "crm", "config", &sealed).unwrap(),
+            b"{\"region\":\"eu\"}"
+        );
+        for (t, c, p) in [
+            ("globex", "crm", "config"),
+            ("acme", "erp", "config"),
+            ("acme", "crm", "credential"),
+        ] {
+            assert!(
+                v.open(t, c, p, &sealed).is_err(),
+                "opened under {t}/{c}/{p}"
+            );
         }
         let mut tampered = sealed.clone();
         *tampered.last_mut().unwrap() ^= 1;
         assert!(v.open("acme", "crm", "config", &tampered).is_err());
-        assert!(vault().open("acme", "crm", "config", &sealed).is_err(), "opened with another key");
+        assert!(
+            vault().open("acme", "crm", "config", &sealed).is_err(),
+            "opened with another key"
+        );
     }
 
     #[test]
     fn vault_rejects_bad_keys_with_the_reason() {
-        let err = Vault::from_base64("not base64!", "AIRLOCK_MASTER_KEY").unwrap_err().to_string();
-        assert!(err.contains("AIRLOCK_MASTER_KEY") && err.contains("not base64"), "{err}");
+        let err = Vault::from_base64("not base64!", "AIRLOCK_MASTER_KEY")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("AIRLOCK_MASTER_KEY") && err.contains("not base64"),
+            "{err}"
+        );
         let short = base64::engine::general_purpose::STANDARD.encode([0u8; 16]);
         let err = Vault::from_base64(&short, "k").unwrap_err().to_string();
         assert!(err.contains("16 bytes, expected 32"), "{err}");

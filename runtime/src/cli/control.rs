@@ -1,0 +1,675 @@
+//! The control-plane commands: `connector`, `connection`, `invoke`, `audit`, `keygen`.
+
+use super::{EXIT_OK, report_invoke_error, report_outcome};
+use crate::capability::keyvalue::KeyValueStore;
+use crate::control::state::SqliteState;
+use crate::control::vault::Vault;
+use crate::control::{
+    ConnectionSpec, ConnectionUpdate, ControlError, ControlPlane, Principal, PrincipalKind,
+};
+use crate::executor::{Executor, ExecutorOptions};
+use crate::invocation::Role;
+use crate::limits::Limits;
+use clap::{Args, Subcommand};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Who is acting, from flags or the environment (as the seeds' CLI did).
+#[derive(Args, Clone)]
+pub struct Identity {
+    // Global, so that they can stand before or after the subcommand.
+    /// The tenant to act in.
+    #[arg(long, global = true, env = "AIRLOCK_TENANT")]
+    tenant: Option<String>,
+    /// The user acting (default: the login name).
+    #[arg(long, global = true, env = "AIRLOCK_USER", conflicts_with = "agent")]
+    user: Option<String>,
+    /// Act as this agent instead of a user: agents need a grant per connection and operation.
+    #[arg(long, global = true, env = "AIRLOCK_AGENT")]
+    agent: Option<String>,
+    /// viewer, author, operator, auditor, compliance or admin (default viewer: least privilege).
+    #[arg(long, global = true, env = "AIRLOCK_ROLE")]
+    role: Option<Role>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+impl Identity {
+    pub(crate) fn principal(&self) -> anyhow::Result<Principal> {
+        let tenant = self
+            .tenant
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("no tenant: pass --tenant or set AIRLOCK_TENANT"))?;
+        crate::invocation::validate_id("tenant", &tenant).map_err(anyhow::Error::msg)?;
+        let (id, kind) = match (&self.agent, &self.user) {
+            (Some(agent), _) => (agent.clone(), PrincipalKind::Agent),
+            (None, Some(user)) => (user.clone(), PrincipalKind::User),
+            (None, None) => (
+                std::env::var("USER").unwrap_or_else(|_| "cli".into()),
+                PrincipalKind::User,
+            ),
+        };
+        crate::invocation::validate_id("principal", &id).map_err(anyhow::Error::msg)?;
+        Ok(Principal {
+            tenant,
+            id,
+            kind,
+            role: self.role.unwrap_or(Role::Viewer),
+        })
+    }
+}
+
+#[derive(Subcommand)]
+pub enum ConnectorCommand {
+    /// Register a component (idempotent for the same bytes).
+    Register { component: PathBuf },
+    /// List registered connectors.
+    List,
+    /// Show every version of a connector.
+    Show { id: String },
+    /// Enable a connector (all versions, or one).
+    Enable {
+        id: String,
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Disable a connector (all versions, or one): its connections stop working.
+    Disable {
+        id: String,
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Every change to the registry (one connector's, if given).
+    History { id: Option<String> },
+}
+
+/// Settings shared by `connection create` and `connection update`.
+#[derive(Args, Default)]
+pub struct ConnectionSettings {
+    /// Non-secret config, a JSON object checked against the connector's config schema.
+    #[arg(long)]
+    config: Option<String>,
+    /// Allow only these operations (repeatable); without it, all of the manifest's.
+    #[arg(long = "allow-operation")]
+    allow_operations: Vec<String>,
+    /// Allow only these objects (repeatable), matched against the params' `object` or `type`.
+    #[arg(long = "allow-object")]
+    allow_objects: Vec<String>,
+    /// Require a higher role for an operation, as OPERATION=ROLE (repeatable).
+    #[arg(long = "require-role")]
+    require_roles: Vec<String>,
+    /// Let write operations run (connections are read-only by default).
+    #[arg(long)]
+    writes_enabled: Option<bool>,
+    /// Wall-clock deadline per invocation, in milliseconds.
+    #[arg(long)]
+    deadline_ms: Option<u64>,
+    /// Memory limit per invocation, in MiB.
+    #[arg(long)]
+    memory_mib: Option<usize>,
+}
+
+#[derive(Subcommand)]
+pub enum ConnectionCommand {
+    /// Configure a connector for this tenant.
+    Create {
+        name: String,
+        #[arg(long)]
+        connector: String,
+        /// Pin a version; without it the connection follows the latest.
+        #[arg(long)]
+        version: Option<String>,
+        #[command(flatten)]
+        settings: ConnectionSettings,
+    },
+    List,
+    Show {
+        name: String,
+    },
+    /// Change a connection's settings.
+    Update {
+        name: String,
+        /// Pin a version, or `latest` to follow the latest.
+        #[arg(long)]
+        version: Option<String>,
+        #[command(flatten)]
+        settings: ConnectionSettings,
+    },
+    Enable {
+        name: String,
+    },
+    Disable {
+        name: String,
+    },
+    /// Run the connector's health check and discovery, and record the result.
+    Test {
+        name: String,
+    },
+    /// Let an agent invoke one operation on this connection.
+    Grant {
+        name: String,
+        #[arg(long = "to-agent")]
+        to_agent: String,
+        #[arg(long)]
+        operation: String,
+    },
+    /// Take an agent's grant back.
+    Revoke {
+        name: String,
+        #[arg(long = "from-agent")]
+        from_agent: String,
+        #[arg(long)]
+        operation: String,
+    },
+}
+
+fn parse_json(flag: &str, text: &str) -> anyhow::Result<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| anyhow::anyhow!("{flag} is not valid JSON ({e})"))
+}
+
+fn roles(pairs: &[String]) -> anyhow::Result<BTreeMap<String, Role>> {
+    pairs
+        .iter()
+        .map(|pair| {
+            let (op, role) = pair.split_once('=').ok_or_else(|| {
+                anyhow::anyhow!("--require-role takes OPERATION=ROLE, got `{pair}`")
+            })?;
+            Ok((op.to_owned(), role.parse().map_err(anyhow::Error::msg)?))
+        })
+        .collect()
+}
+
+fn limits(settings: &ConnectionSettings, base: Option<Limits>) -> Option<Limits> {
+    if settings.deadline_ms.is_none() && settings.memory_mib.is_none() {
+        return base;
+    }
+    let mut limits = base.unwrap_or_default();
+    if let Some(ms) = settings.deadline_ms {
+        limits.deadline = Duration::from_millis(ms);
+    }
+    if let Some(mib) = settings.memory_mib {
+        limits.max_memory_bytes = mib << 20;
+    }
+    Some(limits)
+}
+
+/// Opens the control plane over the data directory's state store. Refuses without a master key.
+pub async fn open(data_dir: &Path, vault: Vault) -> anyhow::Result<ControlPlane> {
+    let state = Arc::new(SqliteState::open(&data_dir.join("airlock.db")).await?);
+    let keyvalue: Arc<dyn KeyValueStore> = Arc::new(state.keyvalue());
+    let executor = Arc::new(Executor::new(ExecutorOptions {
+        cache_dir: Some(data_dir.join("cache")),
+        ..Default::default()
+    })?);
+    Ok(ControlPlane::new(state, executor, vault, keyvalue))
+}
+
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut t = comfy_table::Table::new();
+    t.load_style(comfy_table::presets::UTF8_BORDERS_ONLY)
+        .set_header(header.iter().copied());
+    for row in rows {
+        t.add_row(row);
+    }
+    t.to_string()
+}
+
+fn when(ms: Option<i64>) -> String {
+    match ms {
+        None => "-".into(),
+        Some(ms) => {
+            let secs = ms / 1000;
+            let (d, s) = (secs / 86_400, secs % 86_400);
+            // Days since the epoch to a civil date (Howard Hinnant's algorithm).
+            let z = d + 719_468;
+            let era = z.div_euclid(146_097);
+            let doe = z - era * 146_097;
+            let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+            let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+            let mp = (5 * doy + 2) / 153;
+            let day = doy - (153 * mp + 2) / 5 + 1;
+            let month = if mp < 10 { mp + 3 } else { mp - 9 };
+            let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
+            format!(
+                "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z",
+                s / 3600,
+                s % 3600 / 60,
+                s % 60
+            )
+        }
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serializable")
+    );
+}
+
+/// The exit code for a control-plane error, after printing it.
+pub fn report_error(e: &ControlError) -> u8 {
+    match e {
+        ControlError::Denied { .. } => eprintln!("denied: {e}"),
+        ControlError::Invoke(inner) => return report_invoke_error(inner),
+        ControlError::Invalid(problems) => {
+            eprintln!("error: invalid input:");
+            for p in problems {
+                eprintln!("  - {p}");
+            }
+        }
+        other => eprintln!("error: {other}"),
+    }
+    e.exit_code()
+}
+
+pub async fn connector(
+    cp: &ControlPlane,
+    who: &Identity,
+    command: ConnectorCommand,
+) -> anyhow::Result<u8> {
+    let principal = who.principal()?;
+    let result = match command {
+        ConnectorCommand::Register { component } => {
+            let bytes = std::fs::read(&component)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", component.display()))?;
+            let spinner = progress_spinner();
+            let progress = |message: &str| {
+                if let Some(s) = &spinner {
+                    s.set_message(message.to_owned());
+                }
+            };
+            let result = cp.register(&principal, &bytes, &progress).await;
+            if let Some(s) = spinner {
+                s.finish_and_clear();
+            }
+            result.map(|r| {
+                if who.json {
+                    print_json(&r);
+                } else {
+                    let verb = if r.created {
+                        "registered"
+                    } else {
+                        "already registered (unchanged)"
+                    };
+                    println!(
+                        "{} {} {verb}: sha256:{}",
+                        r.connector.id, r.connector.version, r.connector.digest
+                    );
+                }
+            })
+        }
+        ConnectorCommand::List => cp.connector_list(&principal).await.map(|list| {
+            if who.json {
+                return print_json(&list);
+            }
+            let rows = list
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.id.clone(),
+                        c.version.clone(),
+                        if c.enabled { "yes" } else { "no" }.into(),
+                        c.manifest.operations.len().to_string(),
+                        c.digest[..12].to_owned(),
+                        c.registered_by.clone(),
+                        when(Some(c.registered_at)),
+                    ]
+                })
+                .collect();
+            println!(
+                "{}",
+                table(
+                    &[
+                        "id",
+                        "version",
+                        "enabled",
+                        "operations",
+                        "sha256",
+                        "by",
+                        "registered"
+                    ],
+                    rows
+                )
+            );
+        }),
+        ConnectorCommand::Show { id } => cp.connector_show(&principal, &id).await.map(|versions| {
+            if who.json {
+                return print_json(&versions);
+            }
+            for c in versions {
+                println!(
+                    "{} {} ({}) sha256:{}",
+                    c.id,
+                    c.version,
+                    if c.enabled { "enabled" } else { "disabled" },
+                    c.digest
+                );
+                println!("  {}", c.manifest.description);
+                for op in &c.manifest.operations {
+                    println!(
+                        "  {:<10} {:<5} risk={:?} {}",
+                        op.name,
+                        op.access.to_string(),
+                        op.risk,
+                        op.description
+                    );
+                }
+            }
+        }),
+        ConnectorCommand::Enable { id, version } => {
+            set_enabled(cp, &principal, &id, version.as_deref(), true).await
+        }
+        ConnectorCommand::Disable { id, version } => {
+            set_enabled(cp, &principal, &id, version.as_deref(), false).await
+        }
+        ConnectorCommand::History { id } => cp
+            .connector_history(&principal, id.as_deref())
+            .await
+            .map(|entries| {
+                if who.json {
+                    return print_json(&entries);
+                }
+                let rows = entries
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.seq.to_string(),
+                            when(Some(e.at)),
+                            e.actor.clone(),
+                            e.action.clone(),
+                            e.connector.clone(),
+                            e.version.clone(),
+                            e.detail.to_string(),
+                        ]
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    table(
+                        &["#", "when", "who", "what", "connector", "version", "detail"],
+                        rows
+                    )
+                );
+            }),
+    };
+    cp.flush_audit().await;
+    Ok(match result {
+        Ok(()) => EXIT_OK,
+        Err(e) => report_error(&e),
+    })
+}
+
+async fn set_enabled(
+    cp: &ControlPlane,
+    who: &Principal,
+    id: &str,
+    version: Option<&str>,
+    enabled: bool,
+) -> crate::control::Result<()> {
+    cp.connector_set_enabled(who, id, version, enabled)
+        .await
+        .map(|changed| {
+            let state = if enabled { "enabled" } else { "disabled" };
+            if changed.is_empty() {
+                println!("{id}: already {state}");
+            } else {
+                println!("{id} {}: {state}", changed.join(", "));
+            }
+        })
+}
+
+fn progress_spinner() -> Option<indicatif::ProgressBar> {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return None;
+    }
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    Some(spinner)
+}
+
+pub async fn connection(
+    cp: &ControlPlane,
+    who: &Identity,
+    command: ConnectionCommand,
+) -> anyhow::Result<u8> {
+    let principal = who.principal()?;
+    let result = match command {
+        ConnectionCommand::Create {
+            name,
+            connector,
+            version,
+            settings,
+        } => {
+            let spec = ConnectionSpec {
+                name,
+                connector,
+                version,
+                config: match &settings.config {
+                    Some(text) => parse_json("--config", text)?,
+                    None => serde_json::json!({}),
+                },
+                allowed_operations: (!settings.allow_operations.is_empty())
+                    .then(|| settings.allow_operations.clone()),
+                allowed_objects: (!settings.allow_objects.is_empty())
+                    .then(|| settings.allow_objects.clone()),
+                required_roles: roles(&settings.require_roles)?,
+                writes_enabled: settings.writes_enabled.unwrap_or(false),
+                limits: limits(&settings, None),
+            };
+            cp.connection_create(&principal, spec).await.map(|view| {
+                if who.json {
+                    return print_json(&view);
+                }
+                let mode = if view.record.writes_enabled {
+                    "writes enabled"
+                } else {
+                    "read-only"
+                };
+                println!(
+                    "connection {} created ({} {}, {mode})",
+                    view.record.name,
+                    view.record.connector,
+                    view.record.connector_version.as_deref().unwrap_or("latest")
+                );
+            })
+        }
+        ConnectionCommand::List => cp.connection_list(&principal).await.map(|list| {
+            if who.json {
+                return print_json(&list);
+            }
+            let rows = list
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.name.clone(),
+                        c.connector.clone(),
+                        c.connector_version
+                            .clone()
+                            .unwrap_or_else(|| "latest".into()),
+                        c.status.clone(),
+                        if c.writes_enabled { "yes" } else { "no" }.into(),
+                        when(c.last_test_at),
+                    ]
+                })
+                .collect();
+            println!(
+                "{}",
+                table(
+                    &[
+                        "name",
+                        "connector",
+                        "version",
+                        "status",
+                        "writes",
+                        "last test"
+                    ],
+                    rows
+                )
+            );
+        }),
+        ConnectionCommand::Show { name } => cp
+            .connection_show(&principal, &name)
+            .await
+            .map(|view| print_json(&view)),
+        ConnectionCommand::Update {
+            name,
+            version,
+            settings,
+        } => {
+            let current_limits = if settings.deadline_ms.is_some() || settings.memory_mib.is_some()
+            {
+                let shown = cp.connection_show(&principal, &name).await;
+                match shown {
+                    Ok(view) => serde_json::from_value(view.record.limits.clone()).ok(),
+                    Err(e) => return Ok(report_error(&e)),
+                }
+            } else {
+                None
+            };
+            let update = ConnectionUpdate {
+                version: version.map(|v| (v != "latest").then_some(v)),
+                config: settings
+                    .config
+                    .as_deref()
+                    .map(|t| parse_json("--config", t))
+                    .transpose()?,
+                allowed_operations: (!settings.allow_operations.is_empty())
+                    .then(|| Some(settings.allow_operations.clone())),
+                allowed_objects: (!settings.allow_objects.is_empty())
+                    .then(|| Some(settings.allow_objects.clone())),
+                required_roles: (!settings.require_roles.is_empty())
+                    .then(|| roles(&settings.require_roles))
+                    .transpose()?,
+                writes_enabled: settings.writes_enabled,
+                limits: limits(&settings, current_limits),
+            };
+            cp.connection_update(&principal, &name, update)
+                .await
+                .map(|view| {
+                    if who.json {
+                        return print_json(&view);
+                    }
+                    println!(
+                        "connection {} updated (revision {})",
+                        view.record.name, view.record.revision
+                    );
+                })
+        }
+        ConnectionCommand::Enable { name } => cp
+            .connection_set_enabled(&principal, &name, true)
+            .await
+            .map(|r| println!("connection {}: {}", r.name, r.status)),
+        ConnectionCommand::Disable { name } => cp
+            .connection_set_enabled(&principal, &name, false)
+            .await
+            .map(|r| println!("connection {}: {}", r.name, r.status)),
+        ConnectionCommand::Test { name } => match cp.connection_test(&principal, &name).await {
+            Ok(report) => {
+                if who.json {
+                    print_json(&report);
+                } else {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&report).expect("serializable")
+                    );
+                }
+                cp.flush_audit().await;
+                return Ok(if report.ok {
+                    EXIT_OK
+                } else {
+                    super::EXIT_ERROR
+                });
+            }
+            Err(e) => Err(e),
+        },
+        ConnectionCommand::Grant {
+            name,
+            to_agent,
+            operation,
+        } => cp
+            .connection_grant(&principal, &name, &to_agent, &operation, false)
+            .await
+            .map(|()| println!("agent {to_agent} may invoke {operation} on {name}")),
+        ConnectionCommand::Revoke {
+            name,
+            from_agent,
+            operation,
+        } => cp
+            .connection_grant(&principal, &name, &from_agent, &operation, true)
+            .await
+            .map(|()| println!("agent {from_agent} may no longer invoke {operation} on {name}")),
+    };
+    cp.flush_audit().await;
+    Ok(match result {
+        Ok(()) => EXIT_OK,
+        Err(e) => report_error(&e),
+    })
+}
+
+pub async fn invoke(
+    cp: &ControlPlane,
+    who: &Identity,
+    connection: &str,
+    operation: &str,
+    params: &str,
+) -> anyhow::Result<u8> {
+    let principal = who.principal()?;
+    let result = cp.invoke(&principal, connection, operation, params).await;
+    cp.flush_audit().await;
+    Ok(match result {
+        Ok(outcome) => report_outcome(&outcome),
+        Err(e) => report_error(&e),
+    })
+}
+
+pub async fn audit(cp: &ControlPlane, who: &Identity, limit: i64) -> anyhow::Result<u8> {
+    let principal = who.principal()?;
+    match cp.audit_list(&principal, limit).await {
+        Ok(records) => {
+            if who.json {
+                print_json(&records);
+            } else {
+                let rows = records
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            when(Some(r.at)),
+                            format!("{} ({}, {})", r.principal, r.principal_kind, r.role),
+                            r.action.clone(),
+                            match &r.operation {
+                                Some(op) => format!("{}/{op}", r.target),
+                                None => r.target.clone(),
+                            },
+                            r.outcome.clone(),
+                            r.rule.clone(),
+                            format!("{:.1} ms", r.duration_us as f64 / 1000.0),
+                        ]
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    table(
+                        &["when", "who", "action", "target", "outcome", "rule", "took"],
+                        rows
+                    )
+                );
+            }
+            Ok(EXIT_OK)
+        }
+        Err(e) => Ok(report_error(&e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_formats_timestamps_as_utc() {
+        assert_eq!(super::when(Some(0)), "1970-01-01 00:00:00Z");
+        assert_eq!(super::when(Some(1_795_000_000_000)), "2026-11-18 08:26:40Z");
+        assert_eq!(super::when(None), "-");
+    }
+}
