@@ -126,3 +126,166 @@ fn cli_guest_output_is_logged_with_the_invocation() {
         "{line}"
     );
 }
+
+fn airlock_as(data_dir: &std::path::Path, key: Option<&str>, args: &[&str]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock"));
+    cmd.args(args)
+        .env("AIRLOCK_DATA_DIR", data_dir)
+        .env("AIRLOCK_TENANT", "acme")
+        .env_remove("AIRLOCK_USER")
+        .env_remove("AIRLOCK_AGENT")
+        .env_remove("AIRLOCK_ROLE")
+        .env_remove("AIRLOCK_MASTER_KEY")
+        .env_remove("AIRLOCK_MASTER_KEY_FILE");
+    if let Some(key) = key {
+        cmd.env("AIRLOCK_MASTER_KEY", key);
+    }
+    let out = cmd.output().expect("run airlock");
+    Run {
+        code: out.status.code().expect("exit code"),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn cli_control_plane_refuses_to_start_without_a_master_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = airlock_as(dir.path(), None, &["connection", "list"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no master key: set AIRLOCK_MASTER_KEY"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("airlock keygen"), "{}", run.stderr);
+    let bad = airlock_as(dir.path(), Some("c2hvcnQ="), &["connection", "list"]);
+    assert_eq!(bad.code, 1);
+    assert!(
+        bad.stderr.contains("5 bytes, expected 32"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[test]
+fn cli_write_on_a_read_only_connection_exits_2_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = airlock_as(d, None, &["keygen"]).stdout.trim().to_owned();
+    let k = Some(key.as_str());
+    let reg = airlock_as(
+        d,
+        k,
+        &["connector", "register", &path("sandbox"), "--role", "admin"],
+    );
+    assert_eq!(reg.code, 0, "{}", reg.stderr);
+    let again = airlock_as(
+        d,
+        k,
+        &[
+            "connector",
+            "register",
+            &path("sandbox"),
+            "--role",
+            "admin",
+            "--json",
+        ],
+    );
+    let again: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(again["created"], false);
+    let create = airlock_as(
+        d,
+        k,
+        &[
+            "connection",
+            "create",
+            "crm",
+            "--connector",
+            "sandbox",
+            "--role",
+            "admin",
+        ],
+    );
+    assert_eq!(create.code, 0, "{}", create.stderr);
+    let write = airlock_as(
+        d,
+        k,
+        &[
+            "invoke",
+            "crm",
+            "create",
+            "--params",
+            r#"{"type":"items","data":{}}"#,
+            "--role",
+            "operator",
+        ],
+    );
+    assert_eq!(write.code, 2, "{}", write.stderr);
+    assert!(
+        write
+            .stderr
+            .contains("connection `crm` is read-only (writes_enabled = false)"),
+        "{}",
+        write.stderr
+    );
+    assert!(
+        write.stderr.contains("rule `read-only-connection`"),
+        "{}",
+        write.stderr
+    );
+    let bad = airlock_as(
+        d,
+        k,
+        &[
+            "connection",
+            "create",
+            "x",
+            "--connector",
+            "sandbox",
+            "--config",
+            r#"{"latency_ms":"slow","error_rate":5}"#,
+            "--role",
+            "admin",
+        ],
+    );
+    assert_eq!(bad.code, 1);
+    assert!(
+        bad.stderr.contains("config field `latency_ms`")
+            && bad.stderr.contains("config field `error_rate`"),
+        "{}",
+        bad.stderr
+    );
+    let viewer = airlock_as(
+        d,
+        k,
+        &["connection", "create", "y", "--connector", "sandbox"],
+    );
+    assert_eq!(
+        viewer.code, 2,
+        "the default role is viewer: {}",
+        viewer.stderr
+    );
+    let other = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args([
+            "invoke",
+            "crm",
+            "list",
+            "--params",
+            r#"{"type":"items"}"#,
+            "--tenant",
+            "globex",
+            "--role",
+            "admin",
+        ])
+        .env("AIRLOCK_DATA_DIR", d)
+        .env("AIRLOCK_MASTER_KEY", &key)
+        .output()
+        .unwrap();
+    assert_eq!(other.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&other.stderr).contains("connection `crm` not found"));
+    let list = airlock_as(d, k, &["connection", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(list[0]["name"], "crm");
+    assert_eq!(list[0]["writes_enabled"], false);
+}

@@ -1,212 +1,272 @@
-//! `airlock demo`: the sandbox connector on the embedded store doing a create, a list and a get,
-//! then misbehaving guests being stopped while the host keeps serving.
+//! `airlock demo`: the control plane on the embedded store. An admin registers the sandbox
+//! connector and configures connections; an operator creates, lists and gets records; the
+//! read-only default, tenant isolation and the sandbox's limits are shown stopping what they
+//! should; the audit log tells the story.
 
-use crate::capability::config::ConfigCtx;
-use crate::capability::keyvalue::SqliteStore;
-use crate::error::InvokeError;
-use crate::executor::{Call, Caller, Connector, Environment, Executor, ExecutorOptions};
+use crate::control::vault::Vault;
+use crate::control::{ConnectionSpec, ControlError, ControlPlane, Principal, PrincipalKind};
 use crate::invocation::Role;
 use crate::limits::Limits;
+use serde_json::json;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn step(title: &str) {
     println!("\n== {title}");
 }
 
-fn guest_path(dir: &Path, name: &str) -> anyhow::Result<std::path::PathBuf> {
-    let path = dir.join(format!("{}.wasm", name.replace('-', "_")));
-    if !path.exists() {
-        anyhow::bail!(
-            "guest {} not found; build the guests first (`cargo xtask demo` does) or pass --guests",
-            path.display()
-        );
+fn person(tenant: &str, id: &str, role: Role) -> Principal {
+    Principal {
+        tenant: tenant.into(),
+        id: id.into(),
+        kind: PrincipalKind::User,
+        role,
     }
-    Ok(path)
 }
 
-async fn load(executor: &Executor, dir: &Path, name: &str) -> anyhow::Result<Connector> {
-    let connector = executor.load_file(&guest_path(dir, name)?).await?;
-    println!(
-        "loaded {name}: {} bytes, sha256:{}..., {:?} in {:.1} ms",
-        connector.size,
-        &connector.digest[..12],
-        connector.load_source,
-        connector.load_time.as_secs_f64() * 1000.0
-    );
-    Ok(connector)
-}
-
-async fn show(
-    executor: &Executor,
-    connector: &Connector,
-    caller: &Caller,
-    env: &Environment,
-    operation: &str,
-    params: serde_json::Value,
-) -> anyhow::Result<serde_json::Value> {
-    println!(
-        "$ airlock run {} {operation} --params '{params}' --tenant {}",
-        connector.manifest.id, caller.tenant
-    );
-    let call = Call::Invoke {
-        operation: operation.into(),
-        params: params.to_string(),
+async fn register(
+    cp: &ControlPlane,
+    admin: &Principal,
+    guests: &Path,
+    name: &str,
+) -> anyhow::Result<()> {
+    let path = guests.join(format!("{}.wasm", name.replace('-', "_")));
+    let bytes = std::fs::read(&path).map_err(|e| {
+        anyhow::anyhow!("cannot read {} ({e}); build the guests first (`cargo xtask demo` does) or pass --guests", path.display())
+    })?;
+    let started = Instant::now();
+    let r = cp.register(admin, &bytes, &|_| {}).await?;
+    let verb = if r.created {
+        "registered"
+    } else {
+        "already registered"
     };
-    let outcome = executor.call(connector, caller, env, call).await?;
-    let value: serde_json::Value = serde_json::from_str(&outcome.output)?;
     println!(
-        "{}  ({:.2} ms)",
-        serde_json::to_string(&value)?,
-        outcome.duration.as_secs_f64() * 1000.0
+        "$ airlock connector register {name}.wasm\n{} {} {verb}, sha256:{}... ({:.0} ms)",
+        r.connector.id,
+        r.connector.version,
+        &r.connector.digest[..12],
+        started.elapsed().as_secs_f64() * 1000.0
     );
-    Ok(value)
+    Ok(())
+}
+
+/// Creates a connection unless a previous run of the demo did.
+async fn connection(
+    cp: &ControlPlane,
+    admin: &Principal,
+    spec: ConnectionSpec,
+) -> anyhow::Result<()> {
+    let name = spec.name.clone();
+    let mode = if spec.writes_enabled {
+        "writes enabled"
+    } else {
+        "read-only (the default)"
+    };
+    match cp.connection_create(admin, spec).await {
+        Ok(_) => {
+            println!("$ airlock connection create {name} ...\nconnection {name} created, {mode}")
+        }
+        Err(ControlError::Conflict(_)) => {
+            println!("connection {name} exists from an earlier run, {mode}")
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+async fn invoke(
+    cp: &ControlPlane,
+    who: &Principal,
+    name: &str,
+    op: &str,
+    params: serde_json::Value,
+) -> Result<serde_json::Value, ControlError> {
+    println!(
+        "$ airlock invoke {name} {op} --params '{params}'   # as {} ({:?}) of {}",
+        who.id, who.role, who.tenant
+    );
+    let started = Instant::now();
+    match cp.invoke(who, name, op, &params.to_string()).await {
+        Ok(outcome) => {
+            let value: serde_json::Value =
+                serde_json::from_str(&outcome.output).unwrap_or_default();
+            println!(
+                "{value}   ({:.2} ms)",
+                started.elapsed().as_secs_f64() * 1000.0
+            );
+            Ok(value)
+        }
+        Err(e) => {
+            let kind = if e.exit_code() == 2 {
+                "denied"
+            } else {
+                "error"
+            };
+            println!("{kind} (exit {}): {e}", e.exit_code());
+            Err(e)
+        }
+    }
 }
 
 pub async fn run(data_dir: &Path, guests: &Path) -> anyhow::Result<u8> {
     std::fs::create_dir_all(data_dir)?;
-    println!("Airlock demo (data directory {})", data_dir.display());
-    let executor = Executor::new(ExecutorOptions {
-        cache_dir: Some(data_dir.join("cache")),
-        ..Default::default()
-    })?;
-    let store = Arc::new(SqliteStore::open(&data_dir.join("airlock.db")).await?);
+    println!(
+        "Airlock demo: the control plane on the embedded store in {}",
+        data_dir.display()
+    );
+    println!(
+        "(the demo keeps its own master key in demo-master.key; real use needs AIRLOCK_MASTER_KEY)"
+    );
+    let vault = Vault::demo_key(data_dir)?;
+    let cp = super::control::open(data_dir, vault).await?;
+    let admin = person("acme", "ada", Role::Admin);
+    let alice = person("acme", "alice", Role::Operator);
 
-    step("Load the sandbox connector (compiled once, then from the cache)");
-    let sandbox = load(&executor, guests, "sandbox").await?;
-    for op in &sandbox.manifest.operations {
-        println!("  operation {:<7} access={}", op.name, op.access);
+    step("An admin registers connectors (content-addressed; the same bytes again change nothing)");
+    for name in ["sandbox", "spin-loop", "memory-hog"] {
+        register(&cp, &admin, guests, name).await?;
     }
 
-    let env = Environment {
-        config: ConfigCtx::from_json(&serde_json::json!({"latency_ms": 0}))
-            .map_err(anyhow::Error::msg)?,
-        keyvalue: store.clone(),
-        limits: Limits::default(),
+    step("The admin configures connections for tenant acme");
+    let crm = ConnectionSpec {
+        name: "crm".into(),
+        connector: "sandbox".into(),
+        config: json!({"latency_ms": 0}),
+        writes_enabled: true,
+        ..ConnectionSpec::default()
     };
-    let acme = Caller {
-        tenant: "acme".into(),
-        principal: "alice".into(),
-        role: Role::Operator,
-        connection: "sandbox-demo".into(),
+    connection(&cp, &admin, crm).await?;
+    let reports = ConnectionSpec {
+        name: "reports".into(),
+        connector: "sandbox".into(),
+        ..ConnectionSpec::default()
     };
+    connection(&cp, &admin, reports).await?;
 
-    step("Create, list and get a record on the embedded store (tenant acme)");
-    let created = show(
-        &executor,
-        &sandbox,
-        &acme,
-        &env,
+    step("An operator creates, lists and gets a record");
+    let created = invoke(
+        &cp,
+        &alice,
+        "crm",
         "create",
-        serde_json::json!({"type": "items", "data": {"name": "widget", "qty": 3}}),
+        json!({"type": "items", "data": {"name": "widget", "qty": 3}}),
     )
     .await?;
     let id = created["id"].as_str().unwrap_or_default().to_owned();
-    show(
-        &executor,
-        &sandbox,
-        &acme,
-        &env,
+    invoke(
+        &cp,
+        &alice,
+        "crm",
         "list",
-        serde_json::json!({"type": "items", "filter": {"name": "widget"}}),
+        json!({"type": "items", "filter": {"name": "widget"}}),
     )
     .await?;
-    show(
-        &executor,
-        &sandbox,
-        &acme,
-        &env,
+    invoke(
+        &cp,
+        &alice,
+        "crm",
         "get",
-        serde_json::json!({"type": "items", "id": id}),
+        json!({"type": "items", "id": id}),
     )
     .await?;
 
-    step("Another tenant sees none of it");
-    let globex = Caller {
-        tenant: "globex".into(),
-        ..acme.clone()
-    };
-    let listed = show(
-        &executor,
-        &sandbox,
-        &globex,
-        &env,
-        "get",
-        serde_json::json!({"type": "items", "id": id}),
+    step("Writes are off unless a connection enables them");
+    let denied = invoke(
+        &cp,
+        &alice,
+        "reports",
+        "create",
+        json!({"type": "items", "data": {}}),
     )
     .await;
-    match listed {
-        Err(e) => println!("globex: {e}"),
-        Ok(_) => anyhow::bail!("isolation failure: globex read acme's record"),
-    }
+    anyhow::ensure!(
+        matches!(denied, Err(ControlError::Denied { .. })),
+        "a write on a read-only connection was not denied"
+    );
 
-    step("A runaway guest is stopped at its deadline");
-    let spin = load(&executor, guests, "spin-loop").await?;
-    let strict = Environment {
-        limits: Limits {
-            deadline: Duration::from_millis(250),
-            ..Limits::default()
-        },
-        ..env.clone()
-    };
-    let started = Instant::now();
-    let result = executor
-        .call(
-            &spin,
-            &acme,
-            &strict,
-            Call::Invoke {
-                operation: "spin".into(),
-                params: "{}".into(),
-            },
-        )
-        .await;
-    match result {
-        Err(e @ InvokeError::Deadline { .. }) => {
-            println!(
-                "stopped after {:.0} ms: {e}",
-                started.elapsed().as_secs_f64() * 1000.0
-            )
-        }
-        other => anyhow::bail!("the runaway guest was not stopped by its deadline: {other:?}"),
-    }
-
-    step("A memory hog is stopped at its memory limit");
-    let hog = load(&executor, guests, "memory-hog").await?;
-    let small = Environment {
-        limits: Limits {
-            max_memory_bytes: 32 << 20,
-            ..Limits::default()
-        },
-        ..env.clone()
-    };
-    match executor
-        .call(
-            &hog,
-            &acme,
-            &small,
-            Call::Invoke {
-                operation: "hog".into(),
-                params: "{}".into(),
-            },
+    step("Roles decide: a viewer may not invoke");
+    let viewer = person("acme", "victor", Role::Viewer);
+    anyhow::ensure!(
+        invoke(
+            &cp,
+            &viewer,
+            "crm",
+            "get",
+            json!({"type": "items", "id": id})
         )
         .await
-    {
-        Err(e @ InvokeError::MemoryLimit { .. }) => println!("stopped: {e}"),
-        other => anyhow::bail!("the memory hog was not stopped at its limit: {other:?}"),
-    }
+        .is_err()
+    );
+
+    step("Another tenant cannot even see the connection");
+    let intruder = person("globex", "mallory", Role::Admin);
+    let seen = invoke(
+        &cp,
+        &intruder,
+        "crm",
+        "get",
+        json!({"type": "items", "id": id}),
+    )
+    .await;
+    anyhow::ensure!(
+        matches!(seen, Err(ControlError::NotFound(_))),
+        "globex reached acme's connection"
+    );
+
+    step("A runaway guest is stopped at its connection's deadline");
+    let runaway = ConnectionSpec {
+        name: "runaway".into(),
+        connector: "spin-loop".into(),
+        limits: Some(Limits {
+            deadline: Duration::from_millis(250),
+            ..Limits::default()
+        }),
+        ..ConnectionSpec::default()
+    };
+    connection(&cp, &admin, runaway).await?;
+    let stopped = invoke(&cp, &alice, "runaway", "spin", json!({})).await;
+    anyhow::ensure!(stopped.is_err(), "the runaway guest was not stopped");
+
+    step("A memory hog is stopped at its connection's memory limit");
+    let hog = ConnectionSpec {
+        name: "hog".into(),
+        connector: "memory-hog".into(),
+        limits: Some(Limits {
+            max_memory_bytes: 32 << 20,
+            ..Limits::default()
+        }),
+        ..ConnectionSpec::default()
+    };
+    connection(&cp, &admin, hog).await?;
+    anyhow::ensure!(
+        invoke(&cp, &alice, "hog", "hog", json!({})).await.is_err(),
+        "the memory hog was not stopped"
+    );
 
     step("The host keeps serving");
-    show(
-        &executor,
-        &sandbox,
-        &acme,
-        &env,
+    invoke(
+        &cp,
+        &alice,
+        "crm",
         "get",
-        serde_json::json!({"type": "items", "id": id}),
+        json!({"type": "items", "id": id}),
     )
     .await?;
+
+    step("The audit log (as an auditor): every decision, with the rule that made it");
+    let auditor = person("acme", "audrey", Role::Auditor);
+    let records = cp.audit_list(&auditor, 12).await?;
+    for r in records {
+        let target = match &r.operation {
+            Some(op) => format!("{}/{op}", r.target),
+            None => r.target.clone(),
+        };
+        println!(
+            "  {:<8} {:<18} {:<20} {:<7} {}",
+            r.principal, r.action, target, r.outcome, r.rule
+        );
+    }
     println!("\nDemo complete.");
     Ok(super::EXIT_OK)
 }

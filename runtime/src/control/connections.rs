@@ -150,9 +150,13 @@ impl ControlPlane {
     pub async fn connection_create(
         &self,
         who: &Principal,
-        spec: ConnectionSpec,
+        mut spec: ConnectionSpec,
     ) -> Result<ConnectionView> {
         let started = Instant::now();
+        // No config is an empty config.
+        if spec.config.is_null() {
+            spec.config = serde_json::json!({});
+        }
         let decision = self
             .check(
                 who,
