@@ -48,7 +48,7 @@ pub struct AuditRecord {
 }
 
 enum Message {
-    Record(AuditRecord),
+    Record(Box<AuditRecord>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -71,6 +71,7 @@ impl AuditLog {
                 while let Some(message) = next.take() {
                     match message {
                         Message::Record(r) => {
+                            let r = *r;
                             let text = serde_json::to_string(&r).expect("audit records serialize");
                             batch.push((r.at, r.tenant, text));
                         }
@@ -97,7 +98,12 @@ impl AuditLog {
 
     /// Queues a record.
     pub async fn record(&self, record: AuditRecord) {
-        if self.tx.send(Message::Record(record)).await.is_err() {
+        if self
+            .tx
+            .send(Message::Record(Box::new(record)))
+            .await
+            .is_err()
+        {
             tracing::error!("audit writer has stopped; record lost");
         }
     }

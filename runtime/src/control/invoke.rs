@@ -50,10 +50,9 @@ impl ControlPlane {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)
+            && at.elapsed() < RESOLVED_TTL
         {
-            if at.elapsed() < RESOLVED_TTL {
-                return Ok(resolved.clone());
-            }
+            return Ok(resolved.clone());
         }
         let record = self.connection_record(tenant, name).await?;
         let connector_record = self
@@ -219,34 +218,32 @@ impl ControlPlane {
                 ),
             );
         }
-        if let Some(allowed) = &record.allowed_operations {
-            if !allowed.iter().any(|op| op == operation)
-                && resolved.connector.manifest.operation(operation).is_some()
-            {
-                return deny(
-                    "operation-not-allowed",
-                    format!(
-                        "operation `{operation}` is not in connection `{}`'s allowed operations ({}); add it with \
-                         `airlock connection update {} --allow-operation {operation}`",
-                        record.name,
-                        allowed.join(", "),
-                        record.name
-                    ),
-                );
-            }
+        if let Some(allowed) = &record.allowed_operations
+            && !allowed.iter().any(|op| op == operation)
+            && resolved.connector.manifest.operation(operation).is_some()
+        {
+            return deny(
+                "operation-not-allowed",
+                format!(
+                    "operation `{operation}` is not in connection `{}`'s allowed operations ({}); allow it with \
+                     `airlock connection update {}`, passing --allow-operation for each operation to allow",
+                    record.name,
+                    allowed.join(", "),
+                    record.name
+                ),
+            );
         }
         if let (Some(allowed), Some(object)) = (&record.allowed_objects, params.and_then(object_of))
+            && !allowed.iter().any(|o| o == object)
         {
-            if !allowed.iter().any(|o| o == object) {
-                return deny(
-                    "object-not-allowed",
-                    format!(
-                        "object `{object}` is not in connection `{}`'s allowed objects ({})",
-                        record.name,
-                        allowed.join(", ")
-                    ),
-                );
-            }
+            return deny(
+                "object-not-allowed",
+                format!(
+                    "object `{object}` is not in connection `{}`'s allowed objects ({})",
+                    record.name,
+                    allowed.join(", ")
+                ),
+            );
         }
         let required_role: Option<Role> = record
             .required_roles

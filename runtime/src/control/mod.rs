@@ -93,6 +93,9 @@ pub type Result<T> = std::result::Result<T, ControlError>;
 /// made through this process take effect at once; changes made by another process within this.
 pub const RESOLVED_TTL: Duration = Duration::from_secs(2);
 
+/// Resolved connections by (tenant, name), with when they were resolved.
+type ResolvedCache = HashMap<(String, String), (Instant, Arc<invoke::Resolved>)>;
+
 pub struct ControlPlane {
     state: Arc<dyn StateStore>,
     executor: Arc<Executor>,
@@ -102,7 +105,7 @@ pub struct ControlPlane {
     /// Loaded connectors by digest.
     loaded: Mutex<HashMap<String, Connector>>,
     /// Resolved connections by (tenant, name).
-    resolved: Mutex<HashMap<(String, String), (Instant, Arc<invoke::Resolved>)>>,
+    resolved: Mutex<ResolvedCache>,
 }
 
 impl ControlPlane {
