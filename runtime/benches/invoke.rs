@@ -7,7 +7,10 @@
 //! 2. where the fresh-instance time goes (Store + WASI context, instantiation, the call);
 //! 3. throughput with both cores;
 //! 4. memory with 10,000 invocations in flight at once;
-//! 5. a cold load (compile) against a load from the compile cache.
+//! 5. a cold load (compile) against a load from the compile cache;
+//! 6. the same `get` through the control plane (connection lookup, authorization, execution,
+//!    audit) beside the bare executor, and connection lookup time at 100 and 10,000 connections
+//!    across 1,000 tenants.
 //!
 //! Options (after `--`): `--quick` runs fewer iterations (a smoke test, not a measurement).
 
@@ -118,14 +121,16 @@ async fn run(iterations: usize, quick: bool) {
         if quick { ", --quick" } else { "" }
     );
     let cache = tempfile::tempdir().unwrap();
-    let executor = Executor::new(ExecutorOptions {
-        pool: PoolSize {
-            max_concurrent_instances: IN_FLIGHT as u32 + 100,
-            max_memory_bytes: 64 << 20,
-        },
-        cache_dir: Some(cache.path().to_path_buf()),
-    })
-    .unwrap();
+    let executor = Arc::new(
+        Executor::new(ExecutorOptions {
+            pool: PoolSize {
+                max_concurrent_instances: IN_FLIGHT as u32 + 100,
+                max_memory_bytes: 64 << 20,
+            },
+            cache_dir: Some(cache.path().to_path_buf()),
+        })
+        .unwrap(),
+    );
     let sandbox = executor.load_file(&guest("sandbox")).await.unwrap();
     let store: Arc<MemoryStore> = Arc::new(MemoryStore::new());
     let env = Environment {
@@ -233,7 +238,6 @@ async fn run(iterations: usize, quick: bool) {
     } else {
         Duration::from_secs(3)
     };
-    let executor = Arc::new(executor);
     let sandbox = Arc::new(sandbox);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -355,4 +359,173 @@ async fn run(iterations: usize, quick: bool) {
         warm.load_time.as_secs_f64() * 1e3,
         cold.load_time.as_secs_f64() / warm.load_time.as_secs_f64()
     );
+
+    control_plane(&executor, &sandbox, &env, &caller, iterations).await;
+}
+
+/// 6. The control plane's overhead and lookup scaling.
+async fn control_plane(
+    executor: &Arc<Executor>,
+    sandbox: &airlock::Connector,
+    env: &Environment,
+    caller: &Caller,
+    iterations: usize,
+) {
+    use airlock::control::state::{SqliteState, StateStore};
+    use airlock::control::vault::{Vault, generate_key};
+    use airlock::control::{ConnectionSpec, ControlPlane, Principal, PrincipalKind};
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = Arc::new(
+        SqliteState::open(&dir.path().join("airlock.db"))
+            .await
+            .unwrap(),
+    );
+    let store: Arc<dyn KeyValueStore> = env.keyvalue.clone();
+    let cp = ControlPlane::new(
+        state.clone(),
+        executor.clone(),
+        Vault::from_base64(&generate_key(), "bench").unwrap(),
+        store,
+    );
+    let admin = Principal {
+        tenant: "acme".into(),
+        id: "ada".into(),
+        kind: PrincipalKind::User,
+        role: Role::Admin,
+    };
+    let operator = Principal {
+        role: Role::Operator,
+        id: "bench".into(),
+        ..admin.clone()
+    };
+    cp.register(&admin, &std::fs::read(guest("sandbox")).unwrap(), &|_| {})
+        .await
+        .unwrap();
+    let spec = ConnectionSpec {
+        name: "c1".into(),
+        connector: "sandbox".into(),
+        ..ConnectionSpec::default()
+    };
+    cp.connection_create(&admin, spec).await.unwrap();
+    let params = r#"{"type":"items","id":"42"}"#;
+    let get = Call::Invoke {
+        operation: "get".into(),
+        params: params.into(),
+    };
+    // Same storage namespace (tenant acme, connection c1) as the bare runs: same record.
+    let through = cp
+        .invoke(&operator, "c1", "get", params)
+        .await
+        .unwrap()
+        .output;
+    let bare = executor
+        .call(sandbox, caller, env, get.clone())
+        .await
+        .unwrap()
+        .output;
+    assert_eq!(
+        through, bare,
+        "the control plane and the bare executor must answer alike"
+    );
+
+    let measure_bare = || async {
+        let mut samples = Vec::with_capacity(iterations);
+        for _ in 0..iterations {
+            let t = Instant::now();
+            executor
+                .call(sandbox, caller, env, get.clone())
+                .await
+                .unwrap();
+            samples.push(t.elapsed());
+        }
+        stats(samples)
+    };
+    let measure_cp = |who: Principal, name: &'static str| {
+        let cp = &cp;
+        async move {
+            let mut samples = Vec::with_capacity(iterations);
+            for _ in 0..iterations {
+                let t = Instant::now();
+                cp.invoke(&who, name, "get", params).await.unwrap();
+                samples.push(t.elapsed());
+            }
+            stats(samples)
+        }
+    };
+    // Interleave, so both see the same machine.
+    let b1 = measure_bare().await;
+    let c1 = measure_cp(operator.clone(), "c1").await;
+    let b2 = measure_bare().await;
+    let c2 = measure_cp(operator.clone(), "c1").await;
+    let bare = Stats {
+        p50: b1.p50.min(b2.p50),
+        p99: b1.p99.min(b2.p99),
+    };
+    let through = Stats {
+        p50: c1.p50.min(c2.p50),
+        p99: c1.p99.min(c2.p99),
+    };
+    cp.flush_audit().await;
+    let audited = state.list_audit("acme", i64::MAX).await.unwrap().len();
+    println!(
+        "\n6. control plane: lookup + authorize + execute + audit, against the bare executor (same `get`)"
+    );
+    println!("   {:<28} {:>10} {:>10}", "", "p50", "p99");
+    println!(
+        "   {:<28} {:>8.1}µs {:>8.1}µs",
+        "bare executor",
+        us(bare.p50),
+        us(bare.p99)
+    );
+    println!(
+        "   {:<28} {:>8.1}µs {:>8.1}µs",
+        "through the control plane",
+        us(through.p50),
+        us(through.p99)
+    );
+    println!(
+        "   ratio (p50) {:.2}x; {} audit records written",
+        us(through.p50) / us(bare.p50),
+        audited
+    );
+
+    // Lookup scaling: the store's indexed lookup and the control plane's invoke path.
+    let sealed = state.get_connection("acme", "c1").await.unwrap().unwrap();
+    let mut lookups = Vec::new();
+    let mut created = 1usize;
+    for target in [100usize, 10_000] {
+        while created < target {
+            let tenant = format!("tenant-{:04}", created % 1_000);
+            let record = airlock::control::state::ConnectionRecord {
+                tenant,
+                name: format!("conn-{created:05}"),
+                ..sealed.clone()
+            };
+            state.insert_connection(&record).await.unwrap();
+            created += 1;
+        }
+        let n = 2_000;
+        let mut samples = Vec::with_capacity(n);
+        for i in 0..n {
+            let k = 1 + (i * 7919) % (target - 1);
+            let (tenant, name) = (format!("tenant-{:04}", k % 1_000), format!("conn-{k:05}"));
+            let t = Instant::now();
+            std::hint::black_box(state.get_connection(&tenant, &name).await.unwrap().unwrap());
+            samples.push(t.elapsed());
+        }
+        let db = stats(samples);
+        let cp_stats = measure_cp(operator.clone(), "c1").await;
+        lookups.push((target, db, cp_stats));
+    }
+    println!("   connection lookup, connections across up to 1,000 tenants:");
+    for (n, db, cp_stats) in lookups {
+        println!(
+            "   {:>6} connections: store lookup p50 {:>6.1}µs p99 {:>6.1}µs; invoke through the control plane p50 {:>6.1}µs",
+            n,
+            us(db.p50),
+            us(db.p99),
+            us(cp_stats.p50)
+        );
+    }
 }
