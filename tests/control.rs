@@ -493,7 +493,7 @@ async fn control_test_records_the_result_and_status() {
             .record
             .last_test_message
             .unwrap()
-            .contains("sandbox ready")
+            .contains("sandbox 0.1.0 ready")
     );
     s.cp.connection_update(
         &admin("acme"),
@@ -587,4 +587,93 @@ async fn control_audit_records_every_decision_with_secrets_redacted() {
     for (_, text) in s.state.list_audit("acme", 1000).await.unwrap() {
         assert!(!text.contains("hunter2"), "{text}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_versions_coexist_and_connections_pin_or_follow_the_latest_enabled() {
+    let s = setup().await;
+    let a = admin("acme");
+    register_sandbox(&s.cp, "acme").await;
+    let next = std::fs::read(guest("sandbox-next")).unwrap();
+    let registered = s.cp.register(&a, &next, &|_| {}).await.unwrap();
+    assert_eq!(
+        (
+            registered.connector.id.as_str(),
+            registered.connector.version.as_str()
+        ),
+        ("sandbox", "0.2.0")
+    );
+    let versions: Vec<String> =
+        s.cp.connector_show(&a, "sandbox")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|v| v.version)
+            .collect();
+    assert_eq!(versions, ["0.1.0", "0.2.0"]);
+
+    s.cp.connection_create(&a, spec("follows", false))
+        .await
+        .unwrap();
+    s.cp.connection_create(
+        &a,
+        ConnectionSpec {
+            version: Some("0.1.0".into()),
+            ..spec("pinned", false)
+        },
+    )
+    .await
+    .unwrap();
+    let health = |name: &'static str| {
+        let cp = &s.cp;
+        let a = a.clone();
+        async move {
+            let report = cp.connection_test(&a, name).await.unwrap();
+            serde_json::to_string(&report.health).unwrap()
+        }
+    };
+    assert!(health("follows").await.contains("sandbox 0.2.0 ready"));
+    assert!(health("pinned").await.contains("sandbox 0.1.0 ready"));
+    // Disabling the newest version moves followers back to the one before; pins stay.
+    s.cp.connector_set_enabled(&a, "sandbox", Some("0.2.0"), false)
+        .await
+        .unwrap();
+    assert!(health("follows").await.contains("sandbox 0.1.0 ready"));
+    // A pin to a disabled version is refused with the rule that says so.
+    s.cp.connection_update(
+        &a,
+        "pinned",
+        ConnectionUpdate {
+            version: Some(Some("0.2.0".into())),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let err =
+        s.cp.invoke(
+            &user("acme", Role::Operator),
+            "pinned",
+            "list",
+            r#"{"type":"items"}"#,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(rule_of(&err), "connector-disabled");
+    let err =
+        s.cp.connection_update(
+            &a,
+            "pinned",
+            ConnectionUpdate {
+                version: Some(Some("9.0.0".into())),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("has no version 9.0.0; registered: 0.1.0, 0.2.0"),
+        "{err}"
+    );
 }

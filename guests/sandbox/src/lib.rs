@@ -239,8 +239,10 @@ impl Connector for Sandbox {
         let config: Config = airlock_guest::config::parse()?;
         simulate_upstream()?;
         Ok(format!(
-            "sandbox ready (latency {} ms, error rate {})",
-            config.latency_ms, config.error_rate
+            "sandbox {} ready (latency {} ms, error rate {})",
+            env!("CARGO_PKG_VERSION"),
+            config.latency_ms,
+            config.error_rate
         ))
     }
 

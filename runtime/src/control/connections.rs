@@ -1,7 +1,7 @@
 //! Connections: a tenant's configured instance of a connector.
 
 use super::authz::{Action, Context};
-use super::registry::{ConnectorView, latest, not_registered};
+use super::registry::{ConnectorView, latest, not_registered, version_key};
 use super::state::{ConnectionRecord, Grant, now_ms};
 use super::{ControlError, ControlPlane, Principal, Result, schema};
 use crate::invocation::{Role, validate_id};
@@ -91,7 +91,14 @@ impl ControlPlane {
         let versions = self.state.connector_versions(tenant, id).await?;
         let found = match version {
             Some(v) => versions.iter().find(|r| r.version == v),
-            None => latest(&versions),
+            // Following the latest means the latest enabled version: disabling a bad release
+            // moves its connections back to the one before. With none enabled, the latest
+            // (which invocations then refuse as disabled).
+            None => versions
+                .iter()
+                .filter(|r| r.enabled)
+                .max_by(|a, b| version_key(&a.version).cmp(&version_key(&b.version)))
+                .or_else(|| latest(&versions)),
         };
         match found {
             Some(r) => Ok(r.clone()),
