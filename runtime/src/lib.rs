@@ -14,6 +14,8 @@
 //! - [`host`]: the Store's data, tying the capabilities to one invocation.
 //! - [`cache`]: compiled components on disk, keyed by digest and engine configuration.
 //! - [`manifest`], [`error`]: the host's types for what connectors declare and how calls fail.
+//! - [`control`]: the control plane above the executor: the state store, the connector registry,
+//!   tenants' connections, RBAC (one rules table), encryption at rest and the audit log.
 //! - [`cli`]: the `airlock` command.
 
 mod bindings;
