@@ -287,7 +287,7 @@ async fn executor_denies_egress_and_says_which_rule() {
                 &caller("acme", "c1"),
                 &env(),
                 operation,
-                json!({"authority": "example.com:443"}),
+                json!({"url": "https://example.com:443/"}),
             )
             .await
             .unwrap_err();
@@ -300,7 +300,7 @@ async fn executor_denies_egress_and_says_which_rule() {
             };
             assert_eq!(denial.rule, airlock::policy::RULE_NO_EGRESS_GRANTS);
             assert!(
-                denial.effect.contains("GET request to example.com:443"),
+                denial.effect.contains("GET request to https://example.com:443"),
                 "{denial}"
             );
             let guest_error = guest_error.as_deref().unwrap_or("");

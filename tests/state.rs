@@ -39,6 +39,7 @@ fn connection(tenant: &str, name: &str) -> ConnectionRecord {
         created_at: 1,
         updated_at: 1,
         revision: 1,
+        egress: vec!["https://api.example.com".into()],
     }
 }
 

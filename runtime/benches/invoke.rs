@@ -137,6 +137,7 @@ async fn run(iterations: usize, quick: bool) {
         config: ConfigCtx::default(),
         keyvalue: store.clone(),
         limits: Limits::default(),
+        egress: Default::default(),
     };
     let caller = Caller {
         tenant: "acme".into(),

@@ -114,6 +114,9 @@ struct InvocationArgs {
     /// The connection's non-secret config, a JSON object.
     #[arg(long, default_value = "{}")]
     config: String,
+    /// Let the component reach this destination, `scheme://host[:port][/path]` (repeatable).
+    #[arg(long)]
+    egress: Vec<String>,
     /// Keep key-value data in memory for this run only, instead of the embedded store.
     #[arg(long)]
     ephemeral: bool,
@@ -271,6 +274,8 @@ async fn call(
         config: ConfigCtx::from_json(&config).map_err(anyhow::Error::msg)?,
         keyvalue,
         limits,
+        egress: crate::egress::Egress::from_grants(&args.egress)
+            .map_err(|p| anyhow::anyhow!(p.join("\n")))?,
     };
     let caller = Caller {
         tenant: principal.tenant,

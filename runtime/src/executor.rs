@@ -68,6 +68,8 @@ pub struct Environment {
     pub config: ConfigCtx,
     pub keyvalue: Arc<dyn KeyValueStore>,
     pub limits: Limits,
+    /// Where the connection may send HTTP requests, and its pooled client. None by default.
+    pub egress: crate::egress::Egress,
 }
 
 impl Default for Environment {
@@ -76,6 +78,7 @@ impl Default for Environment {
             config: ConfigCtx::default(),
             keyvalue: Arc::new(MemoryStore::new()),
             limits: Limits::default(),
+            egress: crate::egress::Egress::default(),
         }
     }
 }
@@ -415,7 +418,13 @@ impl Executor {
             store: env.keyvalue.clone(),
             max_call_bytes: limits.max_host_call_bytes,
         };
-        let state = HostState::new(Arc::new(invocation), limits, keyvalue, env.config.clone());
+        let state = HostState::new(
+            Arc::new(invocation),
+            limits,
+            keyvalue,
+            env.config.clone(),
+            env.egress.clone(),
+        );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
         store.set_epoch_deadline(1);

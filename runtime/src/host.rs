@@ -37,6 +37,7 @@ impl HostState {
         limits: Limits,
         keyvalue: KeyValueCtx,
         config: ConfigCtx,
+        egress: crate::egress::Egress,
     ) -> Self {
         let denials = DenialLog::default();
         let stderr = StderrTail::default();
@@ -48,6 +49,7 @@ impl HostState {
             egress: EgressHooks {
                 invocation: invocation.clone(),
                 denials: denials.clone(),
+                egress,
             },
             memory: MemoryLimiter::new(limits.max_memory_bytes),
             invocation,

@@ -23,6 +23,7 @@ pub mod cache;
 pub mod capability;
 pub mod cli;
 pub mod control;
+pub mod egress;
 pub mod engine;
 pub mod error;
 pub mod executor;

@@ -7,6 +7,8 @@
 //! that denied and what would allow the effect; they are recorded on the invocation so the caller
 //! sees them even when the guest swallows the error.
 
+use crate::egress::address::non_global_reason;
+use crate::egress::grant::{Grant, HostPattern};
 use crate::invocation::{Access, Invocation};
 
 /// Something a guest asks the host to do.
@@ -17,7 +19,27 @@ pub enum Effect<'a> {
     /// Write or delete keys in a bucket.
     KeyValueWrite { bucket: &'a str },
     /// Send an HTTP request.
-    HttpRequest { method: &'a str, authority: &'a str },
+    HttpRequest(&'a HttpTarget<'a>),
+}
+
+/// An outgoing request, decoded by the `wasi:http` capability, with the connection's grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpTarget<'a> {
+    pub method: &'a str,
+    pub scheme: &'a str,
+    /// Lowercase, without a trailing dot; IPv6 literals in brackets.
+    pub host: &'a str,
+    pub port: u16,
+    pub path: &'a str,
+    /// The authority carried user info (`user@host`).
+    pub userinfo: bool,
+    pub grants: &'a [Grant],
+}
+
+impl HttpTarget<'_> {
+    pub fn origin(&self) -> String {
+        format!("{}://{}:{}", self.scheme, self.host, self.port)
+    }
 }
 
 /// Why an effect was refused.
@@ -36,8 +58,112 @@ pub struct Denial {
 pub const RULE_READ_ONLY_OPERATION: &str = "read-only-operation";
 /// Rule: bucket names are identifiers, never paths or prefixes.
 pub const RULE_BUCKET_NAME: &str = "bucket-name";
-/// Rule: no egress until a connection grants it (the egress policy arrives with its own module).
+/// Rule: no egress until a connection grants it.
 pub const RULE_NO_EGRESS_GRANTS: &str = "no-egress-grants";
+/// Rule: the destination matches none of the connection's grants.
+pub const RULE_EGRESS_NOT_GRANTED: &str = "egress-not-granted";
+/// Rule: a `read` operation sends only GET, HEAD and OPTIONS.
+pub const RULE_READ_ONLY_METHOD: &str = "read-operation-unsafe-method";
+/// Rule: no user info in request authorities (`allowed@evil`).
+pub const RULE_EGRESS_USERINFO: &str = "egress-userinfo";
+/// Rule: no `.`/`..` path segments (plain or percent-encoded), which a server would resolve past a
+/// granted path prefix.
+pub const RULE_EGRESS_PATH: &str = "egress-path-traversal";
+/// Rule: loopback, private, link-local and metadata addresses only when a grant names the address.
+pub const RULE_EGRESS_ADDRESS: &str = "egress-non-global-address";
+
+/// Methods a `read` operation may send.
+const SAFE_METHODS: [&str; 3] = ["GET", "HEAD", "OPTIONS"];
+
+fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    })
+}
+
+fn decide_http(invocation: &Invocation, t: &HttpTarget<'_>) -> Result<(), Denial> {
+    let deny = |rule: &'static str, reason: String| {
+        Err(Denial {
+            rule,
+            effect: format!("{} request to {}", t.method, t.origin()),
+            reason,
+        })
+    };
+    if invocation.access == Access::Read && !SAFE_METHODS.contains(&t.method) {
+        return deny(
+            RULE_READ_ONLY_METHOD,
+            format!(
+                "operation `{}` is declared `read`, which sends only GET, HEAD and OPTIONS; declare it `write` to send {}",
+                invocation.operation, t.method
+            ),
+        );
+    }
+    if t.userinfo {
+        return deny(
+            RULE_EGRESS_USERINFO,
+            "the URL carries user info (`user@host`); send credentials as headers".into(),
+        );
+    }
+    if t.grants.is_empty() {
+        return deny(
+            RULE_NO_EGRESS_GRANTS,
+            format!(
+                "connection `{}` has no egress grants; grant a destination with `airlock connection update {} --egress {}://{}`",
+                invocation.connection, invocation.connection, t.scheme, t.host
+            ),
+        );
+    }
+    if has_dot_segment(t.path) {
+        return deny(
+            RULE_EGRESS_PATH,
+            format!("the path `{}` has `.` or `..` segments", t.path),
+        );
+    }
+    let Some(grant) = t
+        .grants
+        .iter()
+        .find(|g| g.matches(t.scheme, t.host, t.port, t.path))
+    else {
+        let granted: Vec<&str> = t.grants.iter().map(|g| g.text.as_str()).collect();
+        return deny(
+            RULE_EGRESS_NOT_GRANTED,
+            format!(
+                "not in connection `{}`'s egress grants ({}); grant it with `airlock connection update {} --egress {}://{}:{}`",
+                invocation.connection,
+                granted.join(", "),
+                invocation.connection,
+                t.scheme,
+                t.host,
+                t.port
+            ),
+        );
+    };
+    // An IP literal that is not global passes only under a grant that names that address.
+    if let Ok(ip) = t
+        .host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        && let Some(why) = non_global_reason(ip)
+        && !matches!(grant.host, HostPattern::Ip(_))
+    {
+        return deny(
+            RULE_EGRESS_ADDRESS,
+            format!("{ip} is {why}; only a grant naming the address allows it"),
+        );
+    }
+    Ok(())
+}
+
+/// Decides the addresses a granted name resolved to: every one must be global.
+pub fn authorize_resolved(t: &HttpTarget<'_>, resolved: Result<(), String>) -> Result<(), Denial> {
+    resolved.map_err(|reason| Denial {
+        rule: RULE_EGRESS_ADDRESS,
+        effect: format!("{} request to {}", t.method, t.origin()),
+        reason: format!("{reason}; names must resolve to global addresses (grant an IP address to reach a private one)"),
+    })
+}
 
 /// Decides `effect` for `invocation`. Fails closed: an effect with no rule that allows it is
 /// denied.
@@ -60,14 +186,7 @@ pub fn authorize(invocation: &Invocation, effect: &Effect<'_>) -> Result<(), Den
                 ),
             }),
         },
-        Effect::HttpRequest { method, authority } => Err(Denial {
-            rule: RULE_NO_EGRESS_GRANTS,
-            effect: format!("{method} request to {authority}"),
-            reason: format!(
-                "connection `{}` has no egress grants; this runtime denies all network access",
-                invocation.connection
-            ),
-        }),
+        Effect::HttpRequest(target) => decide_http(invocation, target),
     }
 }
 
@@ -116,21 +235,131 @@ mod tests {
         .unwrap();
     }
 
+    fn target<'a>(
+        method: &'a str,
+        host: &'a str,
+        port: u16,
+        path: &'a str,
+        grants: &'a [Grant],
+    ) -> HttpTarget<'a> {
+        HttpTarget {
+            method,
+            scheme: "https",
+            host,
+            port,
+            path,
+            userinfo: false,
+            grants,
+        }
+    }
+
     #[test]
-    fn policy_denies_all_egress() {
+    fn policy_decides_egress_in_order() {
+        let none: Vec<Grant> = Vec::new();
+        let grants = vec![
+            Grant::parse("https://api.example.com/v1").unwrap(),
+            Grant::parse("https://10.1.2.3").unwrap(),
+        ];
+        let write = invocation(Access::Write);
+        let read = invocation(Access::Read);
+        let rule = |inv: &Invocation, t: HttpTarget<'_>| {
+            authorize(inv, &Effect::HttpRequest(&t))
+                .err()
+                .map(|d| d.rule)
+        };
+
+        assert_eq!(
+            rule(
+                &write,
+                target("GET", "api.example.com", 443, "/v1/x", &none)
+            ),
+            Some(RULE_NO_EGRESS_GRANTS)
+        );
+        assert_eq!(
+            rule(
+                &write,
+                target("GET", "api.example.com", 443, "/v1/x", &grants)
+            ),
+            None
+        );
+        assert_eq!(
+            rule(
+                &read,
+                target("DELETE", "api.example.com", 443, "/v1/x", &grants)
+            ),
+            Some(RULE_READ_ONLY_METHOD)
+        );
+        assert_eq!(
+            rule(
+                &read,
+                target("POST", "api.example.com", 443, "/v1/x", &grants)
+            ),
+            Some(RULE_READ_ONLY_METHOD)
+        );
+        assert_eq!(
+            rule(
+                &read,
+                target("HEAD", "api.example.com", 443, "/v1/x", &grants)
+            ),
+            None
+        );
+        assert_eq!(
+            rule(&write, target("GET", "evil.example", 443, "/", &grants)),
+            Some(RULE_EGRESS_NOT_GRANTED)
+        );
+        assert_eq!(
+            rule(
+                &write,
+                target("GET", "api.example.com", 443, "/v2", &grants)
+            ),
+            Some(RULE_EGRESS_NOT_GRANTED)
+        );
+        for path in [
+            "/v1/../admin",
+            "/v1/%2e%2e/admin",
+            "/v1/%2E./admin",
+            "/v1/./x",
+        ] {
+            assert_eq!(
+                rule(&write, target("GET", "api.example.com", 443, path, &grants)),
+                Some(RULE_EGRESS_PATH),
+                "{path}"
+            );
+        }
+        let mut with_user = target("GET", "api.example.com", 443, "/v1", &grants);
+        with_user.userinfo = true;
+        assert_eq!(rule(&write, with_user), Some(RULE_EGRESS_USERINFO));
+        // A private IP literal passes only under a grant that names it.
+        assert_eq!(
+            rule(&write, target("GET", "10.1.2.3", 443, "/", &grants)),
+            None
+        );
+        let wildcard = vec![Grant::parse("https://*.example.com:*").unwrap()];
+        assert_eq!(
+            rule(&write, target("GET", "10.1.2.4", 443, "/", &wildcard)),
+            Some(RULE_EGRESS_NOT_GRANTED)
+        );
+        let t = target("GET", "api.example.com", 443, "/v1", &grants);
         let denial = authorize(
-            &invocation(Access::Write),
-            &Effect::HttpRequest {
-                method: "GET",
-                authority: "example.com:443",
-            },
+            &write,
+            &Effect::HttpRequest(&target("GET", "evil.example", 443, "/", &grants)),
         )
         .unwrap_err();
-        assert_eq!(denial.rule, RULE_NO_EGRESS_GRANTS);
         assert!(
-            denial
-                .to_string()
-                .contains("GET request to example.com:443")
+            denial.to_string().contains(
+                "GET request to https://evil.example:443 denied by rule `egress-not-granted`"
+            ),
+            "{denial}"
         );
+        assert!(
+            denial.reason.contains("--egress https://evil.example:443"),
+            "{denial}"
+        );
+        let resolved = authorize_resolved(
+            &t,
+            Err("api.example.com resolves to 127.0.0.1, a loopback address".into()),
+        )
+        .unwrap_err();
+        assert_eq!(resolved.rule, RULE_EGRESS_ADDRESS);
     }
 }

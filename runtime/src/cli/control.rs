@@ -110,6 +110,13 @@ pub struct ConnectionSettings {
     /// Memory limit per invocation, in MiB.
     #[arg(long)]
     memory_mib: Option<usize>,
+    /// Let the connection reach this destination, `scheme://host[:port][/path]`, e.g.
+    /// `https://api.example.com` or `https://*.example.com:*` (repeatable; replaces the list).
+    #[arg(long)]
+    egress: Vec<String>,
+    /// Remove every egress grant.
+    #[arg(long, conflicts_with = "egress")]
+    clear_egress: bool,
 }
 
 #[derive(Subcommand)]
@@ -459,6 +466,7 @@ pub async fn connection(
                 required_roles: roles(&settings.require_roles)?,
                 writes_enabled: settings.writes_enabled.unwrap_or(false),
                 limits: limits(&settings, None),
+                egress: settings.egress.clone(),
             };
             cp.connection_create(&principal, spec).await.map(|view| {
                 if who.json {
@@ -546,6 +554,11 @@ pub async fn connection(
                     .transpose()?,
                 writes_enabled: settings.writes_enabled,
                 limits: limits(&settings, current_limits),
+                egress: if settings.clear_egress {
+                    Some(Vec::new())
+                } else {
+                    (!settings.egress.is_empty()).then(|| settings.egress.clone())
+                },
             };
             cp.connection_update(&principal, &name, update)
                 .await

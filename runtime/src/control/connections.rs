@@ -33,6 +33,8 @@ pub struct ConnectionSpec {
     pub required_roles: BTreeMap<String, Role>,
     pub writes_enabled: bool,
     pub limits: Option<Limits>,
+    /// Egress grants (`scheme://host[:port][/path]`); none by default.
+    pub egress: Vec<String>,
 }
 
 /// What `connection update` changes; `None` keeps the current value.
@@ -46,6 +48,8 @@ pub struct ConnectionUpdate {
     pub required_roles: Option<BTreeMap<String, Role>>,
     pub writes_enabled: Option<bool>,
     pub limits: Option<Limits>,
+    /// Replaces the egress grants.
+    pub egress: Option<Vec<String>>,
 }
 
 /// A connection as shown to users: the record with its config opened.
@@ -121,10 +125,14 @@ impl ControlPlane {
         config: &serde_json::Value,
         allowed_operations: &Option<Vec<String>>,
         required_roles: &BTreeMap<String, Role>,
+        egress: &[String],
     ) -> Result<()> {
         let mut problems = schema::validate(&manifest.config_schema, config, "config")
             .err()
             .unwrap_or_default();
+        if let Err(bad) = crate::egress::Egress::from_grants(egress) {
+            problems.extend(bad);
+        }
         let known = |op: &str| manifest.operation(op).is_some();
         let names = || {
             manifest
@@ -185,6 +193,7 @@ impl ControlPlane {
                 &spec.config,
                 &spec.allowed_operations,
                 &spec.required_roles,
+                &spec.egress,
             )?;
             let now = now_ms();
             let record = ConnectionRecord {
@@ -207,6 +216,7 @@ impl ControlPlane {
                 created_at: now,
                 updated_at: now,
                 revision: 1,
+                egress: spec.egress.clone(),
             };
             self.state.insert_connection(&record).await?;
             Ok(ConnectionView {
@@ -306,6 +316,9 @@ impl ControlPlane {
             if let Some(limits) = update.limits {
                 record.limits = serde_json::to_value(limits).expect("limits serialize");
             }
+            if let Some(egress) = update.egress {
+                record.egress = egress;
+            }
             let connector = self
                 .connector_record(
                     &who.tenant,
@@ -319,6 +332,7 @@ impl ControlPlane {
                 &config,
                 &record.allowed_operations,
                 &roles,
+                &record.egress,
             )?;
             record.config_sealed = self.seal_config(&who.tenant, name, &config);
             self.save(&mut record).await?;
@@ -585,6 +599,7 @@ impl ControlPlane {
                     &serde_json::json!({}),
                     &Some(vec![operation.to_owned()]),
                     &BTreeMap::new(),
+                    &[],
                 )
                 .or_else(|e| match e {
                     // Only the operation matters here; the empty config is not being set.

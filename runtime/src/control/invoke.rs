@@ -4,6 +4,7 @@ use super::authz::{Action, Context, Decision, PrincipalKind};
 use super::connections::STATUS_DISABLED;
 use super::{ControlError, ControlPlane, Principal, RESOLVED_TTL, Result};
 use crate::capability::config::ConfigCtx;
+use crate::egress::Egress;
 use crate::executor::{Call, Caller, Connector, Environment, Outcome};
 use crate::invocation::{Access, Role};
 use crate::limits::Limits;
@@ -43,6 +44,18 @@ fn object_of(params: &serde_json::Value) -> Option<&str> {
 }
 
 impl ControlPlane {
+    /// The connection's egress: its grants, with its own pooled client, kept across
+    /// re-resolutions so pooled connections survive; never shared with another connection.
+    fn egress_for(&self, tenant: &str, name: &str, grants: &[String]) -> Result<Egress> {
+        let mut egress = Egress::from_grants(grants).map_err(ControlError::Invalid)?;
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        egress.client = clients
+            .entry((tenant.to_owned(), name.to_owned()))
+            .or_default()
+            .clone();
+        Ok(egress)
+    }
+
     pub(crate) async fn resolve(&self, tenant: &str, name: &str) -> Result<Arc<Resolved>> {
         let key = (tenant.to_owned(), name.to_owned());
         if let Some((at, resolved)) = self
@@ -82,6 +95,7 @@ impl ControlPlane {
                     .map_err(|e| ControlError::Invalid(vec![e]))?,
                 keyvalue: self.keyvalue.clone(),
                 limits,
+                egress: self.egress_for(tenant, name, &record.egress)?,
             },
             connector,
             connector_enabled: connector_record.enabled,

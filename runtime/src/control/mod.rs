@@ -106,6 +106,8 @@ pub struct ControlPlane {
     loaded: Mutex<HashMap<String, Connector>>,
     /// Resolved connections by (tenant, name).
     resolved: Mutex<ResolvedCache>,
+    /// Each connection's pooled HTTP client, by (tenant, name).
+    clients: Mutex<HashMap<(String, String), crate::egress::EgressClient>>,
 }
 
 impl ControlPlane {
@@ -125,6 +127,7 @@ impl ControlPlane {
             keyvalue,
             loaded: Mutex::new(HashMap::new()),
             resolved: Mutex::new(HashMap::new()),
+            clients: Mutex::new(HashMap::new()),
         }
     }
 

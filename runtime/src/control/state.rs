@@ -15,11 +15,18 @@ use std::path::Path;
 use std::str::FromStr;
 
 /// The migrations, in order. Applied ones are recorded in `schema_migrations`.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "control plane",
-    include_str!("../../migrations/0001_control_plane.sql"),
-)];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "control plane",
+        include_str!("../../migrations/0001_control_plane.sql"),
+    ),
+    (
+        2,
+        "connection egress",
+        include_str!("../../migrations/0002_connection_egress.sql"),
+    ),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -82,6 +89,8 @@ pub struct ConnectionRecord {
     pub required_roles: std::collections::BTreeMap<String, String>,
     pub writes_enabled: bool,
     pub limits: serde_json::Value,
+    /// Egress grants, `scheme://host[:port][/path]`.
+    pub egress: Vec<String>,
     pub last_test_at: Option<i64>,
     pub last_test_ok: Option<bool>,
     pub last_test_message: Option<String>,
@@ -269,6 +278,8 @@ fn connection_row(r: &sqlx::sqlite::SqliteRow) -> Result<ConnectionRecord> {
         writes_enabled: r.get("writes_enabled"),
         limits: serde_json::from_str(r.get::<&str, _>("limits"))
             .map_err(|e| corrupt("limits", e))?,
+        egress: serde_json::from_str(r.get::<&str, _>("egress"))
+            .map_err(|e| corrupt("egress", e))?,
         last_test_at: r.get("last_test_at"),
         last_test_ok: r.get("last_test_ok"),
         last_test_message: r.get("last_test_message"),
@@ -428,8 +439,8 @@ impl StateStore for SqliteState {
         let result = sqlx::query(
             "INSERT INTO connections (tenant, name, connector, connector_version, config_sealed, status,
                 allowed_operations, allowed_objects, required_roles, writes_enabled, limits, last_test_at,
-                last_test_ok, last_test_message, created_by, created_at, updated_at, revision)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                last_test_ok, last_test_message, created_by, created_at, updated_at, revision, egress)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
         )
         .bind(&c.tenant)
         .bind(&c.name)
@@ -449,6 +460,7 @@ impl StateStore for SqliteState {
         .bind(c.created_at)
         .bind(c.updated_at)
         .bind(c.revision)
+        .bind(serde_json::to_string(&c.egress).expect("strings serialize"))
         .execute(&self.pool)
         .await;
         match result {
@@ -467,7 +479,7 @@ impl StateStore for SqliteState {
             "UPDATE connections SET connector = ?3, connector_version = ?4, config_sealed = ?5, status = ?6,
                 allowed_operations = ?7, allowed_objects = ?8, required_roles = ?9, writes_enabled = ?10,
                 limits = ?11, last_test_at = ?12, last_test_ok = ?13, last_test_message = ?14,
-                updated_at = ?15, revision = ?16
+                updated_at = ?15, revision = ?16, egress = ?18
              WHERE tenant = ?1 AND name = ?2 AND revision = ?17",
         )
         .bind(&c.tenant)
@@ -487,6 +499,7 @@ impl StateStore for SqliteState {
         .bind(c.updated_at)
         .bind(c.revision)
         .bind(c.revision - 1)
+        .bind(serde_json::to_string(&c.egress).expect("strings serialize"))
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 0 {

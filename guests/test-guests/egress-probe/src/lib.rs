@@ -1,5 +1,6 @@
 //! Sends an HTTP request through `wasi:http/outgoing-handler` and reports what the host answered:
-//! `fetch` with the raw WASI bindings, `fetch-wstd` with wstd, an ordinary WASI HTTP client.
+//! `fetch` (declared read) and `send` (declared write) with the raw WASI bindings, `fetch-wstd`
+//! with wstd, an ordinary WASI HTTP client.
 use airlock_guest::{Connector, Error, Manifest, Operation, Params, Value, json};
 use wasi::http::outgoing_handler;
 use wasi::http::types::{Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
@@ -8,40 +9,108 @@ struct EgressProbe;
 
 #[derive(serde::Deserialize)]
 struct Target {
-    authority: String,
+    /// `scheme://authority/path`; the authority may carry user info, to test the host.
+    url: String,
+    #[serde(default = "get")]
+    method: String,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    #[serde(default)]
+    body: String,
 }
 
-fn send(authority: &str) -> Result<u16, String> {
-    let request = OutgoingRequest::new(Fields::new());
-    request.set_method(&Method::Get).map_err(|_| "method")?;
-    request
-        .set_scheme(Some(&Scheme::Https))
-        .map_err(|_| "scheme")?;
-    request
-        .set_authority(Some(authority))
-        .map_err(|_| "authority")?;
-    request.set_path_with_query(Some("/")).map_err(|_| "path")?;
-    let body = request.body().map_err(|_| "body")?;
-    OutgoingBody::finish(body, None).map_err(|e| format!("finishing body: {e:?}"))?;
-    let response = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
-    response.subscribe().block();
-    match response.get() {
-        Some(Ok(Ok(resp))) => Ok(resp.status()),
-        Some(Ok(Err(code))) => Err(format!("{code:?}")),
-        other => Err(format!("no response: {other:?}")),
+fn get() -> String {
+    "GET".into()
+}
+
+fn split(url: &str) -> Result<(Scheme, String, String), String> {
+    let (scheme, rest) = url.split_once("://").ok_or("no scheme")?;
+    let scheme = match scheme {
+        "http" => Scheme::Http,
+        "https" => Scheme::Https,
+        other => Scheme::Other(other.into()),
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    Ok((scheme, authority.into(), path.into()))
+}
+
+fn send(t: &Target) -> Result<Value, String> {
+    let (scheme, authority, path) = split(&t.url)?;
+    let headers = Fields::new();
+    for (name, value) in &t.headers {
+        headers
+            .append(name, value.as_bytes())
+            .map_err(|e| format!("header {name}: {e:?}"))?;
     }
+    let request = OutgoingRequest::new(headers);
+    let method = match t.method.as_str() {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "DELETE" => Method::Delete,
+        "PATCH" => Method::Patch,
+        "OPTIONS" => Method::Options,
+        other => Method::Other(other.into()),
+    };
+    request.set_method(&method).map_err(|_| "method")?;
+    request.set_scheme(Some(&scheme)).map_err(|_| "scheme")?;
+    request
+        .set_authority(Some(&authority))
+        .map_err(|_| "authority")?;
+    request
+        .set_path_with_query(Some(&path))
+        .map_err(|_| "path")?;
+    let body = request.body().map_err(|_| "body")?;
+    if !t.body.is_empty() {
+        let stream = body.write().map_err(|_| "body stream")?;
+        stream
+            .blocking_write_and_flush(t.body.as_bytes())
+            .map_err(|e| format!("writing body: {e:?}"))?;
+        drop(stream);
+    }
+    let response = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
+    OutgoingBody::finish(body, None).map_err(|e| format!("finishing body: {e:?}"))?;
+    response.subscribe().block();
+    let response = match response.get() {
+        Some(Ok(Ok(resp))) => resp,
+        Some(Ok(Err(code))) => return Err(format!("{code:?}")),
+        other => return Err(format!("no response: {other:?}")),
+    };
+    let status = response.status();
+    let incoming = response.consume().map_err(|_| "consume")?;
+    let stream = incoming.stream().map_err(|_| "stream")?;
+    let mut bytes = Vec::new();
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => bytes.extend(chunk),
+            Err(wasi::io::streams::StreamError::Closed) => break,
+            Err(e) => return Err(format!("reading body: {e:?}")),
+        }
+    }
+    Ok(json!({"status": status, "body": String::from_utf8_lossy(&bytes)}))
 }
 
-fn send_wstd(authority: &str) -> Result<u16, String> {
+fn send_wstd(t: &Target) -> Result<Value, String> {
     wstd::runtime::block_on(async {
-        let request = wstd::http::Request::get(format!("https://{authority}/"))
+        let request = wstd::http::Request::get(t.url.as_str())
             .body(wstd::http::Body::empty())
             .map_err(|e| e.to_string())?;
         let response = wstd::http::Client::new()
             .send(request)
             .await
             .map_err(|e| format!("{e:?}"))?;
-        Ok(response.status().as_u16())
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .str_contents()
+            .await
+            .map_err(|e| format!("{e:?}"))?
+            .to_owned();
+        Ok(json!({"status": status, "body": body}))
     })
 }
 
@@ -53,27 +122,25 @@ impl Connector for EgressProbe {
             "0.1.0",
             "Tries to reach the network",
         )
-        .operation(Operation::read("fetch", "GET https://<authority>/"))
+        .operation(Operation::read("fetch", "Send a request (declared read)"))
         .operation(Operation::read(
             "fetch-wstd",
-            "GET https://<authority>/ with wstd",
+            "GET with wstd (declared read)",
         ))
+        .operation(Operation::write("send", "Send a request (declared write)"))
     }
 
     fn invoke(operation: &str, params: Params) -> Result<Value, Error> {
         let target: Target = params.parse()?;
         let sent = match operation {
-            "fetch" => send(&target.authority),
-            "fetch-wstd" => send_wstd(&target.authority),
+            "fetch" | "send" => send(&target),
+            "fetch-wstd" => send_wstd(&target),
             other => return Err(Error::unknown_operation(other)),
         };
-        match sent {
-            Ok(status) => Ok(json!({"status": status})),
-            Err(error) => Err(Error::Upstream {
-                status: 0,
-                message: format!("request failed: {error}"),
-            }),
-        }
+        sent.map_err(|error| Error::Upstream {
+            status: 0,
+            message: format!("request failed: {error}"),
+        })
     }
 }
 

@@ -1,0 +1,45 @@
+//! Egress: every outgoing HTTP request of a guest, decided and sent by the host.
+//!
+//! The `wasi:http` capability (capability/http.rs) is the choke point; this module holds what it
+//! uses: the grant grammar ([`grant`]), the address classification ([`address`]) and the pooled
+//! client ([`client`]) that resolves names itself and refuses to connect to a non-global address
+//! (so a DNS answer that changes between the check and the connection is caught too).
+
+pub mod address;
+pub mod client;
+pub mod grant;
+
+pub use client::EgressClient;
+pub use grant::Grant;
+
+use std::sync::Arc;
+
+/// A connection's egress: its grants and its pooled client. Shared by the connection's
+/// invocations; the client's connections never serve another connection or tenant.
+#[derive(Clone, Default)]
+pub struct Egress {
+    pub grants: Arc<Vec<Grant>>,
+    pub client: EgressClient,
+}
+
+impl Egress {
+    /// Parses grant texts, naming every bad one.
+    pub fn from_grants(texts: &[String]) -> Result<Self, Vec<String>> {
+        let mut grants = Vec::new();
+        let mut problems = Vec::new();
+        for text in texts {
+            match Grant::parse(text) {
+                Ok(g) => grants.push(g),
+                Err(e) => problems.push(e),
+            }
+        }
+        if problems.is_empty() {
+            Ok(Egress {
+                grants: Arc::new(grants),
+                client: EgressClient::default(),
+            })
+        } else {
+            Err(problems)
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! A small HTTP/1.1 server on 127.0.0.1:0 for egress tests: it records every request it receives
+//! and answers with a fixed status and body. Keep-alive, Content-Length and chunked request
+//! bodies are handled, as a real server would.
+#![allow(dead_code, reason = "each test binary uses a different part")]
+
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub struct TestServer {
+    pub port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl TestServer {
+    /// Serves `status` with `answer` to every request.
+    pub async fn start(status: u16, answer: &'static str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                socket.set_nodelay(true).ok();
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let (read, mut write) = socket.into_split();
+                    let mut reader = BufReader::new(read);
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut parts = line.split_whitespace();
+                        let (method, path) = (
+                            parts.next().unwrap_or("").to_owned(),
+                            parts.next().unwrap_or("").to_owned(),
+                        );
+                        let mut headers = Vec::new();
+                        loop {
+                            let mut h = String::new();
+                            if reader.read_line(&mut h).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            let h = h.trim_end();
+                            if h.is_empty() {
+                                break;
+                            }
+                            if let Some((n, v)) = h.split_once(':') {
+                                headers.push((n.trim().to_owned(), v.trim().to_owned()));
+                            }
+                        }
+                        let find = |name: &str| {
+                            headers
+                                .iter()
+                                .find(|(n, _): &&(String, String)| n.eq_ignore_ascii_case(name))
+                                .map(|(_, v)| v.clone())
+                        };
+                        let mut body = Vec::new();
+                        if let Some(len) =
+                            find("content-length").and_then(|v| v.parse::<usize>().ok())
+                        {
+                            body.resize(len, 0);
+                            if reader.read_exact(&mut body).await.is_err() {
+                                return;
+                            }
+                        } else if find("transfer-encoding")
+                            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+                        {
+                            loop {
+                                let mut size = String::new();
+                                reader.read_line(&mut size).await.ok();
+                                let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+                                let mut chunk = vec![0; n + 2];
+                                if reader.read_exact(&mut chunk).await.is_err() {
+                                    return;
+                                }
+                                if n == 0 {
+                                    break;
+                                }
+                                body.extend_from_slice(&chunk[..n]);
+                            }
+                        }
+                        log.lock().unwrap().push(Seen {
+                            method,
+                            path,
+                            headers,
+                            body,
+                        });
+                        let reply = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{answer}",
+                            answer.len()
+                        );
+                        if write.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        TestServer { port, seen }
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}

@@ -1,0 +1,265 @@
+//! Egress through the `wasi:http` choke point, against a real HTTP server on 127.0.0.1:0.
+
+mod common;
+#[path = "common/http_server.rs"]
+mod http_server;
+
+use airlock::egress::Egress;
+use airlock::policy;
+use airlock::{Environment, InvokeError};
+use common::*;
+use http_server::TestServer;
+use serde_json::json;
+
+fn env_with(grants: &[&str]) -> Environment {
+    let grants: Vec<String> = grants.iter().map(|g| g.to_string()).collect();
+    Environment {
+        egress: Egress::from_grants(&grants).unwrap(),
+        ..env()
+    }
+}
+
+fn denial_rule(err: &InvokeError) -> &'static str {
+    match err {
+        InvokeError::Denied { denial, .. } => denial.rule,
+        other => panic!("expected a denial, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_reaches_a_granted_address_and_nothing_else() {
+    let server = TestServer::start(200, "hello from upstream").await;
+    let executor = executor();
+    let probe = load(&executor, "egress-probe").await;
+    let who = caller("acme", "c1");
+    let url = format!("http://127.0.0.1:{}/v1/hello", server.port);
+    let granted = env_with(&["http://127.0.0.1:*/v1"]);
+
+    let ok = invoke(
+        &executor,
+        &probe,
+        &who,
+        &granted,
+        "fetch",
+        json!({"url": url}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok, json!({"status": 200, "body": "hello from upstream"}));
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].path.as_str()),
+        ("GET", "/v1/hello")
+    );
+    assert_eq!(
+        seen[0].header("host"),
+        Some(format!("127.0.0.1:{}", server.port).as_str())
+    );
+
+    // Outside the path prefix, another port, another address spelling: denied before sending.
+    for (url, rule) in [
+        (
+            format!("http://127.0.0.1:{}/v2/x", server.port),
+            policy::RULE_EGRESS_NOT_GRANTED,
+        ),
+        (
+            format!("http://127.0.0.1:{}/v1/../admin", server.port),
+            policy::RULE_EGRESS_PATH,
+        ),
+        (
+            format!("http://127.0.0.2:{}/v1/x", server.port),
+            policy::RULE_EGRESS_NOT_GRANTED,
+        ),
+        (
+            format!("https://127.0.0.1:{}/v1/x", server.port),
+            policy::RULE_EGRESS_NOT_GRANTED,
+        ),
+        (
+            format!("http://allowed@127.0.0.1:{}/v1/x", server.port),
+            policy::RULE_EGRESS_USERINFO,
+        ),
+    ] {
+        let err = invoke(
+            &executor,
+            &probe,
+            &who,
+            &granted,
+            "fetch",
+            json!({"url": url}),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(denial_rule(&err), rule, "{url}: {err}");
+    }
+    assert_eq!(
+        server.seen().len(),
+        1,
+        "a denied request reached the server"
+    );
+
+    // No grants at all: the rule says how to grant.
+    let err = invoke(
+        &executor,
+        &probe,
+        &who,
+        &env(),
+        "fetch",
+        json!({"url": url}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(denial_rule(&err), policy::RULE_NO_EGRESS_GRANTS);
+    assert!(
+        err.to_string().contains("--egress http://127.0.0.1"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_denies_a_name_that_resolves_to_loopback() {
+    let server = TestServer::start(200, "secret internal page").await;
+    let executor = executor();
+    let probe = load(&executor, "egress-probe").await;
+    // The name is granted; the address it resolves to is not.
+    let env = env_with(&["http://localhost:*"]);
+    let url = format!("http://localhost:{}/", server.port);
+    let err = invoke(
+        &executor,
+        &probe,
+        &caller("acme", "c1"),
+        &env,
+        "fetch",
+        json!({"url": url}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(denial_rule(&err), policy::RULE_EGRESS_ADDRESS);
+    assert!(err.to_string().contains("a loopback address"), "{err}");
+    let InvokeError::Denied { guest_error, .. } = &err else {
+        unreachable!()
+    };
+    let guest_error = guest_error.as_deref().unwrap_or("");
+    assert!(
+        guest_error.contains("DestinationIpProhibited"),
+        "the guest sees why: {guest_error}"
+    );
+    assert!(server.seen().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_holds_read_operations_to_safe_methods() {
+    let server = TestServer::start(204, "").await;
+    let executor = executor();
+    let probe = load(&executor, "egress-probe").await;
+    let env = env_with(&["http://127.0.0.1:*"]);
+    let who = caller("acme", "c1");
+    let url = format!("http://127.0.0.1:{}/records/7", server.port);
+    for method in ["DELETE", "POST", "PUT", "PATCH"] {
+        let err = invoke(
+            &executor,
+            &probe,
+            &who,
+            &env,
+            "fetch",
+            json!({"url": url, "method": method}),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(denial_rule(&err), policy::RULE_READ_ONLY_METHOD, "{method}");
+        assert!(
+            err.to_string()
+                .contains("operation `fetch` is declared `read`"),
+            "{err}"
+        );
+    }
+    assert!(
+        server.seen().is_empty(),
+        "a read operation's {} reached the server",
+        server.seen()[0].method
+    );
+    // Declared write: the same DELETE goes out.
+    let ok = invoke(
+        &executor,
+        &probe,
+        &who,
+        &env,
+        "send",
+        json!({"url": url, "method": "DELETE"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok["status"], 204);
+    let posted = invoke(
+        &executor,
+        &probe,
+        &who,
+        &env,
+        "send",
+        json!({"url": url, "method": "POST", "body": "{\"a\":1}"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(posted["status"], 204);
+    let seen = server.seen();
+    assert_eq!(
+        seen.iter().map(|s| s.method.as_str()).collect::<Vec<_>>(),
+        ["DELETE", "POST"]
+    );
+    assert_eq!(seen[1].body, b"{\"a\":1}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_works_for_wstd_guests_every_time() {
+    // wstd writes the body after `handle`; a sender that drops it sees "connection reset" for
+    // some of them. Every one of these must succeed.
+    let server = TestServer::start(200, "ok").await;
+    let executor = executor();
+    let probe = load(&executor, "egress-probe").await;
+    let env = env_with(&["http://127.0.0.1:*"]);
+    let url = format!("http://127.0.0.1:{}/ping", server.port);
+    for i in 0..50 {
+        let ok = invoke(
+            &executor,
+            &probe,
+            &caller("acme", "c1"),
+            &env,
+            "fetch-wstd",
+            json!({"url": url}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert_eq!(ok, json!({"status": 200, "body": "ok"}));
+    }
+    assert_eq!(server.seen().len(), 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_refuses_headers_a_guest_may_not_set() {
+    let server = TestServer::start(200, "ok").await;
+    let executor = executor();
+    let probe = load(&executor, "egress-probe").await;
+    let env = env_with(&["http://127.0.0.1:*"]);
+    let url = format!("http://127.0.0.1:{}/", server.port);
+    for header in [
+        "host",
+        "proxy-authorization",
+        "proxy-anything",
+        "connection",
+        "transfer-encoding",
+        "te",
+    ] {
+        let err = invoke(
+            &executor,
+            &probe,
+            &caller("acme", "c1"),
+            &env,
+            "fetch",
+            json!({"url": url, "headers": [[header, "x"]]}),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("Forbidden"), "{header}: {err}");
+    }
+    assert!(server.seen().is_empty());
+}
