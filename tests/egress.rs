@@ -263,3 +263,73 @@ async fn egress_refuses_headers_a_guest_may_not_set() {
     }
     assert!(server.seen().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_grants_live_on_the_connection() {
+    use airlock::Role;
+    use airlock::control::{ConnectionSpec, ConnectionUpdate, ControlError};
+    let server = TestServer::start(200, "via the control plane").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cp, _state) = control_plane(dir.path()).await;
+    let admin = principal("acme", Role::Admin);
+    let operator = principal("acme", Role::Operator);
+    cp.register(
+        &admin,
+        &std::fs::read(guest("egress-probe")).unwrap(),
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    let bad = ConnectionSpec {
+        name: "api".into(),
+        connector: "egress-probe".into(),
+        egress: vec![
+            "http://127.0.0.1:*".into(),
+            "https://allowed@evil.example".into(),
+            "ftp://x.example".into(),
+        ],
+        ..ConnectionSpec::default()
+    };
+    let ControlError::Invalid(problems) = cp.connection_create(&admin, bad).await.unwrap_err()
+    else {
+        panic!()
+    };
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.contains("user info")),
+        "{problems:?}"
+    );
+
+    let spec = ConnectionSpec {
+        name: "api".into(),
+        connector: "egress-probe".into(),
+        ..ConnectionSpec::default()
+    };
+    cp.connection_create(&admin, spec).await.unwrap();
+    let params = json!({"url": format!("http://127.0.0.1:{}/x", server.port)}).to_string();
+    let err = cp
+        .invoke(&operator, "api", "fetch", &params)
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains("no-egress-grants"), "{err}");
+
+    let grant = ConnectionUpdate {
+        egress: Some(vec!["http://127.0.0.1:*".into()]),
+        ..Default::default()
+    };
+    cp.connection_update(&admin, "api", grant).await.unwrap();
+    let ok = cp.invoke(&operator, "api", "fetch", &params).await.unwrap();
+    assert!(ok.output.contains("via the control plane"), "{}", ok.output);
+    assert_eq!(server.seen().len(), 1);
+    cp.flush_audit().await;
+    let audit = cp
+        .audit_list(&principal("acme", Role::Auditor), 10)
+        .await
+        .unwrap();
+    let denied = audit
+        .iter()
+        .find(|r| r.outcome == "denied")
+        .expect("the denied request is audited");
+    assert_eq!(denied.rule, "no-egress-grants");
+}

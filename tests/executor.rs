@@ -300,7 +300,9 @@ async fn executor_denies_egress_and_says_which_rule() {
             };
             assert_eq!(denial.rule, airlock::policy::RULE_NO_EGRESS_GRANTS);
             assert!(
-                denial.effect.contains("GET request to https://example.com:443"),
+                denial
+                    .effect
+                    .contains("GET request to https://example.com:443"),
                 "{denial}"
             );
             let guest_error = guest_error.as_deref().unwrap_or("");

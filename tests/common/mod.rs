@@ -82,3 +82,33 @@ pub async fn invoke(
     let outcome = executor.call(connector, caller, env, call).await?;
     Ok(serde_json::from_str(&outcome.output).expect("output is JSON"))
 }
+
+/// A control plane on a fresh state store in `dir`, with a random master key.
+pub async fn control_plane(
+    dir: &std::path::Path,
+) -> (
+    airlock::control::ControlPlane,
+    Arc<airlock::control::state::SqliteState>,
+) {
+    use airlock::control::state::SqliteState;
+    use airlock::control::vault::{Vault, generate_key};
+    let state = Arc::new(SqliteState::open(&dir.join("airlock.db")).await.unwrap());
+    let executor = Arc::new(executor());
+    let vault = Vault::from_base64(&generate_key(), "test").unwrap();
+    let cp = airlock::control::ControlPlane::new(
+        state.clone(),
+        executor,
+        vault,
+        Arc::new(state.keyvalue()),
+    );
+    (cp, state)
+}
+
+pub fn principal(tenant: &str, role: Role) -> airlock::control::Principal {
+    airlock::control::Principal {
+        tenant: tenant.into(),
+        id: format!("{role:?}").to_lowercase(),
+        kind: airlock::control::PrincipalKind::User,
+        role,
+    }
+}
