@@ -10,7 +10,10 @@
 //! 5. a cold load (compile) against a load from the compile cache;
 //! 6. the same `get` through the control plane (connection lookup, authorization, execution,
 //!    audit) beside the bare executor, and connection lookup time at 100 and 10,000 connections
-//!    across 1,000 tenants.
+//!    across 1,000 tenants;
+//! 7. a guest GET through the full egress path (fresh instance, policy, resolution check, the
+//!    connection's pooled client) against a local HTTP server, beside a direct GET from the host
+//!    with a pooled client to the same server.
 //!
 //! Options (after `--`): `--quick` runs fewer iterations (a smoke test, not a measurement).
 
@@ -362,6 +365,175 @@ async fn run(iterations: usize, quick: bool) {
     );
 
     control_plane(&executor, &sandbox, &env, &caller, iterations).await;
+    egress(&executor, &caller, iterations).await;
+}
+
+/// A keep-alive HTTP/1.1 server on 127.0.0.1:0 answering every request with a small body.
+async fn local_server() -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            socket.set_nodelay(true).ok();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut pending = Vec::new();
+                loop {
+                    let n = match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    pending.extend_from_slice(&buf[..n]);
+                    // Requests here are bodiless GETs: one per blank line.
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        pending.drain(..end + 4);
+                        let reply = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 16\r\n\r\n{\"id\":42,\"ok\":1}";
+                        if socket.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// 7. Egress: the full mediation path against a direct pooled GET.
+async fn egress(executor: &Arc<Executor>, caller: &Caller, iterations: usize) {
+    use http_body_util::BodyExt;
+    let port = local_server().await;
+    let url = format!("http://127.0.0.1:{port}/records/42");
+    let probe = executor.load_file(&guest("egress_probe")).await.unwrap();
+    let env = Environment {
+        egress: airlock::egress::Egress::from_grants(&["http://127.0.0.1:*".to_owned()]).unwrap(),
+        ..Environment::default()
+    };
+    let fetch = Call::Invoke {
+        operation: "fetch".into(),
+        params: serde_json::json!({ "url": url }).to_string(),
+    };
+    let out = executor
+        .call(&probe, caller, &env, fetch.clone())
+        .await
+        .unwrap()
+        .output;
+    assert!(out.contains("200"), "{out}");
+
+    let direct_client = airlock::egress::EgressClient::default();
+    let direct = || async {
+        let request = http::Request::get(url.as_str())
+            .body(
+                http_body_util::Empty::<bytes::Bytes>::new()
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            )
+            .unwrap();
+        let response = direct_client.get().request(request).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        std::hint::black_box(body);
+    };
+    let mut guest_samples = Vec::with_capacity(iterations);
+    let mut direct_samples = Vec::with_capacity(iterations);
+    for _ in 0..iterations / 10 {
+        executor
+            .call(&probe, caller, &env, fetch.clone())
+            .await
+            .unwrap();
+        direct().await;
+    }
+    for _ in 0..iterations {
+        let t = Instant::now();
+        executor
+            .call(&probe, caller, &env, fetch.clone())
+            .await
+            .unwrap();
+        guest_samples.push(t.elapsed());
+        let t = Instant::now();
+        direct().await;
+        direct_samples.push(t.elapsed());
+    }
+    let (g, d) = (stats(guest_samples), stats(direct_samples));
+
+    let throughput = |concurrency: usize, guest: bool| {
+        let (executor, probe, env, caller, fetch, direct_client, url) = (
+            executor.clone(),
+            probe.clone(),
+            env.clone(),
+            caller.clone(),
+            fetch.clone(),
+            direct_client.clone(),
+            url.clone(),
+        );
+        async move {
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..concurrency {
+                let (executor, probe, env, caller, fetch, client, url) = (
+                    executor.clone(),
+                    probe.clone(),
+                    env.clone(),
+                    caller.clone(),
+                    fetch.clone(),
+                    direct_client.clone(),
+                    url.clone(),
+                );
+                tasks.push(tokio::spawn(async move {
+                    let mut n = 0u64;
+                    while started.elapsed() < Duration::from_secs(2) {
+                        if guest {
+                            executor
+                                .call(&probe, &caller, &env, fetch.clone())
+                                .await
+                                .unwrap();
+                        } else {
+                            let request = http::Request::get(url.as_str())
+                                .body(
+                                    http_body_util::Empty::<bytes::Bytes>::new()
+                                        .map_err(|never| match never {})
+                                        .boxed_unsync(),
+                                )
+                                .unwrap();
+                            let response = client.get().request(request).await.unwrap();
+                            std::hint::black_box(response.into_body().collect().await.unwrap());
+                        }
+                        n += 1;
+                    }
+                    n
+                }));
+            }
+            let mut total = 0;
+            for t in tasks {
+                total += t.await.unwrap();
+            }
+            total as f64 / started.elapsed().as_secs_f64()
+        }
+    };
+    let guest_rate = throughput(8, true).await;
+    let direct_rate = throughput(8, false).await;
+    println!(
+        "\n7. egress: GET from a guest through the full mediation path, against a direct pooled GET"
+    );
+    println!(
+        "   {:<34} {:>10} {:>10} {:>14}",
+        "", "p50", "p99", "throughput"
+    );
+    println!(
+        "   {:<34} {:>8.1}µs {:>8.1}µs {:>12.0}/s",
+        "guest (fresh instance + egress)",
+        us(g.p50),
+        us(g.p99),
+        guest_rate
+    );
+    println!(
+        "   {:<34} {:>8.1}µs {:>8.1}µs {:>12.0}/s",
+        "host, pooled client",
+        us(d.p50),
+        us(d.p99),
+        direct_rate
+    );
+    println!("   ratio (p50) {:.2}x", us(g.p50) / us(d.p50));
 }
 
 /// 6. The control plane's overhead and lookup scaling.
