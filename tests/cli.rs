@@ -1,6 +1,8 @@
 //! The `airlock` binary: exit codes, messages, and a second process loading from the cache.
 
 mod common;
+#[path = "common/http_server.rs"]
+mod http_server;
 
 use common::guest;
 use std::process::Command;
@@ -288,4 +290,111 @@ fn cli_write_on_a_read_only_connection_exits_2_naming_the_setting() {
     let list: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
     assert_eq!(list[0]["name"], "crm");
     assert_eq!(list[0]["writes_enabled"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_credentials_come_from_stdin_and_never_show() {
+    const SECRET: &str = "cli-secret-9c2e77";
+    let server = http_server::TestServer::start(200, "ok").await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let port = server.port;
+    let (code, outputs, listed) = tokio::task::spawn_blocking(move || {
+        let key = airlock_as(&d, None, &["keygen"]).stdout.trim().to_owned();
+        let k = Some(key.as_str());
+        let admin = |args: &[&str]| {
+            let mut all: Vec<&str> = args.to_vec();
+            all.extend(["--role", "admin"]);
+            airlock_as(&d, k, &all)
+        };
+        assert_eq!(
+            admin(&["connector", "register", &path("egress-probe")]).code,
+            0
+        );
+        assert_eq!(
+            admin(&[
+                "connection",
+                "create",
+                "api",
+                "--connector",
+                "egress-probe",
+                "--egress",
+                "http://127.0.0.1:*"
+            ])
+            .code,
+            0
+        );
+        let mut set = Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args([
+                "credential",
+                "set",
+                "api",
+                "token",
+                "--kind",
+                "bearer",
+                "--host",
+                &format!("http://127.0.0.1:{port}"),
+                "--role",
+                "admin",
+            ])
+            .env("AIRLOCK_DATA_DIR", &d)
+            .env("AIRLOCK_TENANT", "acme")
+            .env("AIRLOCK_MASTER_KEY", &key)
+            .env("AIRLOCK_LOG", "trace")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(
+            set.stdin.as_mut().unwrap(),
+            format!("{SECRET}\n").as_bytes(),
+        )
+        .unwrap();
+        let set = set.wait_with_output().unwrap();
+        let invoke = Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args([
+                "invoke",
+                "api",
+                "fetch",
+                "--params",
+                &format!(r#"{{"url":"http://127.0.0.1:{port}/me"}}"#),
+                "--role",
+                "operator",
+            ])
+            .env("AIRLOCK_DATA_DIR", &d)
+            .env("AIRLOCK_TENANT", "acme")
+            .env("AIRLOCK_MASTER_KEY", &key)
+            .env("AIRLOCK_LOG", "trace")
+            .output()
+            .unwrap();
+        let listed = admin(&["credential", "list", "api", "--json"]).stdout;
+        let audit = airlock_as(&d, k, &["audit", "list", "--json", "--role", "auditor"]).stdout;
+        let outputs: Vec<String> = [&set.stdout, &set.stderr, &invoke.stdout, &invoke.stderr]
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .chain([audit])
+            .collect();
+        (invoke.status.code(), outputs, listed)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0), "{outputs:?}");
+    assert_eq!(
+        server.seen()[0].header("authorization"),
+        Some(format!("Bearer {SECRET}").as_str())
+    );
+    for output in &outputs {
+        assert!(
+            !output.contains(SECRET),
+            "the secret leaked into output or logs: {output}"
+        );
+    }
+    assert!(
+        outputs[3].contains("TRACE"),
+        "trace logging was on, so the check above saw everything logged"
+    );
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed[0]["name"], "token");
+    assert_eq!(listed[0]["kind"], "bearer");
 }

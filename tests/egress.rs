@@ -4,6 +4,7 @@ mod common;
 #[path = "common/http_server.rs"]
 mod http_server;
 
+use airlock::control::state::StateStore;
 use airlock::egress::Egress;
 use airlock::policy;
 use airlock::{Environment, InvokeError};
@@ -332,4 +333,176 @@ async fn egress_grants_live_on_the_connection() {
         .find(|r| r.outcome == "denied")
         .expect("the denied request is audited");
     assert_eq!(denied.rule, "no-egress-grants");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_injects_credentials_the_guest_never_sees_and_only_where_bound() {
+    use airlock::Role;
+    use airlock::control::{ConnectionSpec, ControlError};
+    use airlock::egress::credential::Placement;
+    const SECRET: &str = "s3cr3t-TOKEN-4f9a";
+    let bound = TestServer::start(200, "bound upstream").await;
+    let other = TestServer::start(200, "other upstream").await;
+    let redirecting = TestServer::start(302, "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cp, state) = control_plane(dir.path()).await;
+    let admin = principal("acme", Role::Admin);
+    let operator = principal("acme", Role::Operator);
+    cp.register(
+        &admin,
+        &std::fs::read(guest("egress-probe")).unwrap(),
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    let spec = ConnectionSpec {
+        name: "api".into(),
+        connector: "egress-probe".into(),
+        egress: vec!["http://127.0.0.1:*".into()],
+        ..ConnectionSpec::default()
+    };
+    cp.connection_create(&admin, spec).await.unwrap();
+    let host = format!("http://127.0.0.1:{}", bound.port);
+    let secret = || zeroize::Zeroizing::new(SECRET.to_owned());
+    cp.credential_set(
+        &admin,
+        "api",
+        "token",
+        Placement::Bearer,
+        vec![host.clone()],
+        secret(),
+    )
+    .await
+    .unwrap();
+
+    let fetch = |port: u16, path: &str| {
+        json!({"url": format!("http://127.0.0.1:{port}{path}")}).to_string()
+    };
+    let out = cp
+        .invoke(&operator, "api", "fetch", &fetch(bound.port, "/me"))
+        .await
+        .unwrap();
+    assert_eq!(
+        bound.seen()[0].header("authorization"),
+        Some(format!("Bearer {SECRET}").as_str())
+    );
+    assert!(
+        !out.output.contains(SECRET),
+        "the guest's output holds the secret"
+    );
+
+    // Another origin, even one the connection may reach, gets no credential.
+    cp.invoke(&operator, "api", "fetch", &fetch(other.port, "/me"))
+        .await
+        .unwrap();
+    assert_eq!(
+        other.seen()[0].header("authorization"),
+        None,
+        "the credential went to another origin"
+    );
+    // Redirects are not followed by the host: the guest gets the 302 and must ask again.
+    let redirected = cp
+        .invoke(
+            &operator,
+            "api",
+            "fetch",
+            &fetch(redirecting.port, "/login"),
+        )
+        .await
+        .unwrap();
+    assert!(redirected.output.contains("302"), "{}", redirected.output);
+
+    // Other placements.
+    cp.credential_set(
+        &admin,
+        "api",
+        "token",
+        Placement::Query {
+            param: "api_key".into(),
+        },
+        vec![host.clone()],
+        secret(),
+    )
+    .await
+    .unwrap();
+    cp.invoke(&operator, "api", "fetch", &fetch(bound.port, "/search?q=x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        bound.seen()[1].path,
+        format!("/search?q=x&api_key={SECRET}")
+    );
+    cp.credential_set(
+        &admin,
+        "api",
+        "token",
+        Placement::Header {
+            header: "X-Api-Key".into(),
+        },
+        vec![host.clone()],
+        secret(),
+    )
+    .await
+    .unwrap();
+    cp.invoke(&operator, "api", "fetch", &fetch(bound.port, "/"))
+        .await
+        .unwrap();
+    assert_eq!(bound.seen()[2].header("x-api-key"), Some(SECRET));
+    let bad = cp
+        .credential_set(
+            &admin,
+            "api",
+            "bad",
+            Placement::Header {
+                header: "Host".into(),
+            },
+            vec![],
+            zeroize::Zeroizing::new("a\nb".into()),
+        )
+        .await
+        .unwrap_err();
+    let ControlError::Invalid(problems) = &bad else {
+        panic!("{bad:?}")
+    };
+    assert_eq!(problems.len(), 3, "{problems:?}");
+
+    // Metadata only, everywhere a human or the audit log looks.
+    let listed =
+        serde_json::to_string(&cp.credential_list(&operator, "api").await.unwrap()).unwrap();
+    assert!(
+        listed.contains("api-key-header") && !listed.contains(SECRET),
+        "{listed}"
+    );
+    assert_eq!(
+        rule_of_control(
+            cp.credential_list(&principal("acme", Role::Viewer), "api")
+                .await
+                .unwrap_err()
+        ),
+        "operator-sees-credential-metadata"
+    );
+    cp.flush_audit().await;
+    for (_, record) in state.list_audit("acme", 1000).await.unwrap() {
+        assert!(!record.contains(SECRET), "{record}");
+    }
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(
+            !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+            "the secret is stored in plaintext"
+        );
+    }
+    // Another tenant cannot see or use it.
+    let err = cp
+        .credential_list(&principal("globex", Role::Admin), "api")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ControlError::NotFound(_)), "{err:?}");
+}
+
+fn rule_of_control(e: airlock::control::ControlError) -> String {
+    match e {
+        airlock::control::ControlError::Denied { rule, .. } => rule,
+        other => panic!("expected a denial, got {other:?}"),
+    }
 }

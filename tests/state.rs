@@ -220,6 +220,51 @@ async fn check_store(store: Arc<dyn StateStore>) {
             .unwrap()
     );
 
+    // Credentials: replace in place, per tenant.
+    let cred = airlock::control::state::CredentialRecord {
+        connection: "main".into(),
+        name: "token".into(),
+        kind: "bearer".into(),
+        placement: serde_json::json!({"kind": "bearer"}),
+        hosts: vec!["https://api.example.com".into()],
+        secret_sealed: vec![9, 9, 9],
+        created_by: "ada".into(),
+        created_at: 4,
+        rotated_at: None,
+        version: 1,
+    };
+    store.put_credential("acme", &cred).await.unwrap();
+    let rotated = airlock::control::state::CredentialRecord {
+        secret_sealed: vec![7],
+        rotated_at: Some(5),
+        version: 2,
+        ..cred.clone()
+    };
+    store.put_credential("acme", &rotated).await.unwrap();
+    assert_eq!(
+        store.list_credentials("acme", "main").await.unwrap(),
+        vec![rotated]
+    );
+    assert!(
+        store
+            .list_credentials("globex", "main")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        !store
+            .delete_credential("globex", "main", "token")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .delete_credential("acme", "main", "token")
+            .await
+            .unwrap()
+    );
+
     // Audit: consecutive sequence numbers across batches, per-tenant reads, oldest first.
     let batch = |n: i64, tenant: &str| {
         (0..n)
@@ -274,4 +319,29 @@ async fn state_sqlite_migrates_once_and_keeps_data_on_reopen() {
         .err()
         .unwrap();
     assert!(err.to_string().contains("/proc/airlock"), "{err}");
+}
+
+#[test]
+fn state_every_migration_file_is_listed_in_order() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let listed = airlock::control::state::MIGRATIONS;
+    assert_eq!(
+        files.len(),
+        listed.len(),
+        "a migration file is missing from MIGRATIONS: {files:?}"
+    );
+    for (i, (file, (version, _, sql))) in files.iter().zip(listed).enumerate() {
+        assert_eq!(*version, i as i64 + 1);
+        assert!(file.starts_with(&format!("{:04}_", version)), "{file}");
+        assert_eq!(
+            std::fs::read_to_string(format!("{dir}/{file}")).unwrap(),
+            *sql,
+            "{file}"
+        );
+    }
 }

@@ -71,6 +71,9 @@ enum Command {
     /// Manage this tenant's connections.
     #[command(subcommand)]
     Connection(control::ConnectionCommand),
+    /// Manage connections' credentials (injected by the host, never seen by connectors).
+    #[command(subcommand)]
+    Credential(control::CredentialCommand),
     /// Invoke an operation on one of this tenant's connections.
     Invoke {
         connection: String,
@@ -228,6 +231,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             match command {
                 Command::Connector(c) => control::connector(&cp, &who, c).await,
                 Command::Connection(c) => control::connection(&cp, &who, c).await,
+                Command::Credential(c) => control::credential(&cp, &who, c).await,
                 Command::Invoke {
                     connection,
                     operation,

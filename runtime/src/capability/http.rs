@@ -175,7 +175,18 @@ impl WasiHttpHooks for EgressHooks {
                     return Err(HttpError::DestinationIpProhibited);
                 }
             }
-            let request = without_phantom_body(request);
+            let mut request = without_phantom_body(request);
+            // After every check: a credential goes only where its own host grants say.
+            if let Some(credential) = egress.credentials.iter().find(|c| {
+                c.applies_to(
+                    &destination.scheme,
+                    &destination.host,
+                    destination.port,
+                    &destination.path,
+                )
+            }) {
+                credential.inject(&mut request);
+            }
             let first_byte = options
                 .and_then(|o| o.first_byte_timeout)
                 .unwrap_or(FIRST_BYTE_TIMEOUT);

@@ -45,10 +45,12 @@ pub enum Action {
     InvokeRead,
     InvokeWrite,
     AuditList,
+    CredentialList,
+    CredentialManage,
 }
 
 impl Action {
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 17] = [
         Action::ConnectorList,
         Action::ConnectorShow,
         Action::ConnectorRegister,
@@ -64,6 +66,8 @@ impl Action {
         Action::InvokeRead,
         Action::InvokeWrite,
         Action::AuditList,
+        Action::CredentialList,
+        Action::CredentialManage,
     ];
 
     pub fn name(self) -> &'static str {
@@ -83,6 +87,8 @@ impl Action {
             Action::InvokeRead => "invoke.read",
             Action::InvokeWrite => "invoke.write",
             Action::AuditList => "audit.list",
+            Action::CredentialList => "credential.list",
+            Action::CredentialManage => "credential.manage",
         }
     }
 
@@ -213,6 +219,18 @@ pub const RULES: &[Rule] = &[
         min_role: Role::Auditor,
         agents: Agents::Never,
         name: "auditor-reads-audit",
+    },
+    Rule {
+        action: Action::CredentialList,
+        min_role: Role::Operator,
+        agents: Agents::Never,
+        name: "operator-sees-credential-metadata",
+    },
+    Rule {
+        action: Action::CredentialManage,
+        min_role: Role::Admin,
+        agents: Agents::Never,
+        name: "admin-manages-credentials",
     },
 ];
 

@@ -46,8 +46,9 @@ fn object_of(params: &serde_json::Value) -> Option<&str> {
 impl ControlPlane {
     /// The connection's egress: its grants, with its own pooled client, kept across
     /// re-resolutions so pooled connections survive; never shared with another connection.
-    fn egress_for(&self, tenant: &str, name: &str, grants: &[String]) -> Result<Egress> {
+    async fn egress_for(&self, tenant: &str, name: &str, grants: &[String]) -> Result<Egress> {
         let mut egress = Egress::from_grants(grants).map_err(ControlError::Invalid)?;
+        egress.credentials = Arc::new(self.credentials_for(tenant, name).await?);
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         egress.client = clients
             .entry((tenant.to_owned(), name.to_owned()))
@@ -95,7 +96,7 @@ impl ControlPlane {
                     .map_err(|e| ControlError::Invalid(vec![e]))?,
                 keyvalue: self.keyvalue.clone(),
                 limits,
-                egress: self.egress_for(tenant, name, &record.egress)?,
+                egress: self.egress_for(tenant, name, &record.egress).await?,
             },
             connector,
             connector_enabled: connector_record.enabled,

@@ -15,6 +15,7 @@
 pub mod audit;
 pub mod authz;
 mod connections;
+mod credentials;
 mod invoke;
 mod registry;
 pub mod schema;

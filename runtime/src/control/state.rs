@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "connection egress",
         include_str!("../../migrations/0002_connection_egress.sql"),
     ),
+    (
+        3,
+        "credentials",
+        include_str!("../../migrations/0003_credentials.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +106,23 @@ pub struct ConnectionRecord {
     pub revision: i64,
 }
 
+/// A stored credential: metadata and the sealed secret.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CredentialRecord {
+    pub connection: String,
+    pub name: String,
+    pub kind: String,
+    /// The placement as JSON (see `egress::credential::Placement`).
+    pub placement: serde_json::Value,
+    pub hosts: Vec<String>,
+    #[serde(skip)]
+    pub secret_sealed: Vec<u8>,
+    pub created_by: String,
+    pub created_at: i64,
+    pub rotated_at: Option<i64>,
+    pub version: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Grant {
     pub connection: String,
@@ -155,6 +177,15 @@ pub trait StateStore: Send + Sync + 'static {
         operation: &str,
     ) -> Result<bool>;
     async fn list_grants(&self, tenant: &str, connection: &str) -> Result<Vec<Grant>>;
+
+    /// Creates or replaces a credential.
+    async fn put_credential(&self, tenant: &str, record: &CredentialRecord) -> Result<()>;
+    async fn list_credentials(
+        &self,
+        tenant: &str,
+        connection: &str,
+    ) -> Result<Vec<CredentialRecord>>;
+    async fn delete_credential(&self, tenant: &str, connection: &str, name: &str) -> Result<bool>;
 
     /// Appends audit records (JSON), assigning consecutive sequence numbers; returns the last.
     async fn append_audit(&self, records: &[(i64, String, String)]) -> Result<i64>;
@@ -594,6 +625,76 @@ impl StateStore for SqliteState {
                 granted_at: r.get("granted_at"),
             })
             .collect())
+    }
+
+    async fn put_credential(&self, tenant: &str, c: &CredentialRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO credentials (tenant, connection, name, kind, placement, hosts, secret_sealed, created_by,
+                created_at, rotated_at, version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (tenant, connection, name) DO UPDATE SET kind = excluded.kind, placement = excluded.placement,
+                hosts = excluded.hosts, secret_sealed = excluded.secret_sealed, rotated_at = excluded.rotated_at,
+                version = excluded.version",
+        )
+        .bind(tenant)
+        .bind(&c.connection)
+        .bind(&c.name)
+        .bind(&c.kind)
+        .bind(c.placement.to_string())
+        .bind(serde_json::to_string(&c.hosts).expect("strings serialize"))
+        .bind(&c.secret_sealed)
+        .bind(&c.created_by)
+        .bind(c.created_at)
+        .bind(c.rotated_at)
+        .bind(c.version)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_credentials(
+        &self,
+        tenant: &str,
+        connection: &str,
+    ) -> Result<Vec<CredentialRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM credentials WHERE tenant = ?1 AND connection = ?2 ORDER BY name",
+        )
+        .bind(tenant)
+        .bind(connection)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let corrupt =
+                    |e: serde_json::Error| StateError::Corrupt(format!("stored credential: {e}"));
+                Ok(CredentialRecord {
+                    connection: r.get("connection"),
+                    name: r.get("name"),
+                    kind: r.get("kind"),
+                    placement: serde_json::from_str(r.get::<&str, _>("placement"))
+                        .map_err(corrupt)?,
+                    hosts: serde_json::from_str(r.get::<&str, _>("hosts")).map_err(corrupt)?,
+                    secret_sealed: r.get("secret_sealed"),
+                    created_by: r.get("created_by"),
+                    created_at: r.get("created_at"),
+                    rotated_at: r.get("rotated_at"),
+                    version: r.get("version"),
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_credential(&self, tenant: &str, connection: &str, name: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM credentials WHERE tenant = ?1 AND connection = ?2 AND name = ?3",
+        )
+        .bind(tenant)
+        .bind(connection)
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn append_audit(&self, records: &[(i64, String, String)]) -> Result<i64> {

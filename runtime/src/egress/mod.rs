@@ -7,6 +7,7 @@
 
 pub mod address;
 pub mod client;
+pub mod credential;
 pub mod grant;
 
 pub use client::EgressClient;
@@ -20,6 +21,8 @@ use std::sync::Arc;
 pub struct Egress {
     pub grants: Arc<Vec<Grant>>,
     pub client: EgressClient,
+    /// Credentials the host adds to matching requests; the guest never sees them.
+    pub credentials: Arc<Vec<credential::Credential>>,
 }
 
 impl Egress {
@@ -36,7 +39,7 @@ impl Egress {
         if problems.is_empty() {
             Ok(Egress {
                 grants: Arc::new(grants),
-                client: EgressClient::default(),
+                ..Egress::default()
             })
         } else {
             Err(problems)

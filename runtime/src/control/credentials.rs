@@ -1,0 +1,252 @@
+//! Credentials per connection: sealed at rest, bound to hosts, injected by the egress choke
+//! point, never shown. Setting, rotating and deleting are Admin's; listing shows metadata.
+
+use super::authz::{Action, Context};
+use super::state::{CredentialRecord, now_ms};
+use super::{ControlError, ControlPlane, Principal, Result};
+use crate::egress::Grant;
+use crate::egress::credential::{Credential, Placement, header_safe};
+use crate::invocation::validate_id;
+use std::time::Instant;
+use zeroize::Zeroizing;
+
+fn purpose(name: &str) -> String {
+    format!("credential:{name}")
+}
+
+/// A credential as shown: everything but the secret.
+pub type CredentialView = CredentialRecord;
+
+impl ControlPlane {
+    /// Creates or replaces a credential of `connection`.
+    pub async fn credential_set(
+        &self,
+        who: &Principal,
+        connection: &str,
+        name: &str,
+        placement: Placement,
+        hosts: Vec<String>,
+        secret: Zeroizing<String>,
+    ) -> Result<CredentialView> {
+        let started = Instant::now();
+        let target = format!("{connection}/{name}");
+        let decision = self
+            .check(
+                who,
+                Action::CredentialManage,
+                Context::default(),
+                &target,
+                started,
+            )
+            .await?;
+        let result = async {
+            let mut problems = Vec::new();
+            if let Err(e) = validate_id("credential name", name) {
+                problems.push(e);
+            }
+            if let Err(e) = placement.validate() {
+                problems.push(e);
+            }
+            if hosts.is_empty() {
+                problems.push("a credential needs at least one host it may be sent to (--host https://api.example.com)".into());
+            }
+            for host in &hosts {
+                if let Err(e) = Grant::parse(host) {
+                    problems.push(e);
+                }
+            }
+            if !header_safe(&secret) {
+                problems.push("the secret is empty or has characters that cannot travel in HTTP (line breaks, non-ASCII)".into());
+            }
+            if !problems.is_empty() {
+                return Err(ControlError::Invalid(problems));
+            }
+            self.connection_record(&who.tenant, connection).await?;
+            let existing = self.state.list_credentials(&who.tenant, connection).await?.into_iter().find(|c| c.name == name);
+            let now = now_ms();
+            let record = CredentialRecord {
+                connection: connection.into(),
+                name: name.into(),
+                kind: placement.kind().into(),
+                placement: serde_json::to_value(&placement).expect("placements serialize"),
+                hosts,
+                secret_sealed: self.vault.seal(&who.tenant, connection, &purpose(name), secret.as_bytes()),
+                created_by: existing.as_ref().map_or_else(|| who.id.clone(), |e| e.created_by.clone()),
+                created_at: existing.as_ref().map_or(now, |e| e.created_at),
+                rotated_at: existing.as_ref().map(|_| now),
+                version: existing.as_ref().map_or(1, |e| e.version + 1),
+            };
+            self.state.put_credential(&who.tenant, &record).await?;
+            self.forget_connection(&who.tenant, connection);
+            Ok(record)
+        }
+        .await;
+        self.audit(
+            who,
+            Action::CredentialManage,
+            &target,
+            Some("set"),
+            &decision,
+            result.as_ref().map(|_| ()),
+            started,
+            None,
+            None,
+        )
+        .await;
+        result
+    }
+
+    /// Replaces a credential's secret, keeping its placement and hosts.
+    pub async fn credential_rotate(
+        &self,
+        who: &Principal,
+        connection: &str,
+        name: &str,
+        secret: Zeroizing<String>,
+    ) -> Result<CredentialView> {
+        let existing = self.credential_record(who, connection, name).await?;
+        let placement: Placement = serde_json::from_value(existing.placement.clone())
+            .map_err(|e| ControlError::State(super::state::StateError::Corrupt(e.to_string())))?;
+        self.credential_set(who, connection, name, placement, existing.hosts, secret)
+            .await
+    }
+
+    async fn credential_record(
+        &self,
+        who: &Principal,
+        connection: &str,
+        name: &str,
+    ) -> Result<CredentialRecord> {
+        self.state
+            .list_credentials(&who.tenant, connection)
+            .await?
+            .into_iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| {
+                ControlError::NotFound(format!(
+                    "connection `{connection}` has no credential `{name}`"
+                ))
+            })
+    }
+
+    pub async fn credential_list(
+        &self,
+        who: &Principal,
+        connection: &str,
+    ) -> Result<Vec<CredentialView>> {
+        let started = Instant::now();
+        let decision = self
+            .check(
+                who,
+                Action::CredentialList,
+                Context::default(),
+                connection,
+                started,
+            )
+            .await?;
+        let result = async {
+            self.connection_record(&who.tenant, connection).await?;
+            Ok(self.state.list_credentials(&who.tenant, connection).await?)
+        }
+        .await;
+        self.audit(
+            who,
+            Action::CredentialList,
+            connection,
+            None,
+            &decision,
+            result.as_ref().map(|_| ()),
+            started,
+            None,
+            None,
+        )
+        .await;
+        result
+    }
+
+    pub async fn credential_delete(
+        &self,
+        who: &Principal,
+        connection: &str,
+        name: &str,
+    ) -> Result<()> {
+        let started = Instant::now();
+        let target = format!("{connection}/{name}");
+        let decision = self
+            .check(
+                who,
+                Action::CredentialManage,
+                Context::default(),
+                &target,
+                started,
+            )
+            .await?;
+        let result = async {
+            self.connection_record(&who.tenant, connection).await?;
+            if !self
+                .state
+                .delete_credential(&who.tenant, connection, name)
+                .await?
+            {
+                return Err(ControlError::NotFound(format!(
+                    "connection `{connection}` has no credential `{name}`"
+                )));
+            }
+            self.forget_connection(&who.tenant, connection);
+            Ok(())
+        }
+        .await;
+        self.audit(
+            who,
+            Action::CredentialManage,
+            &target,
+            Some("delete"),
+            &decision,
+            result.as_ref().map(|_| ()),
+            started,
+            None,
+            None,
+        )
+        .await;
+        result
+    }
+
+    /// The connection's credentials, opened, for its egress.
+    pub(crate) async fn credentials_for(
+        &self,
+        tenant: &str,
+        connection: &str,
+    ) -> Result<Vec<Credential>> {
+        let mut out = Vec::new();
+        for record in self.state.list_credentials(tenant, connection).await? {
+            let secret = self.vault.open(
+                tenant,
+                connection,
+                &purpose(&record.name),
+                &record.secret_sealed,
+            )?;
+            let secret = Zeroizing::new(String::from_utf8(secret.to_vec()).map_err(|_| {
+                ControlError::State(super::state::StateError::Corrupt(
+                    "credential is not UTF-8".into(),
+                ))
+            })?);
+            let placement: Placement =
+                serde_json::from_value(record.placement.clone()).map_err(|e| {
+                    ControlError::State(super::state::StateError::Corrupt(e.to_string()))
+                })?;
+            let hosts = record
+                .hosts
+                .iter()
+                .map(|h| Grant::parse(h))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| ControlError::Invalid(vec![e]))?;
+            out.push(Credential {
+                name: record.name,
+                placement,
+                hosts,
+                secret,
+            });
+        }
+        Ok(out)
+    }
+}

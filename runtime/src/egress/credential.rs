@@ -1,0 +1,157 @@
+//! Credentials the guest never sees: held by the host, bound to the hosts they may be sent to,
+//! and added to a request only after the policy has allowed it.
+//!
+//! A credential is injected only into a request whose destination matches one of its host
+//! grants, so a redirect (which the guest must follow itself, with a new request) to another
+//! origin carries no credential. The secret lives in host memory only, wiped when dropped; it
+//! is never logged, never put into an error, a denial or an audit record.
+
+use super::grant::Grant;
+use base64::Engine as _;
+use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use zeroize::Zeroizing;
+
+/// How a credential is presented to the upstream.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Placement {
+    /// `Authorization: Bearer <secret>`.
+    Bearer,
+    /// `Authorization: Basic base64(username:secret)`.
+    Basic { username: String },
+    /// `<header>: <secret>`.
+    Header { header: String },
+    /// `?<param>=<secret>` appended to the query.
+    Query { param: String },
+}
+
+impl Placement {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Placement::Bearer => "bearer",
+            Placement::Basic { .. } => "basic",
+            Placement::Header { .. } => "api-key-header",
+            Placement::Query { .. } => "api-key-query",
+        }
+    }
+
+    /// Checks names given by the operator.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Placement::Header { header } => {
+                let name = HeaderName::from_bytes(header.as_bytes())
+                    .map_err(|_| format!("`{header}` is not a valid header name"))?;
+                if wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(&name) {
+                    return Err(format!("`{header}` cannot carry a credential"));
+                }
+                Ok(())
+            }
+            Placement::Query { param }
+                if param.is_empty()
+                    || !param
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+            {
+                Err(format!("`{param}` is not a valid query parameter name"))
+            }
+            Placement::Basic { username } if username.contains(':') => {
+                Err("a Basic username may not contain `:`".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A credential ready for injection.
+pub struct Credential {
+    pub name: String,
+    pub placement: Placement,
+    pub hosts: Vec<Grant>,
+    pub secret: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret.
+        f.debug_struct("Credential")
+            .field("name", &self.name)
+            .field("placement", &self.placement)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credential {
+    /// Whether this credential may be sent to `scheme://host:port/path`.
+    pub fn applies_to(&self, scheme: &str, host: &str, port: u16, path: &str) -> bool {
+        self.hosts
+            .iter()
+            .any(|g| g.matches(scheme, host, port, path))
+    }
+
+    /// Adds the credential to the request's headers or query.
+    pub fn inject<B>(&self, request: &mut http::Request<B>) {
+        let header = |value: String| {
+            let mut value = HeaderValue::from_str(&value)
+                .expect("credential values are checked to be header-safe when set");
+            value.set_sensitive(true);
+            value
+        };
+        match &self.placement {
+            Placement::Bearer => {
+                request.headers_mut().insert(
+                    AUTHORIZATION,
+                    header(format!("Bearer {}", self.secret.as_str())),
+                );
+            }
+            Placement::Basic { username } => {
+                let pair = Zeroizing::new(format!("{username}:{}", self.secret.as_str()));
+                let encoded = base64::engine::general_purpose::STANDARD.encode(pair.as_bytes());
+                request
+                    .headers_mut()
+                    .insert(AUTHORIZATION, header(format!("Basic {encoded}")));
+            }
+            Placement::Header { header: name } => {
+                let name = HeaderName::from_bytes(name.as_bytes()).expect("validated when set");
+                request
+                    .headers_mut()
+                    .insert(name, header(self.secret.to_string()));
+            }
+            Placement::Query { param } => {
+                let uri = request.uri().clone();
+                let mut parts = uri.into_parts();
+                let path = parts
+                    .path_and_query
+                    .as_ref()
+                    .map_or("/", |p| p.path())
+                    .to_owned();
+                let query = parts
+                    .path_and_query
+                    .as_ref()
+                    .and_then(|p| p.query())
+                    .map(str::to_owned);
+                let encoded: String = self
+                    .secret
+                    .bytes()
+                    .map(|b| {
+                        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                            (b as char).to_string()
+                        } else {
+                            format!("%{b:02X}")
+                        }
+                    })
+                    .collect();
+                let pq = match query {
+                    Some(q) if !q.is_empty() => format!("{path}?{q}&{param}={encoded}"),
+                    _ => format!("{path}?{param}={encoded}"),
+                };
+                parts.path_and_query = Some(pq.parse().expect("percent-encoded query"));
+                *request.uri_mut() = http::Uri::from_parts(parts).expect("same URI with a query");
+            }
+        }
+    }
+}
+
+/// Whether a secret can travel in a header: visible ASCII, no line breaks.
+pub fn header_safe(secret: &str) -> bool {
+    !secret.is_empty() && secret.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
