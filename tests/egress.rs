@@ -506,3 +506,117 @@ fn rule_of_control(e: airlock::control::ControlError) -> String {
         other => panic!("expected a denial, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_retries_honor_retry_after_and_spare_non_idempotent_requests() {
+    use http_server::Reply;
+    let server = TestServer::scripted(
+        vec![
+            Reply::new(429, "slow down").header("Retry-After", "1"),
+            Reply::new(200, "ok"),
+            Reply::new(503, "busy"),
+            Reply::new(503, "busy"),
+        ],
+        Reply::new(200, "ok"),
+    )
+    .await;
+    let executor = executor();
+    let probe = load(&executor, "egress-probe").await;
+    let env = env_with(&["http://127.0.0.1:*"]);
+    let who = caller("acme", "c1");
+    let url = format!("http://127.0.0.1:{}/items", server.port);
+
+    // A GET that meets 429 + Retry-After: 1 waits a second, then succeeds.
+    let started = std::time::Instant::now();
+    let ok = invoke(&executor, &probe, &who, &env, "fetch", json!({"url": url}))
+        .await
+        .unwrap();
+    assert_eq!(ok["status"], 200, "{ok}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "Retry-After was not honored: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.seen().len(), 2);
+
+    // A POST without an idempotency key is sent once, whatever the answer.
+    let posted = invoke(
+        &executor,
+        &probe,
+        &who,
+        &env,
+        "send",
+        json!({"url": url, "method": "POST", "body": "{}"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(posted["status"], 503);
+    assert_eq!(
+        server.seen().len(),
+        3,
+        "a POST without an idempotency key was retried"
+    );
+
+    // With one, it is retried (the body sent again, whole).
+    let keyed = json!({"url": url, "method": "POST", "body": "{\"n\":1}", "headers": [["Idempotency-Key", "k-1"]]});
+    let posted = invoke(&executor, &probe, &who, &env, "send", keyed)
+        .await
+        .unwrap();
+    assert_eq!(posted["status"], 200);
+    let seen = server.seen();
+    assert_eq!(seen.len(), 5);
+    assert_eq!(seen[3].body, seen[4].body);
+    assert_eq!(seen[4].body, b"{\"n\":1}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_breaker_opens_fails_fast_probes_and_closes() {
+    use airlock::egress::resilience::{BreakerPolicy, Resilience, RetryPolicy};
+    use http_server::Reply;
+    use std::time::Duration;
+    let server =
+        TestServer::scripted(vec![Reply::new(503, "down"); 3], Reply::new(200, "up")).await;
+    let executor = executor();
+    let probe = load(&executor, "egress-probe").await;
+    let mut env = env_with(&["http://127.0.0.1:*"]);
+    env.egress.resilience = std::sync::Arc::new(Resilience {
+        retry: RetryPolicy {
+            max_attempts: 1,
+            base: Duration::from_millis(10),
+            cap: Duration::from_millis(10),
+        },
+        breaker: BreakerPolicy {
+            failures_to_open: 3,
+            cooldown: Duration::from_millis(300),
+        },
+    });
+    let who = caller("acme", "c1");
+    let url = format!("http://127.0.0.1:{}/", server.port);
+    let origin = format!("http://127.0.0.1:{}", server.port);
+    for _ in 0..3 {
+        let down = invoke(&executor, &probe, &who, &env, "fetch", json!({"url": url}))
+            .await
+            .unwrap();
+        assert_eq!(down["status"], 503);
+    }
+    assert_eq!(env.egress.breakers.state(&origin), "open");
+    let err = invoke(&executor, &probe, &who, &env, "fetch", json!({"url": url}))
+        .await
+        .unwrap_err();
+    assert_eq!(denial_rule(&err), "circuit-open", "{err}");
+    assert_eq!(
+        server.seen().len(),
+        3,
+        "an open circuit let a request through"
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let probe_ok = invoke(&executor, &probe, &who, &env, "fetch", json!({"url": url}))
+        .await
+        .unwrap();
+    assert_eq!(probe_ok["status"], 200);
+    assert_eq!(env.egress.breakers.state(&origin), "closed");
+    invoke(&executor, &probe, &who, &env, "fetch", json!({"url": url}))
+        .await
+        .unwrap();
+    assert_eq!(server.seen().len(), 5);
+}

@@ -50,6 +50,7 @@ impl HostState {
                 invocation: invocation.clone(),
                 denials: denials.clone(),
                 egress,
+                deadline: std::time::Instant::now() + limits.deadline,
             },
             memory: MemoryLimiter::new(limits.max_memory_bytes),
             invocation,

@@ -24,6 +24,29 @@ impl Seen {
     }
 }
 
+/// One scripted answer.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn new(status: u16, body: &str) -> Self {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
 pub struct TestServer {
     pub port: u16,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -32,6 +55,12 @@ pub struct TestServer {
 impl TestServer {
     /// Serves `status` with `answer` to every request.
     pub async fn start(status: u16, answer: &'static str) -> Self {
+        Self::scripted(Vec::new(), Reply::new(status, answer)).await
+    }
+
+    /// Answers the first requests from `script`, in order, then `then` to every other one.
+    pub async fn scripted(script: Vec<Reply>, then: Reply) -> Self {
+        let script = Arc::new(Mutex::new(std::collections::VecDeque::from(script)));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -40,6 +69,7 @@ impl TestServer {
             while let Ok((socket, _)) = listener.accept().await {
                 socket.set_nodelay(true).ok();
                 let log = log.clone();
+                let (script, then) = (script.clone(), then.clone());
                 tokio::spawn(async move {
                     let (read, mut write) = socket.into_split();
                     let mut reader = BufReader::new(read);
@@ -104,9 +134,21 @@ impl TestServer {
                             headers,
                             body,
                         });
+                        let next = script
+                            .lock()
+                            .unwrap()
+                            .pop_front()
+                            .unwrap_or_else(|| then.clone());
+                        let extra: String = next
+                            .headers
+                            .iter()
+                            .map(|(n, v)| format!("{n}: {v}\r\n"))
+                            .collect();
                         let reply = format!(
-                            "HTTP/1.1 {status} X\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{answer}",
-                            answer.len()
+                            "HTTP/1.1 {} X\r\ncontent-type: text/plain\r\n{extra}content-length: {}\r\n\r\n{}",
+                            next.status,
+                            next.body.len(),
+                            next.body
                         );
                         if write.write_all(reply.as_bytes()).await.is_err() {
                             return;

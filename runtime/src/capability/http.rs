@@ -13,8 +13,9 @@ use super::DenialLog;
 use crate::egress::Egress;
 use crate::egress::client::resolve_global;
 use crate::egress::grant::{default_port, normalize_host};
+use crate::egress::resilience::{idempotent, retry_after, retryable_status};
 use crate::invocation::Invocation;
-use crate::policy::{self, Effect, HttpTarget, authorize};
+use crate::policy::{self, Denial, Effect, HttpTarget, authorize};
 use http::HeaderName;
 use http_body_util::BodyExt;
 use std::sync::Arc;
@@ -32,6 +33,8 @@ pub struct EgressHooks {
     pub invocation: Arc<Invocation>,
     pub denials: DenialLog,
     pub egress: Egress,
+    /// The invocation's deadline: no retry waits past it.
+    pub deadline: std::time::Instant,
 }
 
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
@@ -95,6 +98,10 @@ impl Destination {
         }
     }
 
+    fn origin(&self) -> String {
+        format!("{}://{}:{}", self.scheme, self.host, self.port)
+    }
+
     fn is_ip_literal(&self) -> bool {
         self.host
             .trim_start_matches('[')
@@ -123,6 +130,91 @@ fn without_phantom_body(request: http::Request<WasiBody>) -> http::Request<WasiB
         .map_err(|never| match never {})
         .boxed_unsync();
     http::Request::from_parts(parts, empty)
+}
+
+/// Rule: the destination's circuit breaker is open.
+pub const RULE_CIRCUIT_OPEN: &str = "circuit-open";
+/// The largest request body kept in memory so that an idempotent request can be sent again.
+pub const MAX_REPLAYABLE_BODY_BYTES: usize = 1 << 20;
+
+type Incoming = http::Response<hyper::body::Incoming>;
+
+/// Sends `request`, retrying idempotent ones on connection failures and on 429/502/503/504 (after
+/// `Retry-After` or a jittered backoff) while the deadline allows, and reports each outcome to
+/// the origin's circuit breaker.
+async fn send_with_retries(
+    egress: &Egress,
+    origin: &str,
+    request: http::Request<WasiBody>,
+    first_byte: Duration,
+    deadline: std::time::Instant,
+) -> Result<Incoming, HttpError> {
+    let policy = &egress.resilience;
+    let client = egress.client.get();
+    let attempt_once = |request: http::Request<WasiBody>| async move {
+        match tokio::time::timeout(first_byte, client.request(request)).await {
+            Err(_elapsed) => Err(HttpError::ConnectionReadTimeout),
+            Ok(result) => result.map_err(client_error),
+        }
+    };
+    let record = |result: &Result<Incoming, HttpError>| match result {
+        Ok(response) if response.status() == http::StatusCode::TOO_MANY_REQUESTS => {}
+        Ok(response) => egress.breakers.record(
+            origin,
+            !response.status().is_server_error(),
+            &policy.breaker,
+        ),
+        Err(_) => egress.breakers.record(origin, false, &policy.breaker),
+    };
+    if policy.retry.max_attempts <= 1 || !idempotent(request.method(), request.headers()) {
+        let result = attempt_once(request).await;
+        record(&result);
+        return result;
+    }
+    // Keep the body so it can be sent again.
+    let (parts, body) = request.into_parts();
+    let bytes = match http_body_util::Limited::new(body, MAX_REPLAYABLE_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return Err(HttpError::HttpRequestBodySize(None)),
+    };
+    let build = || {
+        let mut request = http::Request::new(
+            http_body_util::Full::new(bytes.clone())
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        );
+        *request.method_mut() = parts.method.clone();
+        *request.uri_mut() = parts.uri.clone();
+        *request.version_mut() = parts.version;
+        *request.headers_mut() = parts.headers.clone();
+        request
+    };
+    let mut attempt = 1;
+    loop {
+        let result = attempt_once(build()).await;
+        record(&result);
+        let wait = match &result {
+            Ok(response) if retryable_status(response.status()) => {
+                retry_after(response.headers()).unwrap_or_else(|| policy.retry.backoff(attempt))
+            }
+            Err(
+                HttpError::ConnectionRefused
+                | HttpError::ConnectionTimeout
+                | HttpError::ConnectionReadTimeout,
+            ) => policy.retry.backoff(attempt),
+            _ => return result,
+        };
+        let fits = std::time::Instant::now() + wait < deadline;
+        if attempt >= policy.retry.max_attempts || !fits || egress.breakers.allow(origin).is_err() {
+            return result;
+        }
+        drop(result);
+        tokio::time::sleep(wait).await;
+        attempt += 1;
+    }
 }
 
 fn client_error(error: hyper_util::client::legacy::Error) -> HttpError {
@@ -164,6 +256,7 @@ impl WasiHttpHooks for EgressHooks {
         }
         let denials = self.denials.clone();
         let egress = self.egress.clone();
+        let deadline = self.deadline;
         Box::new(async move {
             if !destination.is_ip_literal() {
                 let resolved = resolve_global(&destination.host).await.map(|_| ());
@@ -190,16 +283,22 @@ impl WasiHttpHooks for EgressHooks {
             let first_byte = options
                 .and_then(|o| o.first_byte_timeout)
                 .unwrap_or(FIRST_BYTE_TIMEOUT);
-            let response = match tokio::time::timeout(
-                first_byte,
-                egress.client.get().request(request),
-            )
-            .await
-            {
-                Err(_elapsed) => return Err(HttpError::ConnectionReadTimeout),
-                Ok(Err(e)) => return Err(client_error(e)),
-                Ok(Ok(response)) => response,
-            };
+            let origin = destination.origin();
+            if let Err(open) = egress.breakers.allow(&origin) {
+                denials.record(Denial {
+                    rule: RULE_CIRCUIT_OPEN,
+                    effect: format!("{} request to {origin}", destination.method),
+                    reason: format!(
+                        "{origin} failed {} times in a row; the circuit is open, next attempt allowed in {} ms",
+                        egress.resilience.breaker.failures_to_open,
+                        open.retry_in.as_millis()
+                    ),
+                });
+                drain_in_background(request.into_body());
+                return Err(HttpError::ConnectionRefused);
+            }
+            let response =
+                send_with_retries(&egress, &origin, request, first_byte, deadline).await?;
             let response = response.map(|body| body.map_err(HttpError::from).boxed_unsync());
             // The pooled client drives its connections itself.
             Ok((response, Box::new(async { Ok(()) }) as IoFuture))

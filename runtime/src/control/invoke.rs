@@ -50,10 +50,12 @@ impl ControlPlane {
         let mut egress = Egress::from_grants(grants).map_err(ControlError::Invalid)?;
         egress.credentials = Arc::new(self.credentials_for(tenant, name).await?);
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        egress.client = clients
+        let (client, breakers) = clients
             .entry((tenant.to_owned(), name.to_owned()))
             .or_default()
             .clone();
+        egress.client = client;
+        egress.breakers = breakers;
         Ok(egress)
     }
 

@@ -94,6 +94,12 @@ pub type Result<T> = std::result::Result<T, ControlError>;
 /// made through this process take effect at once; changes made by another process within this.
 pub const RESOLVED_TTL: Duration = Duration::from_secs(2);
 
+/// What a connection keeps across re-resolutions: its pooled client and its circuit breakers.
+type ConnectionTransport = (
+    crate::egress::EgressClient,
+    Arc<crate::egress::resilience::Breakers>,
+);
+
 /// Resolved connections by (tenant, name), with when they were resolved.
 type ResolvedCache = HashMap<(String, String), (Instant, Arc<invoke::Resolved>)>;
 
@@ -108,7 +114,7 @@ pub struct ControlPlane {
     /// Resolved connections by (tenant, name).
     resolved: Mutex<ResolvedCache>,
     /// Each connection's pooled HTTP client, by (tenant, name).
-    clients: Mutex<HashMap<(String, String), crate::egress::EgressClient>>,
+    clients: Mutex<HashMap<(String, String), ConnectionTransport>>,
 }
 
 impl ControlPlane {

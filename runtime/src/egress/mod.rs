@@ -9,6 +9,7 @@ pub mod address;
 pub mod client;
 pub mod credential;
 pub mod grant;
+pub mod resilience;
 
 pub use client::EgressClient;
 pub use grant::Grant;
@@ -23,6 +24,10 @@ pub struct Egress {
     pub client: EgressClient,
     /// Credentials the host adds to matching requests; the guest never sees them.
     pub credentials: Arc<Vec<credential::Credential>>,
+    /// Retry and circuit-breaker settings.
+    pub resilience: Arc<resilience::Resilience>,
+    /// The connection's circuit breakers, by origin.
+    pub breakers: Arc<resilience::Breakers>,
 }
 
 impl Egress {
@@ -39,6 +44,7 @@ impl Egress {
         if problems.is_empty() {
             Ok(Egress {
                 grants: Arc::new(grants),
+                resilience: Arc::new(resilience::Resilience::from_env()),
                 ..Egress::default()
             })
         } else {
