@@ -677,3 +677,59 @@ async fn control_versions_coexist_and_connections_pin_or_follow_the_latest_enabl
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_rate_limit_answers_with_the_time_to_wait() {
+    let s = setup().await;
+    register_sandbox(&s.cp, "acme").await;
+    let limited = ConnectionSpec {
+        queries_per_minute: Some(2),
+        ..spec("crm", false)
+    };
+    s.cp.connection_create(&admin("acme"), limited)
+        .await
+        .unwrap();
+    let op = user("acme", Role::Operator);
+    let list = r#"{"type":"items"}"#;
+    s.cp.invoke(&op, "crm", "list", list).await.unwrap();
+    s.cp.invoke(&op, "crm", "list", list).await.unwrap();
+    let err = s.cp.invoke(&op, "crm", "list", list).await.unwrap_err();
+    let ControlError::RateLimited {
+        per_minute,
+        retry_after,
+        ..
+    } = &err
+    else {
+        panic!("expected a rate limit, got {err:?}")
+    };
+    assert_eq!(*per_minute, 2);
+    assert!(
+        retry_after.as_secs() >= 29 && retry_after.as_secs() <= 30,
+        "{retry_after:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("allows 2 invocations per minute; retry in"),
+        "{err}"
+    );
+    // Lifting the limit lets calls through at once.
+    let lift = ConnectionUpdate {
+        queries_per_minute: Some(None),
+        ..Default::default()
+    };
+    s.cp.connection_update(&admin("acme"), "crm", lift)
+        .await
+        .unwrap();
+    s.cp.invoke(&op, "crm", "list", list).await.unwrap();
+    s.cp.flush_audit().await;
+    let audit =
+        s.cp.audit_list(&user("acme", Role::Auditor), 50)
+            .await
+            .unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.rule == "rate-limit" && r.outcome == "error"),
+        "{audit:?}"
+    );
+}

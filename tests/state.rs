@@ -40,6 +40,7 @@ fn connection(tenant: &str, name: &str) -> ConnectionRecord {
         updated_at: 1,
         revision: 1,
         egress: vec!["https://api.example.com".into()],
+        queries_per_minute: Some(60),
     }
 }
 

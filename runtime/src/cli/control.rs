@@ -117,6 +117,9 @@ pub struct ConnectionSettings {
     /// Remove every egress grant.
     #[arg(long, conflicts_with = "egress")]
     clear_egress: bool,
+    /// Allow at most this many invocations per minute (0 removes the limit on update).
+    #[arg(long)]
+    queries_per_minute: Option<u32>,
 }
 
 #[derive(Subcommand)]
@@ -645,6 +648,7 @@ pub async fn connection(
                 writes_enabled: settings.writes_enabled.unwrap_or(false),
                 limits: limits(&settings, None),
                 egress: settings.egress.clone(),
+                queries_per_minute: settings.queries_per_minute.filter(|n| *n > 0),
             };
             cp.connection_create(&principal, spec).await.map(|view| {
                 if who.json {
@@ -732,6 +736,7 @@ pub async fn connection(
                     .transpose()?,
                 writes_enabled: settings.writes_enabled,
                 limits: limits(&settings, current_limits),
+                queries_per_minute: settings.queries_per_minute.map(|n| (n > 0).then_some(n)),
                 egress: if settings.clear_egress {
                     Some(Vec::new())
                 } else {

@@ -35,6 +35,8 @@ pub struct ConnectionSpec {
     pub limits: Option<Limits>,
     /// Egress grants (`scheme://host[:port][/path]`); none by default.
     pub egress: Vec<String>,
+    /// Invocations per minute; none by default.
+    pub queries_per_minute: Option<u32>,
 }
 
 /// What `connection update` changes; `None` keeps the current value.
@@ -50,6 +52,8 @@ pub struct ConnectionUpdate {
     pub limits: Option<Limits>,
     /// Replaces the egress grants.
     pub egress: Option<Vec<String>>,
+    /// `Some(None)` removes the limit.
+    pub queries_per_minute: Option<Option<u32>>,
 }
 
 /// A connection as shown to users: the record with its config opened.
@@ -217,6 +221,7 @@ impl ControlPlane {
                 updated_at: now,
                 revision: 1,
                 egress: spec.egress.clone(),
+                queries_per_minute: spec.queries_per_minute.map(i64::from),
             };
             self.state.insert_connection(&record).await?;
             Ok(ConnectionView {
@@ -318,6 +323,9 @@ impl ControlPlane {
             }
             if let Some(egress) = update.egress {
                 record.egress = egress;
+            }
+            if let Some(qpm) = update.queries_per_minute {
+                record.queries_per_minute = qpm.map(i64::from);
             }
             let connector = self
                 .connector_record(

@@ -172,6 +172,34 @@ impl ControlPlane {
             .await;
             return Err(error);
         }
+        if let Some(per_minute) = resolved.record.queries_per_minute {
+            let per_minute = per_minute.clamp(1, u32::MAX.into()) as u32;
+            if let Err(retry_after) = self.rate_limits.take(&who.tenant, name, per_minute) {
+                let error = ControlError::RateLimited {
+                    connection: name.into(),
+                    per_minute,
+                    retry_after,
+                };
+                let limited = Decision {
+                    allowed: false,
+                    rule: "rate-limit",
+                    reason: error.to_string(),
+                };
+                self.audit(
+                    who,
+                    action,
+                    name,
+                    Some(operation),
+                    &limited,
+                    Err(&error),
+                    started,
+                    parsed.as_ref(),
+                    None,
+                )
+                .await;
+                return Err(error);
+            }
+        }
         let call = Call::Invoke {
             operation: operation.into(),
             params: params.into(),

@@ -17,6 +17,7 @@ pub mod authz;
 mod connections;
 mod credentials;
 mod invoke;
+pub mod ratelimit;
 mod registry;
 pub mod schema;
 pub mod state;
@@ -50,6 +51,13 @@ pub enum ControlError {
     Invalid(Vec<String>),
     #[error("{0}")]
     Conflict(String),
+    /// The connection's rate limit is spent; try again after `retry_after`.
+    #[error("connection `{connection}` allows {per_minute} invocations per minute; retry in {} ms", .retry_after.as_millis())]
+    RateLimited {
+        connection: String,
+        per_minute: u32,
+        retry_after: Duration,
+    },
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error(transparent)]
@@ -115,6 +123,7 @@ pub struct ControlPlane {
     resolved: Mutex<ResolvedCache>,
     /// Each connection's pooled HTTP client, by (tenant, name).
     clients: Mutex<HashMap<(String, String), ConnectionTransport>>,
+    rate_limits: ratelimit::RateLimits,
 }
 
 impl ControlPlane {
@@ -135,6 +144,7 @@ impl ControlPlane {
             loaded: Mutex::new(HashMap::new()),
             resolved: Mutex::new(HashMap::new()),
             clients: Mutex::new(HashMap::new()),
+            rate_limits: ratelimit::RateLimits::default(),
         }
     }
 
