@@ -17,6 +17,8 @@ use tokio::sync::{mpsc, oneshot};
 const QUEUE: usize = 16_384;
 /// Records written per transaction at most.
 const BATCH: usize = 512;
+/// Tries to store a batch before giving up (with a loud error).
+const WRITE_ATTEMPTS: u32 = 10;
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct AuditRecord {
@@ -82,9 +84,17 @@ impl AuditLog {
                     }
                 }
                 if !batch.is_empty() {
-                    if let Err(e) = state.append_audit(&batch).await {
-                        // Losing audit records silently would be worse than a loud log line.
-                        tracing::error!(error = %e, records = batch.len(), "could not write audit records");
+                    // A busy store is retried: an audit record is not something to drop.
+                    let mut attempt = 0;
+                    while let Err(e) = state.append_audit(&batch).await {
+                        attempt += 1;
+                        if attempt >= WRITE_ATTEMPTS {
+                            // Losing audit records silently would be worse than a loud log line.
+                            tracing::error!(error = %e, records = batch.len(), "could not write audit records");
+                            break;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(20 * attempt as u64))
+                            .await;
                     }
                     batch.clear();
                 }

@@ -708,7 +708,9 @@ impl StateStore for SqliteState {
     }
 
     async fn append_audit(&self, records: &[(i64, String, String)]) -> Result<i64> {
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE: take the write lock before reading MAX(seq); a deferred transaction would fail
+        // with SQLITE_BUSY (no busy wait) if another connection wrote in between.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM audit")
             .fetch_one(&mut *tx)
             .await?
