@@ -733,3 +733,74 @@ async fn control_rate_limit_answers_with_the_time_to_wait() {
         "{audit:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_health_reports_figures_and_states_per_connection_and_operation() {
+    use airlock::control::metrics::Health;
+    let s = setup().await;
+    register_sandbox(&s.cp, "acme").await;
+    s.cp.connection_create(&admin("acme"), spec("good", true))
+        .await
+        .unwrap();
+    let failing = ConnectionSpec {
+        config: json!({"error_rate": 1.0}),
+        ..spec("flaky", false)
+    };
+    s.cp.connection_create(&admin("acme"), failing)
+        .await
+        .unwrap();
+    let op = user("acme", Role::Operator);
+    for _ in 0..5 {
+        s.cp.invoke(&op, "good", "create", r#"{"type":"items","data":{}}"#)
+            .await
+            .unwrap();
+        s.cp.invoke(&op, "flaky", "list", r#"{"type":"items"}"#)
+            .await
+            .unwrap_err();
+    }
+    // A caller's mistake (no such record) and a policy denial are not the connection failing.
+    s.cp.invoke(&op, "good", "get", r#"{"type":"items","id":"nope"}"#)
+        .await
+        .unwrap_err();
+    s.cp.invoke(
+        &user("acme", Role::Viewer),
+        "good",
+        "create",
+        r#"{"type":"items","data":{}}"#,
+    )
+    .await
+    .unwrap_err();
+    let stats =
+        s.cp.health(&user("acme", Role::Viewer), 1000)
+            .await
+            .unwrap();
+    let find = |c: &str, o: &str| {
+        stats
+            .iter()
+            .find(|x| x.connection == c && x.operation == o)
+            .unwrap_or_else(|| panic!("{c}/{o}: {stats:?}"))
+    };
+    let create = find("good", "create");
+    assert_eq!(
+        (create.calls, create.errors, create.denied, create.health),
+        (5, 0, 1, Health::Healthy)
+    );
+    assert!(
+        create.p50_ms > 0.0 && create.p50_ms <= create.p95_ms && create.p95_ms <= create.p99_ms
+    );
+    let get = find("good", "get");
+    assert_eq!((get.calls, get.errors, get.health), (1, 0, Health::Healthy));
+    let flaky = find("flaky", "list");
+    assert_eq!(
+        (flaky.calls, flaky.errors, flaky.health),
+        (5, 5, Health::Down)
+    );
+    assert_eq!(flaky.error_rate, 1.0);
+    // Another tenant sees none of it.
+    assert!(
+        s.cp.health(&admin("globex"), 1000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -53,9 +53,13 @@ enum Command {
         #[command(flatten)]
         invocation: InvocationArgs,
     },
-    /// Run a component's connection test (`health`).
+    /// Without a component: calls, errors, p50/p95/p99 and health (healthy, degraded, down) per
+    /// connection and operation. With one: run that component's connection test (`health`).
     Health {
-        component: PathBuf,
+        component: Option<PathBuf>,
+        /// How many of the tenant's newest audit records to summarize.
+        #[arg(long, default_value_t = 10_000)]
+        window: i64,
         #[command(flatten)]
         invocation: InvocationArgs,
     },
@@ -212,8 +216,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             .await
         }
         Command::Health {
-            component,
+            component: Some(component),
             invocation,
+            ..
         } => call(&data_dir, &component, &who, invocation, Call::Health).await,
         Command::Discover {
             component,
@@ -240,6 +245,11 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 Command::Audit(AuditCommand::List { limit }) => {
                     control::audit(&cp, &who, limit).await
                 }
+                Command::Health {
+                    component: None,
+                    window,
+                    ..
+                } => control::health(&cp, &who, window).await,
                 _ => unreachable!("handled above"),
             }
         }

@@ -822,6 +822,55 @@ pub async fn invoke(
     })
 }
 
+pub async fn health(cp: &ControlPlane, who: &Identity, window: i64) -> anyhow::Result<u8> {
+    let principal = who.principal()?;
+    match cp.health(&principal, window).await {
+        Ok(stats) => {
+            if who.json {
+                print_json(&stats);
+            } else {
+                let rows = stats
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.connection.clone(),
+                            s.operation.clone(),
+                            format!("{:?}", s.health).to_lowercase(),
+                            s.calls.to_string(),
+                            s.errors.to_string(),
+                            s.denied.to_string(),
+                            format!("{:.1}%", s.error_rate * 100.0),
+                            format!("{:.1}", s.p50_ms),
+                            format!("{:.1}", s.p95_ms),
+                            format!("{:.1}", s.p99_ms),
+                        ]
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    table(
+                        &[
+                            "connection",
+                            "operation",
+                            "health",
+                            "calls",
+                            "errors",
+                            "denied",
+                            "error rate",
+                            "p50 ms",
+                            "p95 ms",
+                            "p99 ms"
+                        ],
+                        rows
+                    )
+                );
+            }
+            Ok(EXIT_OK)
+        }
+        Err(e) => Ok(report_error(&e)),
+    }
+}
+
 pub async fn audit(cp: &ControlPlane, who: &Identity, limit: i64) -> anyhow::Result<u8> {
     let principal = who.principal()?;
     match cp.audit_list(&principal, limit).await {

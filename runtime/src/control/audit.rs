@@ -42,6 +42,9 @@ pub struct AuditRecord {
     pub outcome: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// For errors, what kind (`not-found`, `upstream`, `deadline`...), see `ControlError::kind`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<String>,
     pub duration_us: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub params: Option<Value>,

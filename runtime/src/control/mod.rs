@@ -17,6 +17,7 @@ pub mod authz;
 mod connections;
 mod credentials;
 mod invoke;
+pub mod metrics;
 pub mod ratelimit;
 mod registry;
 pub mod schema;
@@ -84,6 +85,42 @@ impl ControlError {
             ControlError::Denied { .. } => 2,
             ControlError::Invoke(e) => e.exit_code() as u8,
             _ => 1,
+        }
+    }
+
+    /// A stable name for the kind of failure, recorded in the audit log.
+    pub fn kind(&self) -> &'static str {
+        use crate::manifest::ConnectorError as C;
+        match self {
+            ControlError::NotFound(_) => "not-found",
+            ControlError::Denied { .. } => "denied",
+            ControlError::Invalid(_) => "invalid-input",
+            ControlError::Conflict(_) => "conflict",
+            ControlError::RateLimited { .. } => "rate-limited",
+            ControlError::Load(_) => "load",
+            ControlError::Vault(_) => "vault",
+            ControlError::State(_) => "state",
+            ControlError::Invoke(e) => match e {
+                InvokeError::Connector(C::InvalidParams { .. }) | InvokeError::BadParams(_) => {
+                    "invalid-params"
+                }
+                InvokeError::Connector(C::NotFound { .. })
+                | InvokeError::UnknownOperation { .. } => "not-found",
+                InvokeError::Connector(C::Unauthorized { .. }) => "unauthorized",
+                InvokeError::Connector(C::Upstream { .. }) => "upstream",
+                InvokeError::Connector(C::RateLimited { .. }) => "upstream-rate-limited",
+                InvokeError::Connector(C::Internal { .. }) => "connector-internal",
+                InvokeError::Denied { .. } => "denied",
+                InvokeError::Deadline { .. } => "deadline",
+                InvokeError::MemoryLimit { .. } => "memory-limit",
+                InvokeError::StackOverflow { .. } => "stack-overflow",
+                InvokeError::Panic { .. } => "panic",
+                InvokeError::Trap { .. } => "trap",
+                InvokeError::OutputTooLarge { .. } => "output-too-large",
+                InvokeError::InvalidOutput(_) => "invalid-output",
+                InvokeError::Busy { .. } => "busy",
+                InvokeError::Invalid(_) | InvokeError::Host(_) => "host",
+            },
         }
     }
 
@@ -178,6 +215,36 @@ impl ControlPlane {
             .collect()
     }
 
+    /// Figures and health per connection and operation over the tenant's recent invocations
+    /// (the newest `window` audit records).
+    pub async fn health(
+        &self,
+        who: &Principal,
+        window: i64,
+    ) -> Result<Vec<metrics::OperationStats>> {
+        let started = Instant::now();
+        self.check(
+            who,
+            Action::ConnectionList,
+            Context::default(),
+            "health",
+            started,
+        )
+        .await?;
+        self.audit.flush().await;
+        let records: Vec<AuditRecord> = self
+            .state
+            .list_audit(&who.tenant, window)
+            .await?
+            .into_iter()
+            .filter_map(|(_, text)| serde_json::from_str(&text).ok())
+            .collect();
+        Ok(metrics::summarize(
+            &records,
+            &metrics::Thresholds::from_env(),
+        ))
+    }
+
     /// Authorizes, and audits a denial. Allowed decisions are audited by the caller with the
     /// outcome of the action.
     async fn check(
@@ -261,6 +328,7 @@ impl ControlPlane {
                 },
                 rule,
                 outcome: outcome.into(),
+                error_kind: result.err().map(|e| e.kind().to_owned()),
                 message,
                 duration_us: started.elapsed().as_micros() as u64,
                 params: params.map(audit::redact),
