@@ -620,3 +620,40 @@ async fn egress_breaker_opens_fails_fast_probes_and_closes() {
         .unwrap();
     assert_eq!(server.seen().len(), 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_caps_response_headers_and_body() {
+    use http_server::Reply;
+    let mut many = Reply::new(200, "ok");
+    for i in 0..101 {
+        many = many.header(&format!("x-h{i}"), "v");
+    }
+    let huge = Reply::new(
+        200,
+        &"x".repeat(airlock::capability::http::MAX_RESPONSE_BODY_BYTES + 1),
+    );
+    let server = TestServer::scripted(vec![many, huge], Reply::new(200, "fine")).await;
+    let executor = executor();
+    let probe = load(&executor, "egress-probe").await;
+    let env = env_with(&["http://127.0.0.1:*"]);
+    let who = caller("acme", "c1");
+    let url = json!({"url": format!("http://127.0.0.1:{}/", server.port)});
+    let err = invoke(&executor, &probe, &who, &env, "fetch", url.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("HttpResponseHeaderSectionSize"),
+        "{err}"
+    );
+    // The body stops at the cap: the guest's read fails instead of the host buffering it all.
+    // (wasmtime-wasi-http does not yet surface the error code on the stream: `http-error-code`
+    // answers none.)
+    let err = invoke(&executor, &probe, &who, &env, "fetch", url.clone())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("reading body"), "{err}");
+    let ok = invoke(&executor, &probe, &who, &env, "fetch", url)
+        .await
+        .unwrap();
+    assert_eq!(ok["body"], "fine");
+}

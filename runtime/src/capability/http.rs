@@ -132,6 +132,11 @@ fn without_phantom_body(request: http::Request<WasiBody>) -> http::Request<WasiB
     http::Request::from_parts(parts, empty)
 }
 
+/// Headers a response may carry.
+pub const MAX_RESPONSE_HEADERS: usize = 100;
+/// Bytes of one response body a guest may read.
+pub const MAX_RESPONSE_BODY_BYTES: usize = 16 << 20;
+
 /// Rule: the destination's circuit breaker is open.
 pub const RULE_CIRCUIT_OPEN: &str = "circuit-open";
 /// The largest request body kept in memory so that an idempotent request can be sent again.
@@ -221,6 +226,9 @@ fn client_error(error: hyper_util::client::legacy::Error) -> HttpError {
     let text = format!("{error:?}");
     if text.contains("resolves to") {
         HttpError::DestinationIpProhibited
+    } else if text.contains("TooLarge") {
+        // hyper refuses a response head over its limit (100 headers) before we see it.
+        HttpError::HttpResponseHeaderSectionSize(None)
     } else if error.is_connect() {
         HttpError::ConnectionRefused
     } else {
@@ -299,7 +307,20 @@ impl WasiHttpHooks for EgressHooks {
             }
             let response =
                 send_with_retries(&egress, &origin, request, first_byte, deadline).await?;
-            let response = response.map(|body| body.map_err(HttpError::from).boxed_unsync());
+            if response.headers().len() > MAX_RESPONSE_HEADERS {
+                return Err(HttpError::HttpResponseHeaderSectionSize(None));
+            }
+            // A body past the cap ends in an error the guest can read, not in host memory.
+            let response = response.map(|body| {
+                http_body_util::Limited::new(body, MAX_RESPONSE_BODY_BYTES)
+                    .map_err(|e| match e.downcast::<hyper::Error>() {
+                        Ok(hyper) => HttpError::from(*hyper),
+                        Err(_) => {
+                            HttpError::HttpResponseBodySize(Some(MAX_RESPONSE_BODY_BYTES as u64))
+                        }
+                    })
+                    .boxed_unsync()
+            });
             // The pooled client drives its connections itself.
             Ok((response, Box::new(async { Ok(()) }) as IoFuture))
         })

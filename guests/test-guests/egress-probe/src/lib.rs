@@ -88,7 +88,13 @@ fn send(t: &Target) -> Result<Value, String> {
         match stream.blocking_read(64 * 1024) {
             Ok(chunk) => bytes.extend(chunk),
             Err(wasi::io::streams::StreamError::Closed) => break,
-            Err(e) => return Err(format!("reading body: {e:?}")),
+            Err(wasi::io::streams::StreamError::LastOperationFailed(e)) => {
+                // The host's reason, as a wasi:http error code.
+                return Err(format!(
+                    "reading body: {:?}",
+                    wasi::http::types::http_error_code(&e)
+                ));
+            }
         }
     }
     Ok(json!({"status": status, "body": String::from_utf8_lossy(&bytes)}))
