@@ -657,3 +657,72 @@ async fn egress_caps_response_headers_and_body() {
         .unwrap();
     assert_eq!(ok["body"], "fine");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_oauth2_fifty_concurrent_invocations_cause_one_token_request() {
+    use airlock::egress::credential::{Credential, Placement};
+    use std::sync::Arc;
+    let tokens = TestServer::start(
+        200,
+        r#"{"access_token":"tok-abc","expires_in":3600,"token_type":"Bearer"}"#,
+    )
+    .await;
+    let api = TestServer::start(200, "data").await;
+    let executor = Arc::new(executor());
+    let probe = Arc::new(load(&executor, "egress-probe").await);
+    let mut env = env_with(&["http://127.0.0.1:*"]);
+    let token_url = format!("http://127.0.0.1:{}/oauth/token", tokens.port);
+    let credential = Credential {
+        name: "sf".into(),
+        placement: Placement::OAuth2ClientCredentials {
+            token_url,
+            client_id: "app-1".into(),
+            scope: Some("api".into()),
+        },
+        hosts: vec![
+            airlock::egress::Grant::parse(&format!("http://127.0.0.1:{}", api.port)).unwrap(),
+            airlock::egress::Grant::parse(&format!("http://127.0.0.1:{}", tokens.port)).unwrap(),
+        ],
+        secret: zeroize::Zeroizing::new("client-secret-xyz".into()),
+        tokens: Default::default(),
+    };
+    let cache = credential.tokens.clone();
+    env.egress.credentials = Arc::new(vec![credential]);
+    let url = json!({"url": format!("http://127.0.0.1:{}/query", api.port)});
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (executor, probe, env, url) =
+            (executor.clone(), probe.clone(), env.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            invoke(&executor, &probe, &caller("acme", "c1"), &env, "fetch", url).await
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap()["status"], 200);
+    }
+    assert_eq!(
+        tokens.seen().len(),
+        1,
+        "50 concurrent invocations must share one token refresh"
+    );
+    assert_eq!(cache.fetched(), 1);
+    let token_request = &tokens.seen()[0];
+    assert_eq!(token_request.method, "POST");
+    let form = String::from_utf8_lossy(&token_request.body).into_owned();
+    assert!(
+        form.contains("grant_type=client_credentials")
+            && form.contains("client_id=app-1")
+            && form.contains("scope=api"),
+        "{form}"
+    );
+    let seen = api.seen();
+    assert_eq!(seen.len(), 50);
+    assert!(
+        seen.iter()
+            .all(|s| s.header("authorization") == Some("Bearer tok-abc"))
+    );
+    assert!(
+        seen.iter()
+            .all(|s| !String::from_utf8_lossy(&s.body).contains("client-secret-xyz"))
+    );
+}

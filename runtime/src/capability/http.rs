@@ -285,8 +285,13 @@ impl WasiHttpHooks for EgressHooks {
                     destination.port,
                     &destination.path,
                 )
-            }) {
-                credential.inject(&mut request);
+            }) && let Err(reason) = credential.apply(&egress.client, &mut request).await
+            {
+                tracing::warn!(credential = %credential.name, "{reason}");
+                return Err(HttpError::InternalError(Some(format!(
+                    "credential `{}`: {reason}",
+                    credential.name
+                ))));
             }
             let first_byte = options
                 .and_then(|o| o.first_byte_timeout)

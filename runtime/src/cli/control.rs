@@ -186,6 +186,9 @@ pub enum CredentialKind {
     Header,
     /// ?<param>=<secret>
     Query,
+    /// OAuth2 client credentials: the secret is the client secret; tokens are fetched from
+    /// --token-url and sent as Bearer
+    Oauth2,
 }
 
 #[derive(Subcommand)]
@@ -209,6 +212,15 @@ pub enum CredentialCommand {
         /// For --kind query, e.g. api_key.
         #[arg(long)]
         param: Option<String>,
+        /// For --kind oauth2: the token endpoint (under one of the --host grants).
+        #[arg(long)]
+        token_url: Option<String>,
+        /// For --kind oauth2.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// For --kind oauth2, optional.
+        #[arg(long)]
+        scope: Option<String>,
         /// Read the secret from this file instead of stdin.
         #[arg(long)]
         value_file: Option<PathBuf>,
@@ -276,6 +288,9 @@ pub async fn credential(
             username,
             header,
             param,
+            token_url,
+            client_id,
+            scope,
             value_file,
         } => {
             let missing = |flag: &str| anyhow::anyhow!("--kind needs {flag}");
@@ -289,6 +304,11 @@ pub async fn credential(
                 },
                 CredentialKind::Query => Placement::Query {
                     param: param.ok_or_else(|| missing("--param"))?,
+                },
+                CredentialKind::Oauth2 => Placement::OAuth2ClientCredentials {
+                    token_url: token_url.ok_or_else(|| missing("--token-url"))?,
+                    client_id: client_id.ok_or_else(|| missing("--client-id"))?,
+                    scope,
                 },
             };
             let secret = read_secret(value_file.as_deref())?;

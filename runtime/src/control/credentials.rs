@@ -55,6 +55,18 @@ impl ControlPlane {
                     problems.push(e);
                 }
             }
+            if let Placement::OAuth2ClientCredentials { token_url, .. } = &placement {
+                let uri: Option<http::Uri> = token_url.parse().ok();
+                let covered = uri.as_ref().is_some_and(|u| {
+                    let scheme = u.scheme_str().unwrap_or("").to_ascii_lowercase();
+                    let port = u.port_u16().or_else(|| crate::egress::grant::default_port(&scheme)).unwrap_or(0);
+                    let host = crate::egress::grant::normalize_host(u.host().unwrap_or(""));
+                    hosts.iter().filter_map(|h| Grant::parse(h).ok()).any(|g| g.matches(&scheme, &host, port, u.path()))
+                });
+                if !covered {
+                    problems.push(format!("the token URL `{token_url}` must be an http(s) URL under one of the credential's hosts"));
+                }
+            }
             if !header_safe(&secret) {
                 problems.push("the secret is empty or has characters that cannot travel in HTTP (line breaks, non-ASCII)".into());
             }
@@ -240,7 +252,20 @@ impl ControlPlane {
                 .map(|h| Grant::parse(h))
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .map_err(|e| ControlError::Invalid(vec![e]))?;
+            let tokens = self
+                .tokens
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry((
+                    tenant.to_owned(),
+                    connection.to_owned(),
+                    record.name.clone(),
+                    record.version,
+                ))
+                .or_default()
+                .clone();
             out.push(Credential {
+                tokens,
                 name: record.name,
                 placement,
                 hosts,

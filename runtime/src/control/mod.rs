@@ -145,6 +145,9 @@ type ConnectionTransport = (
     Arc<crate::egress::resilience::Breakers>,
 );
 
+/// (tenant, connection, credential name, credential version): a rotated credential starts afresh.
+type TokenKey = (String, String, String, i64);
+
 /// Resolved connections by (tenant, name), with when they were resolved.
 type ResolvedCache = HashMap<(String, String), (Instant, Arc<invoke::Resolved>)>;
 
@@ -161,6 +164,8 @@ pub struct ControlPlane {
     /// Each connection's pooled HTTP client, by (tenant, name).
     clients: Mutex<HashMap<(String, String), ConnectionTransport>>,
     rate_limits: ratelimit::RateLimits,
+    /// OAuth2 token caches by (tenant, connection, credential, version).
+    tokens: Mutex<HashMap<TokenKey, Arc<crate::egress::oauth::TokenCache>>>,
 }
 
 impl ControlPlane {
@@ -182,6 +187,7 @@ impl ControlPlane {
             resolved: Mutex::new(HashMap::new()),
             clients: Mutex::new(HashMap::new()),
             rate_limits: ratelimit::RateLimits::default(),
+            tokens: Mutex::new(HashMap::new()),
         }
     }
 

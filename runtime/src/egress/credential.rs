@@ -23,6 +23,14 @@ pub enum Placement {
     Header { header: String },
     /// `?<param>=<secret>` appended to the query.
     Query { param: String },
+    /// OAuth2 client credentials: the secret is the client secret; the host gets tokens from
+    /// `token_url` and sends `Authorization: Bearer <access token>`.
+    #[serde(rename = "oauth2-client-credentials")]
+    OAuth2ClientCredentials {
+        token_url: String,
+        client_id: String,
+        scope: Option<String>,
+    },
 }
 
 impl Placement {
@@ -32,6 +40,7 @@ impl Placement {
             Placement::Basic { .. } => "basic",
             Placement::Header { .. } => "api-key-header",
             Placement::Query { .. } => "api-key-query",
+            Placement::OAuth2ClientCredentials { .. } => "oauth2-client-credentials",
         }
     }
 
@@ -67,6 +76,8 @@ pub struct Credential {
     pub name: String,
     pub placement: Placement,
     pub hosts: Vec<Grant>,
+    /// Tokens for OAuth2 placements, kept across invocations.
+    pub tokens: std::sync::Arc<super::oauth::TokenCache>,
     pub secret: Zeroizing<String>,
 }
 
@@ -88,8 +99,39 @@ impl Credential {
             .any(|g| g.matches(scheme, host, port, path))
     }
 
-    /// Adds the credential to the request's headers or query.
-    pub fn inject<B>(&self, request: &mut http::Request<B>) {
+    /// Adds the credential to the request, getting an OAuth2 token first where needed.
+    pub async fn apply<B>(
+        &self,
+        client: &super::EgressClient,
+        request: &mut http::Request<B>,
+    ) -> Result<(), String> {
+        if let Placement::OAuth2ClientCredentials {
+            token_url,
+            client_id,
+            scope,
+        } = &self.placement
+        {
+            let token = self
+                .tokens
+                .access_token(client, token_url, client_id, &self.secret, scope.as_deref())
+                .await?;
+            if !header_safe(&token) {
+                return Err(format!(
+                    "token endpoint {token_url} returned an access token that cannot travel in a header"
+                ));
+            }
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.as_str()))
+                .expect("checked header-safe");
+            value.set_sensitive(true);
+            request.headers_mut().insert(AUTHORIZATION, value);
+            return Ok(());
+        }
+        self.inject(request);
+        Ok(())
+    }
+
+    /// Adds a static credential to the request's headers or query.
+    fn inject<B>(&self, request: &mut http::Request<B>) {
         let header = |value: String| {
             let mut value = HeaderValue::from_str(&value)
                 .expect("credential values are checked to be header-safe when set");
@@ -147,6 +189,7 @@ impl Credential {
                 parts.path_and_query = Some(pq.parse().expect("percent-encoded query"));
                 *request.uri_mut() = http::Uri::from_parts(parts).expect("same URI with a query");
             }
+            Placement::OAuth2ClientCredentials { .. } => unreachable!("handled in apply"),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod address;
 pub mod client;
 pub mod credential;
 pub mod grant;
+pub mod oauth;
 pub mod resilience;
 
 pub use client::EgressClient;

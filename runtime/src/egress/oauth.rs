@@ -1,0 +1,143 @@
+//! OAuth2 client-credentials tokens, obtained and refreshed by the host.
+//!
+//! The client secret never leaves the host except to the token endpoint, which must match one
+//! of the credential's host grants. A token is refreshed ahead of its expiry by
+//! `OAUTH_REFRESH_SAFETY_WINDOW_S` (300 s by default, at most half the token's lifetime), and
+//! one refresh at a time per credential: concurrent invocations wait for it instead of each
+//! asking for a token (`tests/egress.rs` runs 50 at once and expects one token request).
+
+use super::client::EgressClient;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+use zeroize::Zeroizing;
+
+/// The most bytes of a token response read.
+const MAX_TOKEN_RESPONSE_BYTES: usize = 64 << 10;
+/// The time to get a token.
+const TOKEN_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub fn safety_window() -> Duration {
+    Duration::from_secs(
+        std::env::var("OAUTH_REFRESH_SAFETY_WINDOW_S")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(300),
+    )
+}
+
+struct Token {
+    access: Zeroizing<String>,
+    refresh_at: Instant,
+}
+
+/// One credential's current token. Shared by the connection's invocations.
+#[derive(Default)]
+pub struct TokenCache {
+    token: Mutex<Option<Token>>,
+    /// Tokens fetched so far (for tests and health).
+    fetched: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenCache(..)")
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+fn percent(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+impl TokenCache {
+    pub fn fetched(&self) -> u64 {
+        self.fetched.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A valid access token: the cached one, or a new one from `token_url`. Errors never contain
+    /// the client secret.
+    pub async fn access_token(
+        &self,
+        client: &EgressClient,
+        token_url: &str,
+        client_id: &str,
+        client_secret: &str,
+        scope: Option<&str>,
+    ) -> Result<Zeroizing<String>, String> {
+        // Held across the fetch: this is the one-refresh-at-a-time guarantee.
+        let mut slot = self.token.lock().await;
+        if let Some(token) = slot.as_ref()
+            && Instant::now() < token.refresh_at
+        {
+            return Ok(token.access.clone());
+        }
+        let mut form = Zeroizing::new(format!(
+            "grant_type=client_credentials&client_id={}&client_secret={}",
+            percent(client_id),
+            percent(client_secret)
+        ));
+        if let Some(scope) = scope {
+            form.push_str(&format!("&scope={}", percent(scope)));
+        }
+        let request = http::Request::post(token_url)
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(http::header::ACCEPT, "application/json")
+            .body(
+                http_body_util::Full::new(Bytes::from(form.as_bytes().to_vec()))
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            )
+            .map_err(|e| format!("token request to {token_url}: {e}"))?;
+        let response = tokio::time::timeout(TOKEN_TIMEOUT, client.get().request(request))
+            .await
+            .map_err(|_| {
+                format!(
+                    "token endpoint {token_url} did not answer within {} s",
+                    TOKEN_TIMEOUT.as_secs()
+                )
+            })?
+            .map_err(|e| format!("token endpoint {token_url} unreachable: {e}"))?;
+        let status = response.status();
+        let body = http_body_util::Limited::new(response.into_body(), MAX_TOKEN_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|_| format!("token endpoint {token_url}: unreadable response"))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(format!(
+                "token endpoint {token_url} refused the client credentials (status {status})"
+            ));
+        }
+        let parsed: TokenResponse = serde_json::from_slice(&body)
+            .map_err(|_| format!("token endpoint {token_url} answered without an access_token"))?;
+        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(3600));
+        let ahead = safety_window().min(lifetime / 2);
+        let access = Zeroizing::new(parsed.access_token);
+        self.fetched
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *slot = Some(Token {
+            access: access.clone(),
+            refresh_at: Instant::now() + lifetime - ahead,
+        });
+        Ok(access)
+    }
+}
