@@ -285,13 +285,32 @@ impl WasiHttpHooks for EgressHooks {
                     destination.port,
                     &destination.path,
                 )
-            }) && let Err(reason) = credential.apply(&egress.client, &mut request).await
-            {
-                tracing::warn!(credential = %credential.name, "{reason}");
-                return Err(HttpError::InternalError(Some(format!(
-                    "credential `{}`: {reason}",
-                    credential.name
-                ))));
+            }) {
+                if let Err(reason) = credential.apply(&egress.client, &mut request).await {
+                    tracing::warn!(credential = %credential.name, "{reason}");
+                    return Err(HttpError::InternalError(Some(format!(
+                        "credential `{}`: {reason}",
+                        credential.name
+                    ))));
+                }
+                if credential.signs_body() {
+                    // Read the body whole (bounded) to sign it, then send those bytes.
+                    let (mut parts, body) = request.into_parts();
+                    let bytes = match http_body_util::Limited::new(body, MAX_REPLAYABLE_BODY_BYTES)
+                        .collect()
+                        .await
+                    {
+                        Ok(collected) => collected.to_bytes(),
+                        Err(_) => return Err(HttpError::HttpRequestBodySize(None)),
+                    };
+                    if let Some((name, value)) = credential.signature(&bytes) {
+                        parts.headers.insert(name, value);
+                    }
+                    let body = http_body_util::Full::new(bytes)
+                        .map_err(|never| match never {})
+                        .boxed_unsync();
+                    request = http::Request::from_parts(parts, body);
+                }
             }
             let first_byte = options
                 .and_then(|o| o.first_byte_timeout)

@@ -189,6 +189,8 @@ pub enum CredentialKind {
     /// OAuth2 client credentials: the secret is the client secret; tokens are fetched from
     /// --token-url and sent as Bearer
     Oauth2,
+    /// Sign the request body: <header>: sha256=<hex HMAC-SHA256(secret, body)>
+    Hmac,
 }
 
 #[derive(Subcommand)]
@@ -304,6 +306,9 @@ pub async fn credential(
                 },
                 CredentialKind::Query => Placement::Query {
                     param: param.ok_or_else(|| missing("--param"))?,
+                },
+                CredentialKind::Hmac => Placement::HmacSha256 {
+                    header: header.ok_or_else(|| missing("--header"))?,
                 },
                 CredentialKind::Oauth2 => Placement::OAuth2ClientCredentials {
                     token_url: token_url.ok_or_else(|| missing("--token-url"))?,

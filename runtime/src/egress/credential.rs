@@ -31,6 +31,10 @@ pub enum Placement {
         client_id: String,
         scope: Option<String>,
     },
+    /// Signs the request body: `<header>: sha256=<hex HMAC-SHA256(secret, body)>`, as webhook
+    /// receivers (GitHub, Stripe-style) verify it. The body is read whole to sign it.
+    #[serde(rename = "hmac-sha256")]
+    HmacSha256 { header: String },
 }
 
 impl Placement {
@@ -41,13 +45,14 @@ impl Placement {
             Placement::Header { .. } => "api-key-header",
             Placement::Query { .. } => "api-key-query",
             Placement::OAuth2ClientCredentials { .. } => "oauth2-client-credentials",
+            Placement::HmacSha256 { .. } => "hmac-sha256",
         }
     }
 
     /// Checks names given by the operator.
     pub fn validate(&self) -> Result<(), String> {
         match self {
-            Placement::Header { header } => {
+            Placement::Header { header } | Placement::HmacSha256 { header } => {
                 let name = HeaderName::from_bytes(header.as_bytes())
                     .map_err(|_| format!("`{header}` is not a valid header name"))?;
                 if wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(&name) {
@@ -126,8 +131,32 @@ impl Credential {
             request.headers_mut().insert(AUTHORIZATION, value);
             return Ok(());
         }
-        self.inject(request);
+        if !self.signs_body() {
+            self.inject(request);
+        }
         Ok(())
+    }
+
+    /// For signing placements: the header to set for `body`.
+    pub fn signature(&self, body: &[u8]) -> Option<(HeaderName, HeaderValue)> {
+        use hmac::Mac;
+        let Placement::HmacSha256 { header } = &self.placement else {
+            return None;
+        };
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(self.secret.as_bytes())
+            .expect("HMAC takes keys of any length");
+        mac.update(body);
+        let value = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        let mut value = HeaderValue::from_str(&value).expect("hex is header-safe");
+        value.set_sensitive(true);
+        Some((
+            HeaderName::from_bytes(header.as_bytes()).expect("validated when set"),
+            value,
+        ))
+    }
+
+    pub fn signs_body(&self) -> bool {
+        matches!(self.placement, Placement::HmacSha256 { .. })
     }
 
     /// Adds a static credential to the request's headers or query.
@@ -189,7 +218,9 @@ impl Credential {
                 parts.path_and_query = Some(pq.parse().expect("percent-encoded query"));
                 *request.uri_mut() = http::Uri::from_parts(parts).expect("same URI with a query");
             }
-            Placement::OAuth2ClientCredentials { .. } => unreachable!("handled in apply"),
+            Placement::OAuth2ClientCredentials { .. } | Placement::HmacSha256 { .. } => {
+                unreachable!("handled in apply and sign")
+            }
         }
     }
 }
