@@ -110,3 +110,174 @@ async fn connectors_webhook_posts_signed_events_it_cannot_sign_itself() {
     assert!(err.to_string().contains("read-only-connection"), "{err}");
     assert_eq!(receiver.seen().len(), 2);
 }
+
+/// A small JSON API like the ones the REST connector meets: bearer auth (401 with an error body),
+/// `Link: rel="next"` pagination, 404s, 201 on create, 429 with Retry-After.
+fn items_api(
+    port_hint: std::sync::Arc<std::sync::atomic::AtomicU16>,
+) -> impl Fn(&http_server::Seen) -> Reply + Send + Sync {
+    let items = std::sync::Mutex::new(
+        (1..=5)
+            .map(|i| json!({"id": i.to_string(), "name": format!("item {i}")}))
+            .collect::<Vec<_>>(),
+    );
+    move |req| {
+        if req.header("authorization") != Some("Bearer good-token") {
+            return Reply::new(401, r#"{"error":"invalid_token"}"#)
+                .header("www-authenticate", "Bearer");
+        }
+        let (path, query) = req.path.split_once('?').unwrap_or((&req.path, ""));
+        let param = |name: &str| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .map(str::to_owned)
+        };
+        let port = port_hint.load(std::sync::atomic::Ordering::Relaxed);
+        match (req.method.as_str(), path) {
+            ("GET", "/v1/items") => {
+                let limit: usize = param("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
+                let page: usize = param("page").and_then(|p| p.parse().ok()).unwrap_or(0);
+                let all = items.lock().unwrap().clone();
+                let slice: Vec<_> = all.iter().skip(page * limit).take(limit).cloned().collect();
+                let mut reply = Reply::new(200, &json!({ "data": slice }).to_string());
+                if (page + 1) * limit < all.len() {
+                    let next = format!(
+                        "<http://127.0.0.1:{port}/v1/items?limit={limit}&page={}>; rel=\"next\"",
+                        page + 1
+                    );
+                    reply = reply.header("link", &next);
+                }
+                reply
+            }
+            ("GET", "/v1/slow") => {
+                Reply::new(429, r#"{"error":"slow down"}"#).header("retry-after", "120")
+            }
+            ("POST", "/v1/items") => {
+                let mut body: serde_json::Value =
+                    serde_json::from_slice(&req.body).unwrap_or_default();
+                let mut items = items.lock().unwrap();
+                body["id"] = json!((items.len() + 1).to_string());
+                items.push(body.clone());
+                Reply::new(201, &body.to_string())
+            }
+            ("GET", p) if p.starts_with("/v1/items/") => {
+                let id = &p["/v1/items/".len()..];
+                match items.lock().unwrap().iter().find(|i| i["id"] == id) {
+                    Some(item) => Reply::new(200, &item.to_string()),
+                    None => Reply::new(404, &json!({"error": "not_found", "id": id}).to_string()),
+                }
+            }
+            _ => Reply::new(404, r#"{"error":"no_route"}"#),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connectors_rest_pages_maps_errors_and_authenticates_through_the_host() {
+    let port = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(0));
+    let api = TestServer::with_handler(items_api(port.clone())).await;
+    port.store(api.port, std::sync::atomic::Ordering::Relaxed);
+    let origin = format!("http://127.0.0.1:{}", api.port);
+    let dir = tempfile::tempdir().unwrap();
+    let (cp, _state) = control_plane(dir.path()).await;
+    let admin = principal("acme", Role::Admin);
+    let op = principal("acme", Role::Operator);
+    cp.register(&admin, &std::fs::read(guest("rest")).unwrap(), &|_| {})
+        .await
+        .unwrap();
+    for (name, token) in [("api", "good-token"), ("stale", "old-token")] {
+        let spec = ConnectionSpec {
+            name: name.into(),
+            connector: "rest".into(),
+            config: json!({"base_url": format!("{origin}/v1"), "resources": ["items", "slow"], "page_size": 2}),
+            egress: vec![origin.clone()],
+            writes_enabled: true,
+            ..ConnectionSpec::default()
+        };
+        cp.connection_create(&admin, spec).await.unwrap();
+        cp.credential_set(
+            &admin,
+            name,
+            "token",
+            Placement::Bearer,
+            vec![origin.clone()],
+            zeroize::Zeroizing::new(token.into()),
+        )
+        .await
+        .unwrap();
+    }
+    let call = |conn: &'static str, op_name: &'static str, params: serde_json::Value| {
+        let (cp, op) = (&cp, &op);
+        async move {
+            cp.invoke(op, conn, op_name, &params.to_string())
+                .await
+                .map(|o| serde_json::from_str::<serde_json::Value>(&o.output).unwrap())
+        }
+    };
+
+    // Pagination: 5 items, 2 per page, followed through Link headers.
+    let listed = call("api", "list", json!({"resource": "items"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            listed["count"].as_u64(),
+            listed["pages"].as_u64(),
+            &listed["more"]
+        ),
+        (Some(5), Some(3), &json!(false))
+    );
+    let capped = call("api", "list", json!({"resource": "items", "max_pages": 2}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (capped["count"].as_u64(), &capped["more"]),
+        (Some(4), &json!(true))
+    );
+
+    let created = call(
+        "api",
+        "create",
+        json!({"resource": "items", "body": {"name": "new"}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(created["id"], "6");
+    let got = call("api", "get", json!({"resource": "items", "id": "6"}))
+        .await
+        .unwrap();
+    assert_eq!(got["name"], "new");
+
+    // Errors a caller can act on.
+    let kind = |r: Result<serde_json::Value, ControlError>| match r.unwrap_err() {
+        ControlError::Invoke(airlock::InvokeError::Connector(e)) => e,
+        other => panic!("expected a connector error, got {other:?}"),
+    };
+    use airlock::manifest::ConnectorError as C;
+    assert!(matches!(
+        kind(call("api", "get", json!({"resource": "items", "id": "99"})).await),
+        C::NotFound { .. }
+    ));
+    assert!(matches!(
+        kind(call("stale", "list", json!({"resource": "items"})).await),
+        C::Unauthorized { .. }
+    ));
+    match kind(call("api", "list", json!({"resource": "slow"})).await) {
+        C::RateLimited { retry_after_ms, .. } => assert_eq!(retry_after_ms, Some(120_000)),
+        other => panic!("expected rate limited, got {other:?}"),
+    }
+    assert!(
+        matches!(
+            kind(call("api", "get", json!({"resource": "users", "id": "1"})).await),
+            C::NotFound { .. }
+        ),
+        "unconfigured resource"
+    );
+    // The token went only in headers the host added.
+    assert!(
+        api.seen()
+            .iter()
+            .all(|s| s.header("authorization").is_some())
+    );
+}

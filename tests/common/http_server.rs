@@ -60,7 +60,20 @@ impl TestServer {
 
     /// Answers the first requests from `script`, in order, then `then` to every other one.
     pub async fn scripted(script: Vec<Reply>, then: Reply) -> Self {
-        let script = Arc::new(Mutex::new(std::collections::VecDeque::from(script)));
+        let script = Mutex::new(std::collections::VecDeque::from(script));
+        Self::with_handler(move |_| {
+            script
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_else(|| then.clone())
+        })
+        .await
+    }
+
+    /// Answers every request with what `handler` makes of it: a small API in a closure.
+    pub async fn with_handler(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Self {
+        let handler = Arc::new(handler);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -69,7 +82,7 @@ impl TestServer {
             while let Ok((socket, _)) = listener.accept().await {
                 socket.set_nodelay(true).ok();
                 let log = log.clone();
-                let (script, then) = (script.clone(), then.clone());
+                let handler = handler.clone();
                 tokio::spawn(async move {
                     let (read, mut write) = socket.into_split();
                     let mut reader = BufReader::new(read);
@@ -128,17 +141,14 @@ impl TestServer {
                                 body.extend_from_slice(&chunk[..n]);
                             }
                         }
-                        log.lock().unwrap().push(Seen {
+                        let seen_now = Seen {
                             method,
                             path,
                             headers,
                             body,
-                        });
-                        let next = script
-                            .lock()
-                            .unwrap()
-                            .pop_front()
-                            .unwrap_or_else(|| then.clone());
+                        };
+                        let next = handler(&seen_now);
+                        log.lock().unwrap().push(seen_now);
                         let extra: String = next
                             .headers
                             .iter()
