@@ -281,3 +281,150 @@ async fn connectors_rest_pages_maps_errors_and_authenticates_through_the_host() 
             .all(|s| s.header("authorization").is_some())
     );
 }
+
+/// The Slack Web API's shape: bearer tokens, `ok: false` with error codes on HTTP 200, cursor
+/// pagination in `response_metadata.next_cursor`, 429 with Retry-After.
+fn slack_api() -> impl Fn(&http_server::Seen) -> Reply + Send + Sync {
+    let posted = std::sync::Mutex::new(Vec::<serde_json::Value>::new());
+    move |req| {
+        if req.header("authorization") != Some("Bearer xoxb-good") {
+            return Reply::new(200, r#"{"ok":false,"error":"invalid_auth"}"#);
+        }
+        let (path, query) = req.path.split_once('?').unwrap_or((&req.path, ""));
+        let cursor = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("cursor="))
+            .unwrap_or("");
+        match path {
+            "/api/auth.test" => {
+                Reply::new(200, r#"{"ok":true,"team":"Acme","user":"airlock-bot"}"#)
+            }
+            "/api/conversations.list" => match cursor {
+                "" => Reply::new(
+                    200,
+                    r#"{"ok":true,"channels":[{"id":"C1","name":"general"},{"id":"C2","name":"ops"}],"response_metadata":{"next_cursor":"dGVhbTpDMw=="}}"#,
+                ),
+                "dGVhbTpDMw%3D%3D" => Reply::new(
+                    200,
+                    r#"{"ok":true,"channels":[{"id":"C3","name":"random"}],"response_metadata":{"next_cursor":""}}"#,
+                ),
+                _ => Reply::new(200, r#"{"ok":false,"error":"invalid_cursor"}"#),
+            },
+            "/api/chat.postMessage" => {
+                let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+                if body["channel"] == "C404" {
+                    return Reply::new(200, r#"{"ok":false,"error":"channel_not_found"}"#);
+                }
+                let mut posted = posted.lock().unwrap();
+                posted.push(body.clone());
+                Reply::new(200, &json!({"ok": true, "channel": body["channel"], "ts": format!("1700000000.{:06}", posted.len())}).to_string())
+            }
+            "/api/conversations.history" => {
+                Reply::new(429, r#"{"ok":false,"error":"ratelimited"}"#).header("retry-after", "30")
+            }
+            _ => Reply::new(404, "unknown method"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connectors_slack_posts_lists_and_maps_slack_errors() {
+    let api = TestServer::with_handler(slack_api()).await;
+    let origin = format!("http://127.0.0.1:{}", api.port);
+    let dir = tempfile::tempdir().unwrap();
+    let (cp, _state) = control_plane(dir.path()).await;
+    let admin = principal("acme", Role::Admin);
+    let op = principal("acme", Role::Operator);
+    cp.register(&admin, &std::fs::read(guest("slack")).unwrap(), &|_| {})
+        .await
+        .unwrap();
+    for (name, token) in [("slack", "xoxb-good"), ("revoked", "xoxb-old")] {
+        let spec = ConnectionSpec {
+            name: name.into(),
+            connector: "slack".into(),
+            config: json!({"api_base": format!("{origin}/api")}),
+            egress: vec![origin.clone()],
+            writes_enabled: true,
+            ..ConnectionSpec::default()
+        };
+        cp.connection_create(&admin, spec).await.unwrap();
+        cp.credential_set(
+            &admin,
+            name,
+            "bot",
+            Placement::Bearer,
+            vec![origin.clone()],
+            zeroize::Zeroizing::new(token.into()),
+        )
+        .await
+        .unwrap();
+    }
+    let call = |conn: &'static str, operation: &'static str, params: serde_json::Value| {
+        let (cp, op) = (&cp, &op);
+        async move {
+            cp.invoke(op, conn, operation, &params.to_string())
+                .await
+                .map(|o| serde_json::from_str::<serde_json::Value>(&o.output).unwrap())
+        }
+    };
+    let report = cp.connection_test(&op, "slack").await.unwrap();
+    assert!(report.ok, "{report:?}");
+    let listed = call("slack", "list_channels", json!({})).await.unwrap();
+    assert_eq!(listed["count"], 3);
+    assert_eq!(listed["pages"], 2);
+    let posted = call(
+        "slack",
+        "post_message",
+        json!({"channel": "C1", "text": "deploy finished"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(posted["ts"], "1700000000.000001");
+    let body: serde_json::Value = serde_json::from_slice(&api.seen().last().unwrap().body).unwrap();
+    assert_eq!(body, json!({"channel": "C1", "text": "deploy finished"}));
+
+    use airlock::manifest::ConnectorError as C;
+    let kind = |r: Result<serde_json::Value, ControlError>| match r.unwrap_err() {
+        ControlError::Invoke(airlock::InvokeError::Connector(e)) => e,
+        other => panic!("expected a connector error, got {other:?}"),
+    };
+    assert!(matches!(
+        kind(
+            call(
+                "slack",
+                "post_message",
+                json!({"channel": "C404", "text": "x"})
+            )
+            .await
+        ),
+        C::NotFound { .. }
+    ));
+    assert!(matches!(
+        kind(call("revoked", "list_channels", json!({})).await),
+        C::Unauthorized { .. }
+    ));
+    match kind(call("slack", "history", json!({"channel": "C1"})).await) {
+        C::RateLimited { retry_after_ms, .. } => assert_eq!(retry_after_ms, Some(30_000)),
+        other => panic!("expected rate limited, got {other:?}"),
+    }
+    // Writes stay writes: a read-only Slack connection cannot post.
+    let quiet = ConnectionSpec {
+        name: "quiet".into(),
+        connector: "slack".into(),
+        config: json!({"api_base": format!("{origin}/api")}),
+        egress: vec![origin.clone()],
+        ..ConnectionSpec::default()
+    };
+    cp.connection_create(&admin, quiet).await.unwrap();
+    assert_eq!(
+        call(
+            "quiet",
+            "post_message",
+            json!({"channel": "C1", "text": "x"})
+        )
+        .await
+        .unwrap_err()
+        .exit_code(),
+        2
+    );
+}
