@@ -428,3 +428,177 @@ async fn connectors_slack_posts_lists_and_maps_slack_errors() {
         2
     );
 }
+
+/// Salesforce's REST API shape: OAuth2 client-credentials token endpoint, SOQL pages linked by
+/// `nextRecordsUrl`, sObject describe/get/create/update, errors as `[{message, errorCode}]`.
+fn salesforce_api() -> impl Fn(&http_server::Seen) -> Reply + Send + Sync {
+    move |req| {
+        let path = req.path.split('?').next().unwrap_or("");
+        if path == "/services/oauth2/token" {
+            let form = String::from_utf8_lossy(&req.body).into_owned();
+            return if form.contains("client_secret=sf-secret") {
+                Reply::new(
+                    200,
+                    r#"{"access_token":"00D-session","token_type":"Bearer"}"#,
+                )
+            } else {
+                Reply::new(400, r#"{"error":"invalid_client"}"#)
+            };
+        }
+        if req.header("authorization") != Some("Bearer 00D-session") {
+            return Reply::new(
+                401,
+                r#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#,
+            );
+        }
+        match (req.method.as_str(), path) {
+            ("GET", "/services/data/v60.0/query") => Reply::new(
+                200,
+                r#"{"totalSize":3,"done":false,"nextRecordsUrl":"/services/data/v60.0/query/01gD-2000","records":[{"Id":"001A","Name":"Acme"},{"Id":"001B","Name":"Globex"}]}"#,
+            ),
+            ("GET", "/services/data/v60.0/query/01gD-2000") => Reply::new(
+                200,
+                r#"{"totalSize":3,"done":true,"records":[{"Id":"001C","Name":"Initech"}]}"#,
+            ),
+            ("GET", "/services/data/v60.0/sobjects/Account/describe") => Reply::new(
+                200,
+                r#"{"label":"Account","fields":[{"name":"Id","type":"id","nillable":false,"createable":false,"label":"Account ID"},{"name":"Name","type":"string","nillable":false,"createable":true,"label":"Account Name"}]}"#,
+            ),
+            ("GET", "/services/data/v60.0/sobjects/Account/001A") => {
+                Reply::new(200, r#"{"Id":"001A","Name":"Acme"}"#)
+            }
+            ("GET", p) if p.starts_with("/services/data/v60.0/sobjects/Account/") => Reply::new(
+                404,
+                r#"[{"message":"The requested resource does not exist","errorCode":"NOT_FOUND"}]"#,
+            ),
+            ("POST", "/services/data/v60.0/sobjects/Account/") => {
+                Reply::new(201, r#"{"id":"001N","success":true,"errors":[]}"#)
+            }
+            ("PATCH", "/services/data/v60.0/sobjects/Account/001A") => Reply::new(204, ""),
+            _ => Reply::new(404, r#"[{"message":"no route","errorCode":"NOT_FOUND"}]"#),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connectors_salesforce_queries_pages_and_records_with_host_held_oauth() {
+    let api = TestServer::with_handler(salesforce_api()).await;
+    let origin = format!("http://127.0.0.1:{}", api.port);
+    let dir = tempfile::tempdir().unwrap();
+    let (cp, _state) = control_plane(dir.path()).await;
+    let admin = principal("acme", Role::Admin);
+    let op = principal("acme", Role::Operator);
+    cp.register(
+        &admin,
+        &std::fs::read(guest("salesforce")).unwrap(),
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    let spec = ConnectionSpec {
+        name: "sf".into(),
+        connector: "salesforce".into(),
+        config: json!({"instance_url": origin, "objects": ["Account"]}),
+        egress: vec![origin.clone()],
+        writes_enabled: true,
+        ..ConnectionSpec::default()
+    };
+    cp.connection_create(&admin, spec).await.unwrap();
+    let placement = Placement::OAuth2ClientCredentials {
+        token_url: format!("{origin}/services/oauth2/token"),
+        client_id: "3MVG-app".into(),
+        scope: None,
+    };
+    cp.credential_set(
+        &admin,
+        "sf",
+        "oauth",
+        placement,
+        vec![origin.clone()],
+        zeroize::Zeroizing::new("sf-secret".into()),
+    )
+    .await
+    .unwrap();
+    let call = |operation: &'static str, params: serde_json::Value| {
+        let (cp, op) = (&cp, &op);
+        async move {
+            cp.invoke(op, "sf", operation, &params.to_string())
+                .await
+                .map(|o| serde_json::from_str::<serde_json::Value>(&o.output).unwrap())
+        }
+    };
+    let result = call("query", json!({"soql": "SELECT Id, Name FROM Account"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            result["count"].as_u64(),
+            result["pages"].as_u64(),
+            &result["done"]
+        ),
+        (Some(3), Some(2), &json!(true))
+    );
+    assert_eq!(result["records"][2]["Name"], "Initech");
+    let soql = api
+        .seen()
+        .iter()
+        .find(|s| s.path.starts_with("/services/data/v60.0/query?"))
+        .unwrap()
+        .path
+        .clone();
+    assert_eq!(
+        soql,
+        "/services/data/v60.0/query?q=SELECT%20Id%2C%20Name%20FROM%20Account"
+    );
+    assert_eq!(
+        call("get", json!({"object": "Account", "id": "001A"}))
+            .await
+            .unwrap()["Name"],
+        "Acme"
+    );
+    assert_eq!(
+        call(
+            "create",
+            json!({"object": "Account", "fields": {"Name": "New"}})
+        )
+        .await
+        .unwrap()["id"],
+        "001N"
+    );
+    assert_eq!(
+        call(
+            "update",
+            json!({"object": "Account", "id": "001A", "fields": {"Name": "Acme Corp"}})
+        )
+        .await
+        .unwrap()["updated"],
+        true
+    );
+    match call("get", json!({"object": "Account", "id": "001Z"}))
+        .await
+        .unwrap_err()
+    {
+        ControlError::Invoke(airlock::InvokeError::Connector(
+            airlock::manifest::ConnectorError::NotFound { message },
+        )) => {
+            assert!(message.contains("NOT_FOUND"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let bad = call("get", json!({"object": "Account; DROP", "id": "1"}))
+        .await
+        .unwrap_err();
+    assert!(bad.to_string().contains("letters, digits and _"), "{bad}");
+    let report = cp.connection_test(&op, "sf").await.unwrap();
+    let objects = serde_json::to_value(&report.objects).unwrap();
+    assert_eq!(objects["ok"][0]["fields"][1]["name"], "Name", "{objects}");
+    assert_eq!(objects["ok"][0]["fields"][1]["required"], true);
+    // One token for everything above.
+    assert_eq!(
+        api.seen()
+            .iter()
+            .filter(|s| s.path == "/services/oauth2/token")
+            .count(),
+        1
+    );
+}
