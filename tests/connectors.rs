@@ -602,3 +602,140 @@ async fn connectors_salesforce_queries_pages_and_records_with_host_held_oauth() 
         1
     );
 }
+
+/// A Graph-style mail API: `value` collections linked by `@odata.nextLink`, errors as
+/// `{"error": {"code", "message"}}`, 401 on a bad token, 202 on sendMail.
+fn mail_api(
+    port: std::sync::Arc<std::sync::atomic::AtomicU16>,
+) -> impl Fn(&http_server::Seen) -> Reply + Send + Sync {
+    move |req| {
+        if req.header("authorization") != Some("Bearer graph-token") {
+            return Reply::new(
+                401,
+                r#"{"error":{"code":"InvalidAuthenticationToken","message":"Access token is empty."}}"#,
+            );
+        }
+        let p = port.load(std::sync::atomic::Ordering::Relaxed);
+        let path = req.path.split('?').next().unwrap_or("");
+        match (req.method.as_str(), path) {
+            ("GET", "/v1.0/me/mailFolders/inbox/messages") => Reply::new(
+                200,
+                &json!({"value": [{"id": "m1", "subject": "Hello"}], "@odata.nextLink": format!("http://127.0.0.1:{p}/v1.0/me/mailFolders/inbox/messages/page2")}).to_string(),
+            ),
+            ("GET", "/v1.0/me/mailFolders/inbox/messages/page2") => Reply::new(200, r#"{"value":[{"id":"m2","subject":"Re: Hello"}]}"#),
+            ("GET", "/v1.0/me/messages/m1") => Reply::new(200, r#"{"id":"m1","subject":"Hello","body":{"content":"hi"}}"#),
+            ("GET", "/v1.0/me/messages/nope") => Reply::new(404, r#"{"error":{"code":"ErrorItemNotFound","message":"The specified object was not found in the store."}}"#),
+            ("GET", "/v1.0/me/mailFolders") => Reply::new(200, r#"{"value":[{"id":"inbox","displayName":"Inbox"}]}"#),
+            ("GET", "/v1.0/me/contacts") => Reply::new(200, r#"{"value":[{"id":"c1","displayName":"Ada"}]}"#),
+            ("POST", "/v1.0/me/sendMail") => Reply::new(202, ""),
+            _ => Reply::new(404, r#"{"error":{"code":"NoRoute","message":"no route"}}"#),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connectors_mail_reads_pages_and_sends_only_when_dry_run_is_off() {
+    let port = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(0));
+    let api = TestServer::with_handler(mail_api(port.clone())).await;
+    port.store(api.port, std::sync::atomic::Ordering::Relaxed);
+    let origin = format!("http://127.0.0.1:{}", api.port);
+    let dir = tempfile::tempdir().unwrap();
+    let (cp, _state) = control_plane(dir.path()).await;
+    let admin = principal("acme", Role::Admin);
+    let op = principal("acme", Role::Operator);
+    cp.register(&admin, &std::fs::read(guest("mail")).unwrap(), &|_| {})
+        .await
+        .unwrap();
+    for (name, dry_run) in [("mail", None), ("live", Some(false))] {
+        let mut config = json!({"api_base": format!("{origin}/v1.0")});
+        if let Some(d) = dry_run {
+            config["dry_run"] = json!(d);
+        }
+        let spec = ConnectionSpec {
+            name: name.into(),
+            connector: "mail".into(),
+            config,
+            egress: vec![origin.clone()],
+            writes_enabled: true,
+            ..ConnectionSpec::default()
+        };
+        cp.connection_create(&admin, spec).await.unwrap();
+        cp.credential_set(
+            &admin,
+            name,
+            "graph",
+            Placement::Bearer,
+            vec![origin.clone()],
+            zeroize::Zeroizing::new("graph-token".into()),
+        )
+        .await
+        .unwrap();
+    }
+    let call = |conn: &'static str, operation: &'static str, params: serde_json::Value| {
+        let (cp, op) = (&cp, &op);
+        async move {
+            cp.invoke(op, conn, operation, &params.to_string())
+                .await
+                .map(|o| serde_json::from_str::<serde_json::Value>(&o.output).unwrap())
+        }
+    };
+    let inbox = call("mail", "list_messages", json!({})).await.unwrap();
+    assert_eq!(
+        (inbox["count"].as_u64(), inbox["pages"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(
+        call("mail", "get_message", json!({"id": "m1"}))
+            .await
+            .unwrap()["subject"],
+        "Hello"
+    );
+    assert_eq!(
+        call("mail", "list_folders", json!({})).await.unwrap()["count"],
+        1
+    );
+    assert_eq!(
+        call("mail", "list_contacts", json!({})).await.unwrap()["items"][0]["displayName"],
+        "Ada"
+    );
+    match call("mail", "get_message", json!({"id": "nope"}))
+        .await
+        .unwrap_err()
+    {
+        ControlError::Invoke(airlock::InvokeError::Connector(
+            airlock::manifest::ConnectorError::NotFound { message },
+        )) => {
+            assert!(message.contains("ErrorItemNotFound"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Dry run by default: nothing is sent.
+    let mail = json!({"to": ["ada@example.com"], "subject": "Report", "body": "attached"});
+    let dry = call("mail", "send_mail", mail.clone()).await.unwrap();
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(
+        dry["would_send"]["message"]["toRecipients"][0]["emailAddress"]["address"],
+        "ada@example.com"
+    );
+    assert!(
+        !api.seen().iter().any(|s| s.path.ends_with("/sendMail")),
+        "a dry run sent mail"
+    );
+    let sent = call("live", "send_mail", mail).await.unwrap();
+    assert_eq!(sent, json!({"dry_run": false, "sent": true}));
+    let posted = api
+        .seen()
+        .into_iter()
+        .find(|s| s.path.ends_with("/sendMail"))
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&posted.body).unwrap();
+    assert_eq!(body["message"]["subject"], "Report");
+    let bad = call(
+        "live",
+        "send_mail",
+        json!({"to": ["not an address"], "subject": "x", "body": "y"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(bad.to_string().contains("is not an email address"), "{bad}");
+}

@@ -1,0 +1,274 @@
+//! The mail connector, over a Microsoft Graph-style mail API: messages (list, get, send),
+//! folders and contacts. As in the seeds, sending is a dry run unless the connection's config
+//! sets `dry_run: false`: the message that would be sent is returned, nothing leaves. The token
+//! is the host's (a bearer or OAuth2 credential for the API host).
+
+use airlock_guest::{Connector, Error, Manifest, ObjectInfo, Operation, Params, Risk, Value, json};
+use serde::Deserialize;
+
+struct Mail;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default = "default_base")]
+    api_base: String,
+    /// `me`, or `users/<id>`.
+    #[serde(default = "default_user")]
+    user: String,
+    #[serde(default = "default_true")]
+    dry_run: bool,
+}
+
+fn default_base() -> String {
+    "https://graph.microsoft.com/v1.0".into()
+}
+fn default_user() -> String {
+    "me".into()
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Config {
+    fn load() -> Result<Self, Error> {
+        airlock_guest::config::parse()
+    }
+    fn url(&self, tail: &str) -> String {
+        format!(
+            "{}/{}/{tail}",
+            self.api_base.trim_end_matches('/'),
+            self.user
+        )
+    }
+}
+
+fn segment(kind: &str, value: &str) -> Result<String, Error> {
+    if value.is_empty()
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_=".contains(&b))
+    {
+        return Err(Error::invalid_params(format!(
+            "{kind} `{value}` is not a valid id"
+        )));
+    }
+    Ok(value.to_owned())
+}
+
+fn call(method: wstd::http::Method, url: &str, body: Option<&Value>) -> Result<Value, Error> {
+    wstd::runtime::block_on(async {
+        let request = wstd::http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("accept", "application/json");
+        let request = match body {
+            Some(b) => request
+                .header("content-type", "application/json")
+                .body(wstd::http::Body::from(b.to_string())),
+            None => request.body(wstd::http::Body::empty()),
+        }
+        .map_err(|e| Error::invalid_params(e.to_string()))?;
+        let response =
+            wstd::http::Client::new()
+                .send(request)
+                .await
+                .map_err(|e| Error::Upstream {
+                    status: 0,
+                    message: format!("{e:?}"),
+                })?;
+        let status = response.status().as_u16();
+        let retry = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let text = response
+            .into_body()
+            .str_contents()
+            .await
+            .map_err(|e| Error::Upstream {
+                status,
+                message: format!("{e:?}"),
+            })?
+            .to_owned();
+        let value: Value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        let message = || {
+            format!(
+                "{}: {}",
+                value["error"]["code"].as_str().unwrap_or("Error"),
+                value["error"]["message"].as_str().unwrap_or("")
+            )
+        };
+        match status {
+            200..=299 => Ok(value),
+            400 => Err(Error::InvalidParams(message())),
+            401 | 403 => Err(Error::Unauthorized(message())),
+            404 => Err(Error::NotFound(message())),
+            429 => Err(Error::RateLimited {
+                retry_after_ms: retry.map(|s| s * 1000),
+                message: message(),
+            }),
+            _ => Err(Error::Upstream {
+                status,
+                message: message(),
+            }),
+        }
+    })
+}
+
+/// Follows `@odata.nextLink` pages of a collection.
+fn collection(first: String, max_pages: u32) -> Result<Value, Error> {
+    let (mut items, mut url, mut pages) = (Vec::new(), first, 0);
+    loop {
+        let page = call(wstd::http::Method::GET, &url, None)?;
+        pages += 1;
+        if let Some(list) = page["value"].as_array() {
+            items.extend(list.iter().cloned());
+        }
+        match page["@odata.nextLink"].as_str() {
+            Some(next) if pages < max_pages => url = next.to_owned(),
+            next => {
+                return Ok(
+                    json!({"count": items.len(), "items": items, "pages": pages, "more": next.is_some()}),
+                );
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListMessages {
+    #[serde(default = "inbox")]
+    folder: String,
+    top: Option<u32>,
+    max_pages: Option<u32>,
+}
+fn inbox() -> String {
+    "inbox".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendMail {
+    to: Vec<String>,
+    #[serde(default)]
+    cc: Vec<String>,
+    subject: String,
+    body: String,
+}
+
+fn recipients(list: &[String]) -> Result<Value, Error> {
+    list.iter()
+        .map(|a| {
+            if a.contains('@') && !a.contains(char::is_whitespace) {
+                Ok(json!({"emailAddress": {"address": a}}))
+            } else {
+                Err(Error::invalid_params(format!(
+                    "`{a}` is not an email address"
+                )))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Value::Array)
+}
+
+impl Connector for Mail {
+    fn manifest() -> Manifest {
+        Manifest::new("mail", "Mail", env!("CARGO_PKG_VERSION"), "Messages, folders and contacts over a Graph-style mail API")
+            .host("https://graph.microsoft.com")
+            .config_schema(json!({
+                "type": "object",
+                "properties": {
+                    "api_base": {"type": "string", "pattern": "^https?://"},
+                    "user": {"type": "string"},
+                    "dry_run": {"type": "boolean", "description": "return what would be sent instead of sending (default true)"}
+                },
+                "additionalProperties": false
+            }))
+            .operation(Operation::read("list_messages", "List a folder's messages").params_schema(json!({
+                "type": "object",
+                "properties": {"folder": {"type": "string"}, "top": {"type": "integer", "minimum": 1}, "max_pages": {"type": "integer", "minimum": 1}},
+                "additionalProperties": false
+            })))
+            .operation(Operation::read("get_message", "Get one message").params_schema(json!({
+                "type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"], "additionalProperties": false
+            })))
+            .operation(Operation::read("list_folders", "List mail folders"))
+            .operation(Operation::read("list_contacts", "List contacts"))
+            .operation(Operation::write("send_mail", "Send a message (a dry run unless the connection disables it)").risk(Risk::High).params_schema(json!({
+                "type": "object",
+                "properties": {"to": {"type": "array", "items": {"type": "string"}, "minItems": 1}, "cc": {"type": "array", "items": {"type": "string"}}, "subject": {"type": "string"}, "body": {"type": "string"}},
+                "required": ["to", "subject", "body"], "additionalProperties": false
+            })))
+    }
+
+    fn discover() -> Result<Vec<ObjectInfo>, Error> {
+        Ok(["messages", "folders", "contacts"]
+            .iter()
+            .map(|n| ObjectInfo {
+                name: (*n).into(),
+                description: String::new(),
+                fields: Vec::new(),
+            })
+            .collect())
+    }
+
+    fn invoke(operation: &str, params: Params) -> Result<Value, Error> {
+        let config = Config::load()?;
+        match operation {
+            "list_messages" => {
+                let p: ListMessages = params.parse()?;
+                let url = config.url(&format!(
+                    "mailFolders/{}/messages?$top={}",
+                    segment("folder", &p.folder)?,
+                    p.top.unwrap_or(25)
+                ));
+                collection(url, p.max_pages.unwrap_or(10))
+            }
+            "get_message" => {
+                #[derive(Deserialize)]
+                struct Id {
+                    id: String,
+                }
+                let p: Id = params.parse()?;
+                call(
+                    wstd::http::Method::GET,
+                    &config.url(&format!("messages/{}", segment("id", &p.id)?)),
+                    None,
+                )
+            }
+            "list_folders" => collection(config.url("mailFolders"), 10),
+            "list_contacts" => collection(config.url("contacts"), 10),
+            "send_mail" => {
+                let p: SendMail = params.parse()?;
+                let message = json!({
+                    "message": {
+                        "subject": p.subject,
+                        "body": {"contentType": "Text", "content": p.body},
+                        "toRecipients": recipients(&p.to)?,
+                        "ccRecipients": recipients(&p.cc)?,
+                    },
+                    "saveToSentItems": true
+                });
+                if config.dry_run {
+                    return Ok(json!({"dry_run": true, "would_send": message}));
+                }
+                call(
+                    wstd::http::Method::POST,
+                    &config.url("sendMail"),
+                    Some(&message),
+                )?;
+                Ok(json!({"dry_run": false, "sent": true}))
+            }
+            other => Err(Error::unknown_operation(other)),
+        }
+    }
+}
+
+airlock_guest::export_connector!(Mail);
