@@ -3,6 +3,7 @@
 //! sets `dry_run: false`: the message that would be sent is returned, nothing leaves. The token
 //! is the host's (a bearer or OAuth2 credential for the API host).
 
+use airlock_guest::http::{self, Method};
 use airlock_guest::{Connector, Error, Manifest, ObjectInfo, Operation, Params, Risk, Value, json};
 use serde::Deserialize;
 
@@ -56,76 +57,25 @@ fn segment(kind: &str, value: &str) -> Result<String, Error> {
     Ok(value.to_owned())
 }
 
-fn call(method: wstd::http::Method, url: &str, body: Option<&Value>) -> Result<Value, Error> {
-    wstd::runtime::block_on(async {
-        let request = wstd::http::Request::builder()
-            .method(method)
-            .uri(url)
-            .header("accept", "application/json");
-        let request = match body {
-            Some(b) => request
-                .header("content-type", "application/json")
-                .body(wstd::http::Body::from(b.to_string())),
-            None => request.body(wstd::http::Body::empty()),
-        }
-        .map_err(|e| Error::invalid_params(e.to_string()))?;
-        let response =
-            wstd::http::Client::new()
-                .send(request)
-                .await
-                .map_err(|e| Error::Upstream {
-                    status: 0,
-                    message: format!("{e:?}"),
-                })?;
-        let status = response.status().as_u16();
-        let retry = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        let text = response
-            .into_body()
-            .str_contents()
-            .await
-            .map_err(|e| Error::Upstream {
-                status,
-                message: format!("{e:?}"),
-            })?
-            .to_owned();
-        let value: Value = if text.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        let message = || {
+fn call(method: Method, url: &str, body: Option<&Value>) -> Result<Value, Error> {
+    // Graph errors are {"error": {"code", "message"}}.
+    http::send(method, url, &[], body)?
+        .error_for_status(|r| {
+            let e: Value = serde_json::from_str(&r.body).unwrap_or_default();
             format!(
                 "{}: {}",
-                value["error"]["code"].as_str().unwrap_or("Error"),
-                value["error"]["message"].as_str().unwrap_or("")
+                e["error"]["code"].as_str().unwrap_or("Error"),
+                e["error"]["message"].as_str().unwrap_or("")
             )
-        };
-        match status {
-            200..=299 => Ok(value),
-            400 => Err(Error::InvalidParams(message())),
-            401 | 403 => Err(Error::Unauthorized(message())),
-            404 => Err(Error::NotFound(message())),
-            429 => Err(Error::RateLimited {
-                retry_after_ms: retry.map(|s| s * 1000),
-                message: message(),
-            }),
-            _ => Err(Error::Upstream {
-                status,
-                message: message(),
-            }),
-        }
-    })
+        })?
+        .json()
 }
 
 /// Follows `@odata.nextLink` pages of a collection.
 fn collection(first: String, max_pages: u32) -> Result<Value, Error> {
     let (mut items, mut url, mut pages) = (Vec::new(), first, 0);
     loop {
-        let page = call(wstd::http::Method::GET, &url, None)?;
+        let page = call(Method::GET, &url, None)?;
         pages += 1;
         if let Some(list) = page["value"].as_array() {
             items.extend(list.iter().cloned());
@@ -238,7 +188,7 @@ impl Connector for Mail {
                 }
                 let p: Id = params.parse()?;
                 call(
-                    wstd::http::Method::GET,
+                    Method::GET,
                     &config.url(&format!("messages/{}", segment("id", &p.id)?)),
                     None,
                 )
@@ -259,11 +209,7 @@ impl Connector for Mail {
                 if config.dry_run {
                     return Ok(json!({"dry_run": true, "would_send": message}));
                 }
-                call(
-                    wstd::http::Method::POST,
-                    &config.url("sendMail"),
-                    Some(&message),
-                )?;
+                call(Method::POST, &config.url("sendMail"), Some(&message))?;
                 Ok(json!({"dry_run": false, "sent": true}))
             }
             other => Err(Error::unknown_operation(other)),

@@ -2,6 +2,7 @@
 //! on the resources of a JSON API that the connection configures. Authentication is the host's:
 //! give the connection a credential for the API's host.
 
+use airlock_guest::http::{self, Method, Response, encode};
 use airlock_guest::{
     Connector, Error, Field, Manifest, ObjectInfo, Operation, Params, Risk, Value, json,
 };
@@ -48,18 +49,6 @@ struct WriteParams {
     idempotency_key: Option<String>,
 }
 
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 impl Config {
     fn load() -> Result<Self, Error> {
         let config: Config = airlock_guest::config::parse()?;
@@ -86,105 +75,32 @@ impl Config {
     }
 }
 
-struct Answer {
-    status: u16,
-    headers: wstd::http::HeaderMap,
-    body: String,
-}
-
 fn call(
-    method: wstd::http::Method,
+    method: Method,
     url: &str,
     body: Option<&Value>,
     idempotency_key: Option<&str>,
-) -> Result<Answer, Error> {
-    wstd::runtime::block_on(async {
-        let mut request = wstd::http::Request::builder()
-            .method(method)
-            .uri(url)
-            .header("accept", "application/json");
-        if let Some(key) = idempotency_key {
-            request = request.header("idempotency-key", key);
-        }
-        let request = match body {
-            Some(body) => request
-                .header("content-type", "application/json")
-                .body(wstd::http::Body::from(body.to_string())),
-            None => request.body(wstd::http::Body::empty()),
-        }
-        .map_err(|e| Error::invalid_params(format!("cannot build the request: {e}")))?;
-        let response =
-            wstd::http::Client::new()
-                .send(request)
-                .await
-                .map_err(|e| Error::Upstream {
-                    status: 0,
-                    message: format!("request to {url} failed: {e:?}"),
-                })?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response
-            .into_body()
-            .str_contents()
-            .await
-            .map_err(|e| Error::Upstream {
-                status,
-                message: format!("reading the response: {e:?}"),
-            })?
-            .to_owned();
-        Ok(Answer {
-            status,
-            headers,
-            body,
-        })
-    })
+) -> Result<Response, Error> {
+    let headers: Vec<(&str, &str)> = idempotency_key
+        .map(|k| ("idempotency-key", k))
+        .into_iter()
+        .collect();
+    http::send(method, url, &headers, body)
 }
 
-/// Maps an error status to the error a caller can act on.
-fn check(answer: Answer) -> Result<Answer, Error> {
-    let snippet: String = answer.body.chars().take(300).collect();
-    match answer.status {
-        200..=299 => Ok(answer),
-        401 | 403 => Err(Error::Unauthorized(format!(
-            "the API refused the connection's credential ({}): {snippet}",
-            answer.status
-        ))),
-        404 => Err(Error::NotFound(snippet)),
-        400 | 409 | 422 => Err(Error::InvalidParams(format!(
-            "the API rejected the request ({}): {snippet}",
-            answer.status
-        ))),
-        429 => {
-            let retry_after_ms = answer
-                .headers
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(|s| s * 1000);
-            Err(Error::RateLimited {
-                retry_after_ms,
-                message: snippet,
-            })
-        }
-        status => Err(Error::Upstream {
-            status,
-            message: snippet,
-        }),
-    }
-}
-
-fn json_body(answer: &Answer) -> Result<Value, Error> {
-    if answer.body.trim().is_empty() {
-        return Ok(Value::Null);
-    }
-    serde_json::from_str(&answer.body).map_err(|e| Error::Upstream {
-        status: answer.status,
-        message: format!("the API answered with invalid JSON: {e}"),
+/// Maps an error status to the error a caller can act on, quoting the start of the body.
+fn check(answer: Response) -> Result<Response, Error> {
+    answer.error_for_status(|r| {
+        format!(
+            "status {}: {}",
+            r.status,
+            r.body.chars().take(300).collect::<String>()
+        )
     })
 }
 
 /// The `rel="next"` target of a `Link` header (RFC 8288), if any.
-fn next_link(headers: &wstd::http::HeaderMap) -> Option<String> {
+fn next_link(headers: &http::HeaderMap) -> Option<String> {
     let link = headers.get("link")?.to_str().ok()?;
     link.split(',').find_map(|part| {
         let (target, params) = part.split_once(';')?;
@@ -228,10 +144,10 @@ fn list(config: &Config, p: ListParams) -> Result<Value, Error> {
     let (mut records, mut pages) = (Vec::new(), 0);
     let max_pages = p.max_pages.unwrap_or(10).max(1);
     loop {
-        let answer = check(call(wstd::http::Method::GET, &url, None, None)?)?;
+        let answer = check(call(Method::GET, &url, None, None)?)?;
         pages += 1;
         let next = next_link(&answer.headers);
-        match json_body(&answer)? {
+        match answer.json()? {
             Value::Array(items) => records.extend(items),
             Value::Object(mut map) => {
                 let items = ["data", "items", "records", "results"]
@@ -299,22 +215,18 @@ impl Connector for Rest {
 
     fn health() -> Result<String, Error> {
         let config = Config::load()?;
-        let answer = call(wstd::http::Method::GET, &config.base_url, None, None)?;
+        let answer = call(Method::GET, &config.base_url, None, None)?;
         if answer.status >= 500 {
             return Err(Error::Upstream {
                 status: answer.status,
                 message: "the API is failing".into(),
             });
         }
-        check(answer).or_else(|e| match e {
+        match check(answer) {
             // Reaching the API is what this checks; a 404 on its root is fine.
-            Error::NotFound(_) => Ok(Answer {
-                status: 404,
-                headers: Default::default(),
-                body: String::new(),
-            }),
-            other => Err(other),
-        })?;
+            Ok(_) | Err(Error::NotFound(_)) => {}
+            Err(other) => return Err(other),
+        }
         Ok(format!("{} reachable", config.base_url))
     }
 
@@ -332,18 +244,18 @@ impl Connector for Rest {
     }
 
     fn invoke(operation: &str, params: Params) -> Result<Value, Error> {
-        use wstd::http::Method;
         let config = Config::load()?;
         match operation {
             "list" => list(&config, params.parse()?),
             "get" => {
                 let p: KeyParams = params.parse()?;
-                json_body(&check(call(
+                check(call(
                     Method::GET,
                     &config.url(&p.resource, Some(&p.id))?,
                     None,
                     None,
-                )?)?)
+                )?)?
+                .json()
             }
             "create" | "update" => {
                 let p: WriteParams = params.parse()?;
@@ -359,12 +271,13 @@ impl Connector for Rest {
                     )
                 };
                 let url = config.url(&p.resource, id)?;
-                json_body(&check(call(
+                check(call(
                     method,
                     &url,
                     Some(&p.body),
                     p.idempotency_key.as_deref(),
-                )?)?)
+                )?)?
+                .json()
             }
             "delete" => {
                 let p: KeyParams = params.parse()?;

@@ -2,6 +2,7 @@
 //! `get`, `create` and `update` on sObjects, and `discover` from `describe`. Authentication is
 //! the host's: give the connection an OAuth2 client-credentials credential for the instance.
 
+use airlock_guest::http::{self, Method, encode};
 use airlock_guest::{
     Connector, Error, Field, Manifest, ObjectInfo, Operation, Params, Value, json,
 };
@@ -40,18 +41,6 @@ impl Config {
     }
 }
 
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 fn identifier(kind: &str, value: &str) -> Result<(), Error> {
     if value.is_empty()
         || !value
@@ -65,80 +54,23 @@ fn identifier(kind: &str, value: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn call(
-    method: wstd::http::Method,
-    url: &str,
-    body: Option<&Value>,
-) -> Result<(u16, Value), Error> {
-    wstd::runtime::block_on(async {
-        let request = wstd::http::Request::builder()
-            .method(method)
-            .uri(url)
-            .header("accept", "application/json");
-        let request = match body {
-            Some(b) => request
-                .header("content-type", "application/json")
-                .body(wstd::http::Body::from(b.to_string())),
-            None => request.body(wstd::http::Body::empty()),
-        }
-        .map_err(|e| Error::invalid_params(e.to_string()))?;
-        let response =
-            wstd::http::Client::new()
-                .send(request)
-                .await
-                .map_err(|e| Error::Upstream {
-                    status: 0,
-                    message: format!("{e:?}"),
-                })?;
-        let status = response.status().as_u16();
-        let retry = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        let text = response
-            .into_body()
-            .str_contents()
-            .await
-            .map_err(|e| Error::Upstream {
-                status,
-                message: format!("{e:?}"),
-            })?
-            .to_owned();
-        let value: Value = if text.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        // Salesforce errors are a list of {message, errorCode}.
-        let message = || {
-            value
-                .as_array()
-                .and_then(|a| a.first())
-                .map(|e| {
-                    format!(
-                        "{}: {}",
-                        e["errorCode"].as_str().unwrap_or("ERROR"),
-                        e["message"].as_str().unwrap_or("")
-                    )
-                })
-                .unwrap_or_else(|| value.to_string())
-        };
-        match status {
-            200..=299 => Ok((status, value)),
-            400 => Err(Error::InvalidParams(message())),
-            401 | 403 => Err(Error::Unauthorized(message())),
-            404 => Err(Error::NotFound(message())),
-            429 => Err(Error::RateLimited {
-                retry_after_ms: retry.map(|s| s * 1000),
-                message: message(),
-            }),
-            _ => Err(Error::Upstream {
-                status,
-                message: message(),
-            }),
-        }
-    })
+fn call(method: Method, url: &str, body: Option<&Value>) -> Result<(u16, Value), Error> {
+    // Salesforce errors are a list of {message, errorCode}.
+    let response = http::send(method, url, &[], body)?.error_for_status(|r| {
+        let errors: Value = serde_json::from_str(&r.body).unwrap_or_default();
+        errors
+            .as_array()
+            .and_then(|a| a.first())
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    e["errorCode"].as_str().unwrap_or("ERROR"),
+                    e["message"].as_str().unwrap_or("")
+                )
+            })
+            .unwrap_or_else(|| r.body.clone())
+    })?;
+    Ok((response.status, response.json()?))
 }
 
 #[derive(Deserialize)]
@@ -200,7 +132,7 @@ impl Connector for Salesforce {
         for object in objects {
             identifier("object", &object)?;
             let (_, describe) = call(
-                wstd::http::Method::GET,
+                Method::GET,
                 &format!("{}/sobjects/{object}/describe", config.data()),
                 None,
             )?;
@@ -231,7 +163,6 @@ impl Connector for Salesforce {
     }
 
     fn invoke(operation: &str, params: Params) -> Result<Value, Error> {
-        use wstd::http::Method;
         let config = Config::load()?;
         match operation {
             "query" => {

@@ -30,8 +30,9 @@
 //! airlock_guest::export_connector!(Hello);
 //! ```
 //!
-//! Storage ([`kv`]), config ([`config`]) and logs ([`log`]) go through the host, which scopes them
-//! to the invocation's tenant and connection; the guest never names either.
+//! Storage ([`kv`]), config ([`config`]), logs ([`log`]) and HTTP ([`http`]) go through the host,
+//! which scopes them to the invocation's tenant and connection and decides every request; the
+//! guest never names either, and never holds a credential.
 
 #[doc(hidden)]
 pub mod bindings {
@@ -49,6 +50,7 @@ mod manifest;
 pub use manifest::{Access, Classification, Field, Manifest, ObjectInfo, Operation, Risk};
 
 pub mod config;
+pub mod http;
 pub mod kv;
 pub mod log;
 

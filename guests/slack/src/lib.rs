@@ -4,6 +4,7 @@
 //! credential for the API host. Slack answers HTTP 200 with `"ok": false` and an error code for
 //! most failures; those become errors a caller can act on.
 
+use airlock_guest::http::{self, encode};
 use airlock_guest::{Connector, Error, Manifest, ObjectInfo, Operation, Params, Value, json};
 use serde::Deserialize;
 
@@ -28,18 +29,6 @@ impl Config {
     }
 }
 
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// Calls a Web API method; GET with a query, or POST with a JSON body.
 fn api(method: &str, query: &[(&str, String)], body: Option<Value>) -> Result<Value, Error> {
     let config: Config = airlock_guest::config::parse()?;
@@ -51,72 +40,45 @@ fn api(method: &str, query: &[(&str, String)], body: Option<Value>) -> Result<Va
             .collect();
         url = format!("{url}?{}", q.join("&"));
     }
-    wstd::runtime::block_on(async {
-        let request = match &body {
-            Some(body) => wstd::http::Request::post(url.as_str())
-                .header("content-type", "application/json; charset=utf-8")
-                .body(wstd::http::Body::from(body.to_string())),
-            None => wstd::http::Request::get(url.as_str()).body(wstd::http::Body::empty()),
+    let http_method = if body.is_some() {
+        http::Method::POST
+    } else {
+        http::Method::GET
+    };
+    let response = http::send(http_method, &url, &[], body.as_ref())?;
+    let (status, retry_after_ms) = (response.status, response.retry_after_ms());
+    if status == 429 {
+        return Err(Error::RateLimited {
+            retry_after_ms,
+            message: format!("{method} is rate limited"),
+        });
+    }
+    let value = response.json()?;
+    if value["ok"] == json!(true) {
+        return Ok(value);
+    }
+    let code = value["error"]
+        .as_str()
+        .unwrap_or("unknown_error")
+        .to_owned();
+    Err(match code.as_str() {
+        "invalid_auth" | "not_authed" | "account_inactive" | "token_revoked" | "missing_scope" => {
+            Error::Unauthorized(format!("{method}: {code}"))
         }
-        .map_err(|e| Error::invalid_params(e.to_string()))?;
-        let response =
-            wstd::http::Client::new()
-                .send(request)
-                .await
-                .map_err(|e| Error::Upstream {
-                    status: 0,
-                    message: format!("{method}: {e:?}"),
-                })?;
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        let text = response
-            .into_body()
-            .str_contents()
-            .await
-            .map_err(|e| Error::Upstream {
-                status,
-                message: format!("{e:?}"),
-            })?
-            .to_owned();
-        if status == 429 {
-            return Err(Error::RateLimited {
-                retry_after_ms: retry_after.map(|s| s * 1000),
-                message: format!("{method} is rate limited"),
-            });
+        "channel_not_found" | "not_in_channel" | "user_not_found" => {
+            Error::NotFound(format!("{method}: {code}"))
         }
-        let value: Value = serde_json::from_str(&text).map_err(|_| Error::Upstream {
+        "invalid_arguments" | "no_text" | "msg_too_long" | "invalid_cursor" => {
+            Error::InvalidParams(format!("{method}: {code}"))
+        }
+        "ratelimited" => Error::RateLimited {
+            retry_after_ms,
+            message: code,
+        },
+        _ => Error::Upstream {
             status,
-            message: format!("{method}: not JSON"),
-        })?;
-        if value["ok"] == json!(true) {
-            return Ok(value);
-        }
-        let code = value["error"]
-            .as_str()
-            .unwrap_or("unknown_error")
-            .to_owned();
-        Err(match code.as_str() {
-            "invalid_auth" | "not_authed" | "account_inactive" | "token_revoked"
-            | "missing_scope" => Error::Unauthorized(format!("{method}: {code}")),
-            "channel_not_found" | "not_in_channel" | "user_not_found" => {
-                Error::NotFound(format!("{method}: {code}"))
-            }
-            "invalid_arguments" | "no_text" | "msg_too_long" | "invalid_cursor" => {
-                Error::InvalidParams(format!("{method}: {code}"))
-            }
-            "ratelimited" => Error::RateLimited {
-                retry_after_ms: retry_after.map(|s| s * 1000),
-                message: code,
-            },
-            _ => Error::Upstream {
-                status,
-                message: format!("{method}: {code}"),
-            },
-        })
+            message: format!("{method}: {code}"),
+        },
     })
 }
 
