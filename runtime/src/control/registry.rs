@@ -46,12 +46,24 @@ impl ConnectorView {
     }
 }
 
-/// Orders versions numerically where they are numbers (`1.10.0` after `1.9.0`).
-pub(crate) fn version_key(version: &str) -> Vec<(u64, String)> {
-    version
-        .split(['.', '-', '+'])
-        .map(|part| (part.parse::<u64>().unwrap_or(0), part.to_owned()))
-        .collect()
+/// Orders versions as semver does: numeric parts numerically (`1.10.0` after `1.9.0`), a
+/// pre-release before its release (`1.0.0-rc1` before `1.0.0`), build metadata ignored.
+pub(crate) fn version_key(version: &str) -> (Vec<(u64, String)>, bool, Vec<(u64, String)>) {
+    let version = version.split('+').next().unwrap_or(version);
+    let (core, pre) = match version.split_once('-') {
+        Some((core, pre)) => (core, Some(pre)),
+        None => (version, None),
+    };
+    let parts = |text: &str| {
+        text.split('.')
+            .map(|p| (p.parse::<u64>().unwrap_or(0), p.to_owned()))
+            .collect::<Vec<_>>()
+    };
+    (
+        parts(core),
+        pre.is_none(),
+        pre.map(parts).unwrap_or_default(),
+    )
 }
 
 /// The newest version among `records`, enabled or not.
@@ -366,14 +378,30 @@ mod tests {
 
     #[test]
     fn registry_orders_versions_numerically() {
-        let mut v = vec!["1.9.0", "1.10.0", "0.2.0", "1.10.0-rc1"];
+        let mut v = vec![
+            "1.9.0",
+            "1.10.0",
+            "0.2.0",
+            "1.10.0-rc1",
+            "1.10.0-rc2",
+            "1.10.0+build.7",
+        ];
         v.sort_by_key(|s| version_key(s));
         assert_eq!(
-            v.last(),
-            Some(&"1.10.0-rc1"),
-            "a suffix sorts after its release here: {v:?}"
+            v,
+            [
+                "0.2.0",
+                "1.9.0",
+                "1.10.0-rc1",
+                "1.10.0-rc2",
+                "1.10.0",
+                "1.10.0+build.7"
+            ]
         );
-        assert_eq!(v[0], "0.2.0");
         assert!(version_key("1.10.0") > version_key("1.9.0"));
+        assert!(
+            version_key("1.0.0-rc1") < version_key("1.0.0"),
+            "a pre-release comes before its release"
+        );
     }
 }
