@@ -46,9 +46,14 @@ impl ConnectorView {
     }
 }
 
+/// Dot-separated parts, each compared as a number, then as text.
+type Parts = Vec<(u64, String)>;
+/// (core parts, is a release, pre-release parts).
+pub(crate) type VersionKey = (Parts, bool, Parts);
+
 /// Orders versions as semver does: numeric parts numerically (`1.10.0` after `1.9.0`), a
 /// pre-release before its release (`1.0.0-rc1` before `1.0.0`), build metadata ignored.
-pub(crate) fn version_key(version: &str) -> (Vec<(u64, String)>, bool, Vec<(u64, String)>) {
+pub(crate) fn version_key(version: &str) -> VersionKey {
     let version = version.split('+').next().unwrap_or(version);
     let (core, pre) = match version.split_once('-') {
         Some((core, pre)) => (core, Some(pre)),
