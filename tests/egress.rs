@@ -726,3 +726,123 @@ async fn egress_oauth2_fifty_concurrent_invocations_cause_one_token_request() {
             .all(|s| !String::from_utf8_lossy(&s.body).contains("client-secret-xyz"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_oauth2_refresh_tokens_rotate_and_the_rotation_is_stored() {
+    use airlock::Role;
+    use airlock::control::state::SqliteState;
+    use airlock::control::vault::{Vault, generate_key};
+    use airlock::control::{ConnectionSpec, ControlPlane};
+    use airlock::egress::credential::Placement;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // An authorization server that rotates refresh tokens and refuses a used one, and an API
+    // that takes only the newest access token.
+    let current = Arc::new(AtomicU32::new(0));
+    let issued = current.clone();
+    let auth = TestServer::with_handler(move |req| {
+        let form = String::from_utf8_lossy(&req.body).into_owned();
+        let n = issued.load(Ordering::SeqCst);
+        if !form.contains(&format!("refresh_token=rt-{n}&")) || !form.contains("grant_type=refresh_token") {
+            return http_server::Reply::new(400, r#"{"error":"invalid_grant"}"#);
+        }
+        issued.store(n + 1, Ordering::SeqCst);
+        let body = json!({"access_token": format!("at-{}", n + 1), "refresh_token": format!("rt-{}", n + 1), "expires_in": 1});
+        http_server::Reply::new(200, &body.to_string())
+    })
+    .await;
+    let valid = current.clone();
+    let api = TestServer::with_handler(move |req| {
+        let want = format!("Bearer at-{}", valid.load(Ordering::SeqCst));
+        if req.header("authorization") == Some(want.as_str()) {
+            http_server::Reply::new(200, "fresh")
+        } else {
+            http_server::Reply::new(401, "stale token")
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = generate_key();
+    let plane = |key: String| {
+        let path = dir.path().join("airlock.db");
+        async move {
+            let state = Arc::new(SqliteState::open(&path).await.unwrap());
+            let executor = Arc::new(executor());
+            ControlPlane::new(
+                state.clone(),
+                executor,
+                Vault::from_base64(&key, "test").unwrap(),
+                Arc::new(state.keyvalue()),
+            )
+        }
+    };
+    let cp = plane(key.clone()).await;
+    let admin = principal("acme", Role::Admin);
+    let op = principal("acme", Role::Operator);
+    cp.register(
+        &admin,
+        &std::fs::read(guest("egress-probe")).unwrap(),
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    let (auth_origin, api_origin) = (
+        format!("http://127.0.0.1:{}", auth.port),
+        format!("http://127.0.0.1:{}", api.port),
+    );
+    let spec = ConnectionSpec {
+        name: "api".into(),
+        connector: "egress-probe".into(),
+        egress: vec!["http://127.0.0.1:*".into()],
+        ..ConnectionSpec::default()
+    };
+    cp.connection_create(&admin, spec).await.unwrap();
+    let placement = Placement::OAuth2RefreshToken {
+        token_url: format!("{auth_origin}/token"),
+        client_id: "app".into(),
+    };
+    cp.credential_set(
+        &admin,
+        "api",
+        "oauth",
+        placement,
+        vec![api_origin.clone(), auth_origin],
+        zeroize::Zeroizing::new("rt-0".into()),
+    )
+    .await
+    .unwrap();
+    let fetch = json!({"url": format!("{api_origin}/me")}).to_string();
+    let body = |out: airlock::Outcome| {
+        serde_json::from_str::<serde_json::Value>(&out.output).unwrap()["body"].clone()
+    };
+
+    assert_eq!(
+        body(cp.invoke(&op, "api", "fetch", &fetch).await.unwrap()),
+        "fresh"
+    );
+    // The token lives 1 s and is refreshed half-way: the next call uses the rotated refresh token.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(
+        body(cp.invoke(&op, "api", "fetch", &fetch).await.unwrap()),
+        "fresh"
+    );
+    // Another process (a new control plane on the same store) starts from the stored, rotated
+    // refresh token; the original one was spent and would be refused.
+    let other = plane(key).await;
+    assert_eq!(
+        body(other.invoke(&op, "api", "fetch", &fetch).await.unwrap()),
+        "fresh"
+    );
+    let grants: Vec<String> = auth
+        .seen()
+        .iter()
+        .map(|s| String::from_utf8_lossy(&s.body).into_owned())
+        .collect();
+    assert_eq!(grants.len(), 3, "{grants:?}");
+    for (i, form) in grants.iter().enumerate() {
+        assert!(
+            form.starts_with(&format!("grant_type=refresh_token&refresh_token=rt-{i}&")),
+            "{form}"
+        );
+    }
+}

@@ -191,6 +191,8 @@ pub enum CredentialKind {
     Oauth2,
     /// Sign the request body: <header>: sha256=<hex HMAC-SHA256(secret, body)>
     Hmac,
+    /// OAuth2 refresh token: the secret is the refresh token; rotated ones are stored
+    Oauth2Refresh,
 }
 
 #[derive(Subcommand)]
@@ -306,6 +308,10 @@ pub async fn credential(
                 },
                 CredentialKind::Query => Placement::Query {
                     param: param.ok_or_else(|| missing("--param"))?,
+                },
+                CredentialKind::Oauth2Refresh => Placement::OAuth2RefreshToken {
+                    token_url: token_url.ok_or_else(|| missing("--token-url"))?,
+                    client_id: client_id.ok_or_else(|| missing("--client-id"))?,
                 },
                 CredentialKind::Hmac => Placement::HmacSha256 {
                     header: header.ok_or_else(|| missing("--header"))?,

@@ -55,7 +55,9 @@ impl ControlPlane {
                     problems.push(e);
                 }
             }
-            if let Placement::OAuth2ClientCredentials { token_url, .. } = &placement {
+            if let Placement::OAuth2ClientCredentials { token_url, .. } | Placement::OAuth2RefreshToken { token_url, .. } =
+                &placement
+            {
                 let uri: Option<http::Uri> = token_url.parse().ok();
                 let covered = uri.as_ref().is_some_and(|u| {
                     let scheme = u.scheme_str().unwrap_or("").to_ascii_lowercase();
@@ -264,6 +266,24 @@ impl ControlPlane {
                 ))
                 .or_default()
                 .clone();
+            if matches!(placement, Placement::OAuth2RefreshToken { .. }) {
+                // A rotated refresh token replaces the stored one (sealed), keeping the version so
+                // the token cache carries on.
+                let (state, vault) = (self.state.clone(), self.vault.clone());
+                let (tenant_owned, connection_owned) = (tenant.to_owned(), connection.to_owned());
+                let template = record.clone();
+                tokens.on_rotate(std::sync::Arc::new(move |rotated: Zeroizing<String>| {
+                    let (state, vault, tenant, connection, mut record) =
+                        (state.clone(), vault.clone(), tenant_owned.clone(), connection_owned.clone(), template.clone());
+                    Box::pin(async move {
+                        record.secret_sealed = vault.seal(&tenant, &connection, &purpose(&record.name), rotated.as_bytes());
+                        record.rotated_at = Some(now_ms());
+                        if let Err(e) = state.put_credential(&tenant, &record).await {
+                            tracing::error!(credential = %record.name, error = %e, "could not store a rotated refresh token");
+                        }
+                    })
+                }));
+            }
             out.push(Credential {
                 tokens,
                 name: record.name,

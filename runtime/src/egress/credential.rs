@@ -31,6 +31,13 @@ pub enum Placement {
         client_id: String,
         scope: Option<String>,
     },
+    /// OAuth2 refresh-token grant: the secret is the refresh token; the host exchanges it for
+    /// access tokens and stores the new refresh token when the endpoint rotates it.
+    #[serde(rename = "oauth2-refresh-token")]
+    OAuth2RefreshToken {
+        token_url: String,
+        client_id: String,
+    },
     /// Signs the request body: `<header>: sha256=<hex HMAC-SHA256(secret, body)>`, as webhook
     /// receivers (GitHub, Stripe-style) verify it. The body is read whole to sign it.
     #[serde(rename = "hmac-sha256")]
@@ -45,6 +52,7 @@ impl Placement {
             Placement::Header { .. } => "api-key-header",
             Placement::Query { .. } => "api-key-query",
             Placement::OAuth2ClientCredentials { .. } => "oauth2-client-credentials",
+            Placement::OAuth2RefreshToken { .. } => "oauth2-refresh-token",
             Placement::HmacSha256 { .. } => "hmac-sha256",
         }
     }
@@ -110,16 +118,29 @@ impl Credential {
         client: &super::EgressClient,
         request: &mut http::Request<B>,
     ) -> Result<(), String> {
-        if let Placement::OAuth2ClientCredentials {
-            token_url,
-            client_id,
-            scope,
-        } = &self.placement
-        {
-            let token = self
-                .tokens
-                .access_token(client, token_url, client_id, &self.secret, scope.as_deref())
-                .await?;
+        let token = match &self.placement {
+            Placement::OAuth2ClientCredentials {
+                token_url,
+                client_id,
+                scope,
+            } => Some((
+                token_url,
+                self.tokens
+                    .access_token(client, token_url, client_id, &self.secret, scope.as_deref())
+                    .await?,
+            )),
+            Placement::OAuth2RefreshToken {
+                token_url,
+                client_id,
+            } => Some((
+                token_url,
+                self.tokens
+                    .access_token_by_refresh(client, token_url, client_id, &self.secret)
+                    .await?,
+            )),
+            _ => None,
+        };
+        if let Some((token_url, token)) = token {
             if !header_safe(&token) {
                 return Err(format!(
                     "token endpoint {token_url} returned an access token that cannot travel in a header"
@@ -218,7 +239,9 @@ impl Credential {
                 parts.path_and_query = Some(pq.parse().expect("percent-encoded query"));
                 *request.uri_mut() = http::Uri::from_parts(parts).expect("same URI with a query");
             }
-            Placement::OAuth2ClientCredentials { .. } | Placement::HmacSha256 { .. } => {
+            Placement::OAuth2ClientCredentials { .. }
+            | Placement::OAuth2RefreshToken { .. }
+            | Placement::HmacSha256 { .. } => {
                 unreachable!("handled in apply and sign")
             }
         }

@@ -1,4 +1,5 @@
-//! OAuth2 client-credentials tokens, obtained and refreshed by the host.
+//! OAuth2 tokens (client-credentials and refresh-token grants), obtained and refreshed by the
+//! host. A refresh token the endpoint rotates is used from then on and stored again, sealed.
 //!
 //! The client secret never leaves the host except to the token endpoint, which must match one
 //! of the credential's host grants. A token is refreshed ahead of its expiry by
@@ -36,6 +37,9 @@ struct Token {
 #[derive(Default)]
 pub struct TokenCache {
     token: Mutex<Option<Token>>,
+    /// The refresh token in use, once the endpoint has rotated the stored one.
+    refresh: Mutex<Option<Zeroizing<String>>>,
+    rotate: std::sync::OnceLock<RotateHook>,
     /// Tokens fetched so far (for tests and health).
     fetched: std::sync::atomic::AtomicU64,
 }
@@ -46,8 +50,29 @@ impl std::fmt::Debug for TokenCache {
     }
 }
 
+/// Stores a rotated refresh token.
+pub type RotateHook = std::sync::Arc<
+    dyn Fn(Zeroizing<String>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
+
+enum Grant<'a> {
+    ClientCredentials {
+        client_id: &'a str,
+        client_secret: &'a str,
+        scope: Option<&'a str>,
+    },
+    RefreshToken {
+        client_id: &'a str,
+        stored: &'a str,
+    },
+}
+
 #[derive(serde::Deserialize)]
 struct TokenResponse {
+    #[serde(default)]
+    refresh_token: Option<String>,
     access_token: String,
     #[serde(default)]
     expires_in: Option<u64>,
@@ -80,6 +105,43 @@ impl TokenCache {
         client_secret: &str,
         scope: Option<&str>,
     ) -> Result<Zeroizing<String>, String> {
+        self.token_for(
+            client,
+            token_url,
+            Grant::ClientCredentials {
+                client_id,
+                client_secret,
+                scope,
+            },
+        )
+        .await
+    }
+
+    /// A valid access token from the refresh-token grant. `stored` is the refresh token as
+    /// stored; when the endpoint rotates it, the new one is used from then on and handed to the
+    /// rotation hook to be stored.
+    pub async fn access_token_by_refresh(
+        &self,
+        client: &EgressClient,
+        token_url: &str,
+        client_id: &str,
+        stored: &str,
+    ) -> Result<Zeroizing<String>, String> {
+        self.token_for(client, token_url, Grant::RefreshToken { client_id, stored })
+            .await
+    }
+
+    /// Sets what to do with a rotated refresh token (the control plane stores it, sealed).
+    pub fn on_rotate(&self, hook: RotateHook) {
+        let _ = self.rotate.set(hook);
+    }
+
+    async fn token_for(
+        &self,
+        client: &EgressClient,
+        token_url: &str,
+        grant: Grant<'_>,
+    ) -> Result<Zeroizing<String>, String> {
         // Held across the fetch: this is the one-refresh-at-a-time guarantee.
         let mut slot = self.token.lock().await;
         if let Some(token) = slot.as_ref()
@@ -87,14 +149,35 @@ impl TokenCache {
         {
             return Ok(token.access.clone());
         }
-        let mut form = Zeroizing::new(format!(
-            "grant_type=client_credentials&client_id={}&client_secret={}",
-            percent(client_id),
-            percent(client_secret)
-        ));
-        if let Some(scope) = scope {
-            form.push_str(&format!("&scope={}", percent(scope)));
-        }
+        let mut current_refresh = self.refresh.lock().await;
+        let form = Zeroizing::new(match grant {
+            Grant::ClientCredentials {
+                client_id,
+                client_secret,
+                scope,
+            } => {
+                let mut form = format!(
+                    "grant_type=client_credentials&client_id={}&client_secret={}",
+                    percent(client_id),
+                    percent(client_secret)
+                );
+                if let Some(scope) = scope {
+                    form.push_str(&format!("&scope={}", percent(scope)));
+                }
+                form
+            }
+            Grant::RefreshToken { client_id, stored } => {
+                let refresh = current_refresh
+                    .as_deref()
+                    .map(String::as_str)
+                    .unwrap_or(stored);
+                format!(
+                    "grant_type=refresh_token&refresh_token={}&client_id={}",
+                    percent(refresh),
+                    percent(client_id)
+                )
+            }
+        });
         let request = http::Request::post(token_url)
             .header(
                 http::header::CONTENT_TYPE,
@@ -124,11 +207,18 @@ impl TokenCache {
             .to_bytes();
         if !status.is_success() {
             return Err(format!(
-                "token endpoint {token_url} refused the client credentials (status {status})"
+                "token endpoint {token_url} refused the grant (status {status})"
             ));
         }
         let parsed: TokenResponse = serde_json::from_slice(&body)
             .map_err(|_| format!("token endpoint {token_url} answered without an access_token"))?;
+        if let Some(rotated) = parsed.refresh_token {
+            let rotated = Zeroizing::new(rotated);
+            if let Some(hook) = self.rotate.get() {
+                hook(rotated.clone()).await;
+            }
+            *current_refresh = Some(rotated);
+        }
         let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(3600));
         let ahead = safety_window().min(lifetime / 2);
         let access = Zeroizing::new(parsed.access_token);
