@@ -11,6 +11,8 @@
 //!   fixes before a guest runs.
 //! - [`policy`]: the one function that decides every effect a guest asks for.
 //! - [`capability`]: what a guest can import, one module per WASI interface, all of the same shape.
+//! - [`egress`]: what the `wasi:http` capability uses: the grant grammar, address classification,
+//!   the per-connection pooled client, credentials (static, OAuth2, HMAC), retries and breakers.
 //! - [`host`]: the Store's data, tying the capabilities to one invocation.
 //! - [`cache`]: compiled components on disk, keyed by digest and engine configuration.
 //! - [`manifest`], [`error`]: the host's types for what connectors declare and how calls fail.

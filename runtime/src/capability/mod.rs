@@ -12,7 +12,7 @@
 //! | [`keyvalue`] | `wasi:keyvalue/store`, `wasi:keyvalue/atomics` | tenant + connection scope, read-only operations, value size |
 //! | [`config`] | `wasi:config/store` | only the connection's own non-secret config |
 //! | [`logging`] | `wasi:logging/logging` | lines tagged with the invocation, size-capped |
-//! | [`http`] | `wasi:http/outgoing-handler` | every request decided by policy (denied until egress grants exist) |
+//! | [`http`] | `wasi:http/outgoing-handler` | every request decided by policy (method vs declared access, grants, resolved addresses), credentials added by the host, retries and circuit breaker, response caps |
 //! | [`wasi`] | the rest of WASI 0.2 | no authority: no files, env, args, sockets; stdio to logs |
 
 pub mod config;

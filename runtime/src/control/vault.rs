@@ -1,4 +1,4 @@
-//! Encryption at rest for connection config (and, with the egress issue, credentials).
+//! Encryption at rest for connection config and credentials.
 //!
 //! XChaCha20-Poly1305 with a random 192-bit nonce per seal (random nonces are safe at this size),
 //! and the tenant and connection bound as associated data: a ciphertext copied onto another
