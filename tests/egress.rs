@@ -846,3 +846,87 @@ async fn egress_oauth2_refresh_tokens_rotate_and_the_rotation_is_stored() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_declared_read_routes_count_only_where_the_connection_accepts_them() {
+    use airlock::Role;
+    use airlock::control::{ConnectionSpec, ConnectionUpdate};
+    let server = TestServer::start(200, r#"{"data":{}}"#).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cp, _state) = control_plane(dir.path()).await;
+    let admin = principal("acme", Role::Admin);
+    let op = principal("acme", Role::Operator);
+    let registered = cp
+        .register(
+            &admin,
+            &std::fs::read(guest("egress-probe")).unwrap(),
+            &|_| {},
+        )
+        .await
+        .unwrap();
+    let fetch = registered
+        .connector
+        .manifest
+        .operations
+        .iter()
+        .find(|o| o.name == "fetch")
+        .unwrap();
+    assert_eq!(fetch.read_routes, ["POST http://127.0.0.1:*/graphql"]);
+    let spec = ConnectionSpec {
+        name: "gql".into(),
+        connector: "egress-probe".into(),
+        egress: vec!["http://127.0.0.1:*".into()],
+        ..ConnectionSpec::default()
+    };
+    cp.connection_create(&admin, spec).await.unwrap();
+    let query = |path: &str, method: &str| {
+        json!({"url": format!("http://127.0.0.1:{}{path}", server.port), "method": method, "body": "{\"query\":\"{ me { id } }\"}"}).to_string()
+    };
+    let rule = |e: airlock::control::ControlError| match e {
+        airlock::control::ControlError::Invoke(InvokeError::Denied { denial, .. }) => denial.rule,
+        other => panic!("expected a denial, got {other:?}"),
+    };
+    // Not accepted: the declared route is still a POST from a read operation.
+    assert_eq!(
+        rule(
+            cp.invoke(&op, "gql", "fetch", &query("/graphql", "POST"))
+                .await
+                .unwrap_err()
+        ),
+        policy::RULE_READ_ONLY_METHOD
+    );
+    cp.connection_update(
+        &admin,
+        "gql",
+        ConnectionUpdate {
+            accept_read_routes: Some(true),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let ok = cp
+        .invoke(&op, "gql", "fetch", &query("/graphql", "POST"))
+        .await
+        .unwrap();
+    assert!(ok.output.contains("200"), "{}", ok.output);
+    // Only the declared method and route.
+    assert_eq!(
+        rule(
+            cp.invoke(&op, "gql", "fetch", &query("/graphql", "DELETE"))
+                .await
+                .unwrap_err()
+        ),
+        policy::RULE_READ_ONLY_METHOD
+    );
+    assert_eq!(
+        rule(
+            cp.invoke(&op, "gql", "fetch", &query("/admin", "POST"))
+                .await
+                .unwrap_err()
+        ),
+        policy::RULE_READ_ONLY_METHOD
+    );
+    assert_eq!(server.seen().len(), 1);
+    assert_eq!(server.seen()[0].method, "POST");
+}

@@ -41,6 +41,7 @@ fn connection(tenant: &str, name: &str) -> ConnectionRecord {
         revision: 1,
         egress: vec!["https://api.example.com".into()],
         queries_per_minute: Some(60),
+        accept_read_routes: true,
     }
 }
 

@@ -32,6 +32,24 @@ pub struct Operation {
     pub risk: Risk,
     pub classification: Classification,
     pub params_schema: serde_json::Value,
+    /// Non-GET requests this `read` operation declares as reads (see the WIT).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read_routes: Vec<String>,
+}
+
+/// Parses a read route, `METHOD scheme://host[:port][/path-prefix]`.
+pub fn parse_read_route(route: &str) -> Result<(String, crate::egress::Grant), String> {
+    let (method, target) = route
+        .trim()
+        .split_once(' ')
+        .ok_or_else(|| format!("read route `{route}`: expected `METHOD scheme://host[/path]`, e.g. `POST https://api.example.com/graphql`"))?;
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(format!(
+            "read route `{route}`: the method must be uppercase letters, e.g. POST"
+        ));
+    }
+    let grant = crate::egress::Grant::parse(target.trim())?;
+    Ok((method.to_owned(), grant))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,7 +83,17 @@ impl Manifest {
             if operations.iter().any(|o: &Operation| o.name == op.name) {
                 return Err(format!("operation `{}` is declared twice", op.name));
             }
+            for route in &op.read_routes {
+                if op.access == wit::Access::Write {
+                    return Err(format!(
+                        "operation `{}` is `write`; read routes belong to `read` operations",
+                        op.name
+                    ));
+                }
+                parse_read_route(route)?;
+            }
             operations.push(Operation {
+                read_routes: op.read_routes,
                 params_schema: parse(
                     &format!("params schema of `{}`", op.name),
                     &op.params_schema,

@@ -34,6 +34,8 @@ pub struct HttpTarget<'a> {
     /// The authority carried user info (`user@host`).
     pub userinfo: bool,
     pub grants: &'a [Grant],
+    /// Requests the operation declared as reads and the connection accepted: (method, where).
+    pub read_routes: &'a [(String, Grant)],
 }
 
 impl HttpTarget<'_> {
@@ -90,7 +92,10 @@ fn decide_http(invocation: &Invocation, t: &HttpTarget<'_>) -> Result<(), Denial
             reason,
         })
     };
-    if invocation.access == Access::Read && !SAFE_METHODS.contains(&t.method) {
+    let declared_read = t.read_routes.iter().any(|(method, route)| {
+        method == t.method && route.matches(t.scheme, t.host, t.port, t.path)
+    });
+    if invocation.access == Access::Read && !SAFE_METHODS.contains(&t.method) && !declared_read {
         return deny(
             RULE_READ_ONLY_METHOD,
             format!(
@@ -250,6 +255,7 @@ mod tests {
             path,
             userinfo: false,
             grants,
+            read_routes: &[],
         }
     }
 

@@ -13,6 +13,7 @@ pub struct Operation {
     risk: Risk,
     classification: Classification,
     params_schema: Value,
+    read_routes: Vec<String>,
 }
 
 impl Operation {
@@ -34,7 +35,15 @@ impl Operation {
             risk,
             classification: Classification::Internal,
             params_schema: serde_json::json!({"type": "object"}),
+            read_routes: Vec::new(),
         }
+    }
+
+    /// Declares a request that counts as a read although its method is not GET, e.g.
+    /// `POST https://api.example.com/graphql` (the connection must accept read routes).
+    pub fn read_route(mut self, route: &str) -> Self {
+        self.read_routes.push(route.into());
+        self
     }
 
     pub fn risk(mut self, risk: Risk) -> Self {
@@ -111,6 +120,7 @@ impl Manifest {
                     risk: op.risk,
                     classification: op.classification,
                     params_schema: op.params_schema.to_string(),
+                    read_routes: op.read_routes,
                 })
                 .collect(),
             config_schema: self.config_schema.to_string(),

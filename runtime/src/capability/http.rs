@@ -86,7 +86,7 @@ impl Destination {
         }
     }
 
-    fn target<'a>(&'a self, egress: &'a Egress) -> HttpTarget<'a> {
+    fn target<'a>(&'a self, egress: &'a Egress, operation: &str) -> HttpTarget<'a> {
         HttpTarget {
             method: &self.method,
             scheme: &self.scheme,
@@ -95,6 +95,11 @@ impl Destination {
             path: &self.path,
             userinfo: self.userinfo,
             grants: &egress.grants,
+            read_routes: egress
+                .read_routes
+                .get(operation)
+                .map(Vec::as_slice)
+                .unwrap_or_default(),
         }
     }
 
@@ -256,7 +261,7 @@ impl WasiHttpHooks for EgressHooks {
         let destination = Destination::of(&request);
         if let Err(denial) = authorize(
             &self.invocation,
-            &Effect::HttpRequest(&destination.target(&self.egress)),
+            &Effect::HttpRequest(&destination.target(&self.egress, &self.invocation.operation)),
         ) {
             self.denials.record(denial);
             drain_in_background(request.into_body());
@@ -265,11 +270,12 @@ impl WasiHttpHooks for EgressHooks {
         let denials = self.denials.clone();
         let egress = self.egress.clone();
         let deadline = self.deadline;
+        let operation = self.invocation.operation.clone();
         Box::new(async move {
             if !destination.is_ip_literal() {
                 let resolved = resolve_global(&destination.host).await.map(|_| ());
                 if let Err(denial) =
-                    policy::authorize_resolved(&destination.target(&egress), resolved)
+                    policy::authorize_resolved(&destination.target(&egress, &operation), resolved)
                 {
                     denials.record(denial);
                     drain_in_background(request.into_body());

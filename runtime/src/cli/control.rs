@@ -120,6 +120,9 @@ pub struct ConnectionSettings {
     /// Allow at most this many invocations per minute (0 removes the limit on update).
     #[arg(long)]
     queries_per_minute: Option<u32>,
+    /// Honour the connector's declared read routes (POST-as-read for GraphQL, OData batch).
+    #[arg(long)]
+    accept_read_routes: Option<bool>,
 }
 
 #[derive(Subcommand)]
@@ -680,6 +683,7 @@ pub async fn connection(
                 limits: limits(&settings, None),
                 egress: settings.egress.clone(),
                 queries_per_minute: settings.queries_per_minute.filter(|n| *n > 0),
+                accept_read_routes: settings.accept_read_routes.unwrap_or(false),
             };
             cp.connection_create(&principal, spec).await.map(|view| {
                 if who.json {
@@ -768,6 +772,7 @@ pub async fn connection(
                 writes_enabled: settings.writes_enabled,
                 limits: limits(&settings, current_limits),
                 queries_per_minute: settings.queries_per_minute.map(|n| (n > 0).then_some(n)),
+                accept_read_routes: settings.accept_read_routes,
                 egress: if settings.clear_egress {
                     Some(Vec::new())
                 } else {

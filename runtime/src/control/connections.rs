@@ -37,6 +37,8 @@ pub struct ConnectionSpec {
     pub egress: Vec<String>,
     /// Invocations per minute; none by default.
     pub queries_per_minute: Option<u32>,
+    /// Honour the connector's declared read routes (off by default).
+    pub accept_read_routes: bool,
 }
 
 /// What `connection update` changes; `None` keeps the current value.
@@ -54,6 +56,7 @@ pub struct ConnectionUpdate {
     pub egress: Option<Vec<String>>,
     /// `Some(None)` removes the limit.
     pub queries_per_minute: Option<Option<u32>>,
+    pub accept_read_routes: Option<bool>,
 }
 
 /// A connection as shown to users: the record with its config opened.
@@ -222,6 +225,7 @@ impl ControlPlane {
                 revision: 1,
                 egress: spec.egress.clone(),
                 queries_per_minute: spec.queries_per_minute.map(i64::from),
+                accept_read_routes: spec.accept_read_routes,
             };
             self.state.insert_connection(&record).await?;
             Ok(ConnectionView {
@@ -326,6 +330,9 @@ impl ControlPlane {
             }
             if let Some(qpm) = update.queries_per_minute {
                 record.queries_per_minute = qpm.map(i64::from);
+            }
+            if let Some(accept) = update.accept_read_routes {
+                record.accept_read_routes = accept;
             }
             let connector = self
                 .connector_record(

@@ -79,6 +79,20 @@ impl ControlPlane {
             )
             .await?;
         let connector = self.connector_for(&connector_record.digest).await?;
+        let mut egress = self.egress_for(tenant, name, &record.egress).await?;
+        if record.accept_read_routes {
+            let mut routes = std::collections::HashMap::new();
+            for op in &connector.manifest.operations {
+                let parsed: Vec<_> = op
+                    .read_routes
+                    .iter()
+                    .map(|r| crate::manifest::parse_read_route(r))
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|e| ControlError::Invalid(vec![e]))?;
+                routes.insert(op.name.clone(), parsed);
+            }
+            egress.read_routes = Arc::new(routes);
+        }
         let config = self.open_config(&record)?;
         let limits: Limits = serde_json::from_value(record.limits.clone()).map_err(|e| {
             ControlError::State(super::state::StateError::Corrupt(format!(
@@ -98,7 +112,7 @@ impl ControlPlane {
                     .map_err(|e| ControlError::Invalid(vec![e]))?,
                 keyvalue: self.keyvalue.clone(),
                 limits,
-                egress: self.egress_for(tenant, name, &record.egress).await?,
+                egress,
             },
             connector,
             connector_enabled: connector_record.enabled,

@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "rate limit",
         include_str!("../../migrations/0004_rate_limit.sql"),
     ),
+    (
+        5,
+        "read routes",
+        include_str!("../../migrations/0005_read_routes.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +108,8 @@ pub struct ConnectionRecord {
     pub egress: Vec<String>,
     /// Invocations per minute; `None`: no limit.
     pub queries_per_minute: Option<i64>,
+    /// Whether the connector's declared read routes are honoured.
+    pub accept_read_routes: bool,
     pub last_test_at: Option<i64>,
     pub last_test_ok: Option<bool>,
     pub last_test_message: Option<String>,
@@ -319,6 +326,7 @@ fn connection_row(r: &sqlx::sqlite::SqliteRow) -> Result<ConnectionRecord> {
         egress: serde_json::from_str(r.get::<&str, _>("egress"))
             .map_err(|e| corrupt("egress", e))?,
         queries_per_minute: r.get("queries_per_minute"),
+        accept_read_routes: r.get("accept_read_routes"),
         last_test_at: r.get("last_test_at"),
         last_test_ok: r.get("last_test_ok"),
         last_test_message: r.get("last_test_message"),
@@ -478,8 +486,8 @@ impl StateStore for SqliteState {
         let result = sqlx::query(
             "INSERT INTO connections (tenant, name, connector, connector_version, config_sealed, status,
                 allowed_operations, allowed_objects, required_roles, writes_enabled, limits, last_test_at,
-                last_test_ok, last_test_message, created_by, created_at, updated_at, revision, egress, queries_per_minute)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+                last_test_ok, last_test_message, created_by, created_at, updated_at, revision, egress, queries_per_minute, accept_read_routes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
         )
         .bind(&c.tenant)
         .bind(&c.name)
@@ -501,6 +509,7 @@ impl StateStore for SqliteState {
         .bind(c.revision)
         .bind(serde_json::to_string(&c.egress).expect("strings serialize"))
         .bind(c.queries_per_minute)
+        .bind(c.accept_read_routes)
         .execute(&self.pool)
         .await;
         match result {
@@ -519,7 +528,7 @@ impl StateStore for SqliteState {
             "UPDATE connections SET connector = ?3, connector_version = ?4, config_sealed = ?5, status = ?6,
                 allowed_operations = ?7, allowed_objects = ?8, required_roles = ?9, writes_enabled = ?10,
                 limits = ?11, last_test_at = ?12, last_test_ok = ?13, last_test_message = ?14,
-                updated_at = ?15, revision = ?16, egress = ?18, queries_per_minute = ?19
+                updated_at = ?15, revision = ?16, egress = ?18, queries_per_minute = ?19, accept_read_routes = ?20
              WHERE tenant = ?1 AND name = ?2 AND revision = ?17",
         )
         .bind(&c.tenant)
@@ -541,6 +550,7 @@ impl StateStore for SqliteState {
         .bind(c.revision - 1)
         .bind(serde_json::to_string(&c.egress).expect("strings serialize"))
         .bind(c.queries_per_minute)
+        .bind(c.accept_read_routes)
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 0 {

@@ -29,6 +29,8 @@ pub struct Egress {
     pub resilience: Arc<resilience::Resilience>,
     /// The connection's circuit breakers, by origin.
     pub breakers: Arc<resilience::Breakers>,
+    /// Read routes the connection accepted, by operation: (method, destination).
+    pub read_routes: Arc<std::collections::HashMap<String, Vec<(String, Grant)>>>,
 }
 
 impl Egress {

@@ -128,7 +128,10 @@ impl Connector for EgressProbe {
             "0.1.0",
             "Tries to reach the network",
         )
-        .operation(Operation::read("fetch", "Send a request (declared read)"))
+        .operation(
+            Operation::read("fetch", "Send a request (declared read)")
+                .read_route("POST http://127.0.0.1:*/graphql"),
+        )
         .operation(Operation::read(
             "fetch-wstd",
             "GET with wstd (declared read)",
