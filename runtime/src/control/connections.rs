@@ -285,17 +285,7 @@ impl ControlPlane {
         name: &str,
         update: ConnectionUpdate,
     ) -> Result<ConnectionView> {
-        let started = Instant::now();
-        let decision = self
-            .check(
-                who,
-                Action::ConnectionUpdate,
-                Context::default(),
-                name,
-                started,
-            )
-            .await?;
-        let result = async {
+        self.audited(who, Action::ConnectionUpdate, name, None, async {
             let mut record = self.connection_record(&who.tenant, name).await?;
             let mut config = self.open_config(&record)?;
             if let Some(version) = update.version {
@@ -357,21 +347,8 @@ impl ControlPlane {
                 config,
                 grants,
             })
-        }
-        .await;
-        self.audit(
-            who,
-            Action::ConnectionUpdate,
-            name,
-            None,
-            &decision,
-            result.as_ref().map(|_| ()),
-            started,
-            None,
-            None,
-        )
-        .await;
-        result
+        })
+        .await
     }
 
     async fn save(&self, record: &mut ConnectionRecord) -> Result<()> {
@@ -388,17 +365,7 @@ impl ControlPlane {
         name: &str,
         enabled: bool,
     ) -> Result<ConnectionRecord> {
-        let started = Instant::now();
-        let decision = self
-            .check(
-                who,
-                Action::ConnectionEnable,
-                Context::default(),
-                name,
-                started,
-            )
-            .await?;
-        let result = async {
+        self.audited(who, Action::ConnectionEnable, name, None, async {
             let mut record = self.connection_record(&who.tenant, name).await?;
             record.status = match (enabled, record.last_test_ok) {
                 (false, _) => STATUS_DISABLED,
@@ -409,21 +376,8 @@ impl ControlPlane {
             .into();
             self.save(&mut record).await?;
             Ok(record)
-        }
-        .await;
-        self.audit(
-            who,
-            Action::ConnectionEnable,
-            name,
-            None,
-            &decision,
-            result.as_ref().map(|_| ()),
-            started,
-            None,
-            None,
-        )
-        .await;
-        result
+        })
+        .await
     }
 
     pub async fn connection_list(&self, who: &Principal) -> Result<Vec<ConnectionRecord>> {
@@ -458,17 +412,7 @@ impl ControlPlane {
     }
 
     pub async fn connection_show(&self, who: &Principal, name: &str) -> Result<ConnectionView> {
-        let started = Instant::now();
-        let decision = self
-            .check(
-                who,
-                Action::ConnectionShow,
-                Context::default(),
-                name,
-                started,
-            )
-            .await?;
-        let result = async {
+        self.audited(who, Action::ConnectionShow, name, None, async {
             let record = self.connection_record(&who.tenant, name).await?;
             let config = self.open_config(&record)?;
             let grants = self.state.list_grants(&who.tenant, name).await?;
@@ -477,36 +421,13 @@ impl ControlPlane {
                 config,
                 grants,
             })
-        }
-        .await;
-        self.audit(
-            who,
-            Action::ConnectionShow,
-            name,
-            None,
-            &decision,
-            result.as_ref().map(|_| ()),
-            started,
-            None,
-            None,
-        )
-        .await;
-        result
+        })
+        .await
     }
 
     /// Runs `health` and `discover` on the connection and records the result and status.
     pub async fn connection_test(&self, who: &Principal, name: &str) -> Result<TestReport> {
-        let started = Instant::now();
-        let decision = self
-            .check(
-                who,
-                Action::ConnectionTest,
-                Context::default(),
-                name,
-                started,
-            )
-            .await?;
-        let result = async {
+        self.audited(who, Action::ConnectionTest, name, None, async {
             let resolved = self.resolve(&who.tenant, name).await?;
             let caller = resolved.caller(who);
             let health = self
@@ -551,21 +472,8 @@ impl ControlPlane {
             }
             self.save(&mut record).await?;
             Ok(report)
-        }
-        .await;
-        self.audit(
-            who,
-            Action::ConnectionTest,
-            name,
-            None,
-            &decision,
-            result.as_ref().map(|_| ()),
-            started,
-            None,
-            None,
-        )
-        .await;
-        result
+        })
+        .await
     }
 
     /// Grants (or with `revoke`, removes) an agent the right to invoke one operation.

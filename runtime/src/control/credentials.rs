@@ -148,34 +148,11 @@ impl ControlPlane {
         who: &Principal,
         connection: &str,
     ) -> Result<Vec<CredentialView>> {
-        let started = Instant::now();
-        let decision = self
-            .check(
-                who,
-                Action::CredentialList,
-                Context::default(),
-                connection,
-                started,
-            )
-            .await?;
-        let result = async {
+        self.audited(who, Action::CredentialList, connection, None, async {
             self.connection_record(&who.tenant, connection).await?;
             Ok(self.state.list_credentials(&who.tenant, connection).await?)
-        }
-        .await;
-        self.audit(
-            who,
-            Action::CredentialList,
-            connection,
-            None,
-            &decision,
-            result.as_ref().map(|_| ()),
-            started,
-            None,
-            None,
-        )
-        .await;
-        result
+        })
+        .await
     }
 
     pub async fn credential_delete(

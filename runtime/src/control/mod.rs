@@ -251,6 +251,36 @@ impl ControlPlane {
         ))
     }
 
+    /// The shape of every administrative action: authorize (a denial is audited), run `body`,
+    /// audit the outcome. `body` is not started unless the action is allowed.
+    async fn audited<T>(
+        &self,
+        who: &Principal,
+        action: Action,
+        target: &str,
+        operation: Option<&str>,
+        body: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let started = Instant::now();
+        let decision = self
+            .check(who, action, Context::default(), target, started)
+            .await?;
+        let result = body.await;
+        self.audit(
+            who,
+            action,
+            target,
+            operation,
+            &decision,
+            result.as_ref().map(|_| ()),
+            started,
+            None,
+            None,
+        )
+        .await;
+        result
+    }
+
     /// Authorizes, and audits a denial. Allowed decisions are audited by the caller with the
     /// outcome of the action.
     async fn check(

@@ -201,38 +201,15 @@ impl ControlPlane {
     }
 
     pub async fn connector_list(&self, who: &Principal) -> Result<Vec<ConnectorView>> {
-        let started = Instant::now();
-        let decision = self
-            .check(
-                who,
-                Action::ConnectorList,
-                Context::default(),
-                "registry",
-                started,
-            )
-            .await?;
-        let result: Result<Vec<ConnectorView>> = async {
+        self.audited(who, Action::ConnectorList, "registry", None, async {
             self.state
                 .list_connectors(&who.tenant)
                 .await?
                 .iter()
                 .map(ConnectorView::from_record)
                 .collect()
-        }
-        .await;
-        self.audit(
-            who,
-            Action::ConnectorList,
-            "registry",
-            None,
-            &decision,
-            result.as_ref().map(|_| ()),
-            started,
-            None,
-            None,
-        )
-        .await;
-        result
+        })
+        .await
     }
 
     /// Every version of one connector.
