@@ -1,13 +1,12 @@
 //! Credentials per connection: sealed at rest, bound to hosts, injected by the egress choke
 //! point, never shown. Setting, rotating and deleting are Admin's; listing shows metadata.
 
-use super::authz::{Action, Context};
+use super::authz::Action;
 use super::state::{CredentialRecord, now_ms};
 use super::{ControlError, ControlPlane, Principal, Result};
 use crate::egress::Grant;
 use crate::egress::credential::{Credential, Placement, header_safe};
 use crate::invocation::validate_id;
-use std::time::Instant;
 use zeroize::Zeroizing;
 
 fn purpose(name: &str) -> String {
@@ -28,18 +27,8 @@ impl ControlPlane {
         hosts: Vec<String>,
         secret: Zeroizing<String>,
     ) -> Result<CredentialView> {
-        let started = Instant::now();
         let target = format!("{connection}/{name}");
-        let decision = self
-            .check(
-                who,
-                Action::CredentialManage,
-                Context::default(),
-                &target,
-                started,
-            )
-            .await?;
-        let result = async {
+        self.audited(who, Action::CredentialManage, &target, Some("set"), async {
             let mut problems = Vec::new();
             if let Err(e) = validate_id("credential name", name) {
                 problems.push(e);
@@ -93,21 +82,8 @@ impl ControlPlane {
             self.state.put_credential(&who.tenant, &record).await?;
             self.forget_connection(&who.tenant, connection);
             Ok(record)
-        }
-        .await;
-        self.audit(
-            who,
-            Action::CredentialManage,
-            &target,
-            Some("set"),
-            &decision,
-            result.as_ref().map(|_| ()),
-            started,
-            None,
-            None,
-        )
-        .await;
-        result
+        })
+        .await
     }
 
     /// Replaces a credential's secret, keeping its placement and hosts.
@@ -161,45 +137,28 @@ impl ControlPlane {
         connection: &str,
         name: &str,
     ) -> Result<()> {
-        let started = Instant::now();
         let target = format!("{connection}/{name}");
-        let decision = self
-            .check(
-                who,
-                Action::CredentialManage,
-                Context::default(),
-                &target,
-                started,
-            )
-            .await?;
-        let result = async {
-            self.connection_record(&who.tenant, connection).await?;
-            if !self
-                .state
-                .delete_credential(&who.tenant, connection, name)
-                .await?
-            {
-                return Err(ControlError::NotFound(format!(
-                    "connection `{connection}` has no credential `{name}`"
-                )));
-            }
-            self.forget_connection(&who.tenant, connection);
-            Ok(())
-        }
-        .await;
-        self.audit(
+        self.audited(
             who,
             Action::CredentialManage,
             &target,
             Some("delete"),
-            &decision,
-            result.as_ref().map(|_| ()),
-            started,
-            None,
-            None,
+            async {
+                self.connection_record(&who.tenant, connection).await?;
+                if !self
+                    .state
+                    .delete_credential(&who.tenant, connection, name)
+                    .await?
+                {
+                    return Err(ControlError::NotFound(format!(
+                        "connection `{connection}` has no credential `{name}`"
+                    )));
+                }
+                self.forget_connection(&who.tenant, connection);
+                Ok(())
+            },
         )
-        .await;
-        result
+        .await
     }
 
     /// The connection's credentials, opened, for its egress.

@@ -214,31 +214,14 @@ impl ControlPlane {
 
     /// Every version of one connector.
     pub async fn connector_show(&self, who: &Principal, id: &str) -> Result<Vec<ConnectorView>> {
-        let started = Instant::now();
-        let decision = self
-            .check(who, Action::ConnectorShow, Context::default(), id, started)
-            .await?;
-        let result = async {
+        self.audited(who, Action::ConnectorShow, id, None, async {
             let versions = self.state.connector_versions(&who.tenant, id).await?;
             if versions.is_empty() {
                 return Err(not_registered(id));
             }
             versions.iter().map(ConnectorView::from_record).collect()
-        }
-        .await;
-        self.audit(
-            who,
-            Action::ConnectorShow,
-            id,
-            None,
-            &decision,
-            result.as_ref().map(|_| ()),
-            started,
-            None,
-            None,
-        )
-        .await;
-        result
+        })
+        .await
     }
 
     /// Enables or disables one version, or every version when `version` is `None`.
@@ -249,18 +232,8 @@ impl ControlPlane {
         version: Option<&str>,
         enabled: bool,
     ) -> Result<Vec<String>> {
-        let started = Instant::now();
         let target = format!("{id}@{}", version.unwrap_or("*"));
-        let decision = self
-            .check(
-                who,
-                Action::ConnectorEnable,
-                Context::default(),
-                &target,
-                started,
-            )
-            .await?;
-        let result = async {
+        self.audited(who, Action::ConnectorEnable, &target, None, async {
             let versions = self.state.connector_versions(&who.tenant, id).await?;
             let chosen: Vec<&ConnectorRecord> = versions
                 .iter()
@@ -293,21 +266,8 @@ impl ControlPlane {
             }
             self.forget_all_connections();
             Ok(changed)
-        }
-        .await;
-        self.audit(
-            who,
-            Action::ConnectorEnable,
-            &target,
-            None,
-            &decision,
-            result.as_ref().map(|_| ()),
-            started,
-            None,
-            None,
-        )
-        .await;
-        result
+        })
+        .await
     }
 
     /// The registry's history: every change, oldest first; one connector's when `id` is given.
