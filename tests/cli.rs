@@ -1,8 +1,7 @@
 //! The `airlock` binary: exit codes, messages, and a second process loading from the cache.
 
-mod common;
-#[path = "common/http_server.rs"]
-mod http_server;
+use crate::common;
+use crate::http_server;
 
 use common::guest;
 use std::process::Command;

@@ -1,8 +1,7 @@
 //! Connectors on the egress path, each against a local server that behaves like the real thing.
 
-mod common;
-#[path = "common/http_server.rs"]
-mod http_server;
+use crate::common;
+use crate::http_server;
 
 use airlock::Role;
 use airlock::control::{ConnectionSpec, ControlError};
@@ -11,6 +10,15 @@ use common::*;
 use hmac::Mac;
 use http_server::{Reply, TestServer};
 use serde_json::json;
+
+/// These tests are about each connector against its upstream; writes run at once here
+/// (approvals have their own tests in tests/approvals.rs).
+fn writes_run_at_once() -> airlock::control::approvals::ApprovalPolicy {
+    airlock::control::approvals::ApprovalPolicy {
+        require_from: Some(airlock::manifest::Risk::Critical),
+        ..Default::default()
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connectors_webhook_posts_signed_events_it_cannot_sign_itself() {
@@ -31,6 +39,7 @@ async fn connectors_webhook_posts_signed_events_it_cannot_sign_itself() {
         config: json!({"url": format!("{origin}/airlock/events")}),
         egress: vec![origin.clone()],
         writes_enabled: true,
+        approval: writes_run_at_once(),
         ..ConnectionSpec::default()
     };
     cp.connection_create(&admin, spec).await.unwrap();
@@ -193,6 +202,7 @@ async fn connectors_rest_pages_maps_errors_and_authenticates_through_the_host() 
             config: json!({"base_url": format!("{origin}/v1"), "resources": ["items", "slow"], "page_size": 2}),
             egress: vec![origin.clone()],
             writes_enabled: true,
+            approval: writes_run_at_once(),
             ..ConnectionSpec::default()
         };
         cp.connection_create(&admin, spec).await.unwrap();
@@ -345,6 +355,7 @@ async fn connectors_slack_posts_lists_and_maps_slack_errors() {
             config: json!({"api_base": format!("{origin}/api")}),
             egress: vec![origin.clone()],
             writes_enabled: true,
+            approval: writes_run_at_once(),
             ..ConnectionSpec::default()
         };
         cp.connection_create(&admin, spec).await.unwrap();
@@ -501,6 +512,7 @@ async fn connectors_salesforce_queries_pages_and_records_with_host_held_oauth() 
         config: json!({"instance_url": origin, "objects": ["Account"]}),
         egress: vec![origin.clone()],
         writes_enabled: true,
+        approval: writes_run_at_once(),
         ..ConnectionSpec::default()
     };
     cp.connection_create(&admin, spec).await.unwrap();
@@ -657,6 +669,7 @@ async fn connectors_mail_reads_pages_and_sends_only_when_dry_run_is_off() {
             config,
             egress: vec![origin.clone()],
             writes_enabled: true,
+            approval: writes_run_at_once(),
             ..ConnectionSpec::default()
         };
         cp.connection_create(&admin, spec).await.unwrap();

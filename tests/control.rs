@@ -1,7 +1,7 @@
 //! The control plane: registry, connections, RBAC at work, tenant isolation, encryption at rest
 //! and the audit log.
 
-mod common;
+use crate::common;
 
 use airlock::control::state::{SqliteState, StateStore};
 use airlock::control::vault::{Vault, generate_key};
@@ -75,6 +75,12 @@ fn spec(name: &str, writes: bool) -> ConnectionSpec {
         connector: "sandbox".into(),
         config: json!({"latency_ms": 0}),
         writes_enabled: writes,
+        // These tests are about RBAC, isolation and the registry: writes run at once here
+        // (approvals have their own tests in tests/approvals.rs).
+        approval: airlock::control::approvals::ApprovalPolicy {
+            require_from: Some(airlock::manifest::Risk::Critical),
+            ..Default::default()
+        },
         ..ConnectionSpec::default()
     }
 }
@@ -295,7 +301,7 @@ async fn control_stored_config_is_not_readable_as_plaintext() {
         ..spec("crm", false)
     };
     s.cp.connection_create(&admin("acme"), spec).await.unwrap();
-    s.cp.flush_audit().await;
+    s.cp.flush_audit().await.unwrap();
     let shown = s.cp.connection_show(&admin("acme"), "crm").await.unwrap();
     assert_eq!(shown.config["latency_ms"], marker);
     let mut scanned = 0;
@@ -721,7 +727,7 @@ async fn control_rate_limit_answers_with_the_time_to_wait() {
         .await
         .unwrap();
     s.cp.invoke(&op, "crm", "list", list).await.unwrap();
-    s.cp.flush_audit().await;
+    s.cp.flush_audit().await.unwrap();
     let audit =
         s.cp.audit_list(&user("acme", Role::Auditor), 50)
             .await

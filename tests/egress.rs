@@ -1,8 +1,7 @@
 //! Egress through the `wasi:http` choke point, against a real HTTP server on 127.0.0.1:0.
 
-mod common;
-#[path = "common/http_server.rs"]
-mod http_server;
+use crate::common;
+use crate::http_server;
 
 use airlock::control::state::StateStore;
 use airlock::egress::Egress;
@@ -323,7 +322,7 @@ async fn egress_grants_live_on_the_connection() {
     let ok = cp.invoke(&operator, "api", "fetch", &params).await.unwrap();
     assert!(ok.output.contains("via the control plane"), "{}", ok.output);
     assert_eq!(server.seen().len(), 1);
-    cp.flush_audit().await;
+    cp.flush_audit().await.unwrap();
     let audit = cp
         .audit_list(&principal("acme", Role::Auditor), 10)
         .await
@@ -481,10 +480,19 @@ async fn egress_injects_credentials_the_guest_never_sees_and_only_where_bound() 
         ),
         "operator-sees-credential-metadata"
     );
-    cp.flush_audit().await;
-    for (_, record) in state.list_audit("acme", 1000).await.unwrap() {
+    cp.flush_audit().await.unwrap();
+    let records = state.list_audit("acme", 1000).await.unwrap();
+    for (_, record) in &records {
         assert!(!record.contains(SECRET), "{record}");
     }
+    // The host's own use of the secret is on the record.
+    assert!(
+        records
+            .iter()
+            .any(|(_, r)| r.contains("\"action\":\"credential.access\"")
+                && r.contains("\"principal\":\"airlock-host\"")),
+        "no credential.access record"
+    );
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
         assert!(
@@ -929,4 +937,304 @@ async fn egress_declared_read_routes_count_only_where_the_connection_accepts_the
     );
     assert_eq!(server.seen().len(), 1);
     assert_eq!(server.seen()[0].method, "POST");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_breaker_state_is_kept_in_the_store_across_processes() {
+    use airlock::Role;
+    use airlock::control::state::{SqliteState, now_ms};
+    use airlock::control::vault::{Vault, generate_key};
+    use airlock::control::{ConnectionSpec, ControlPlane};
+    use http_server::Reply;
+    use std::sync::Arc;
+    // Five failures open the circuit (CB_FAILURES_TO_OPEN's default); the probe then succeeds.
+    // The probe is slow, so the other process asks while it is in flight.
+    let mut script = vec![Reply::new(503, "down"); 5];
+    script.push(Reply::new(200, "up").after(std::time::Duration::from_millis(300)));
+    let server = TestServer::scripted(script, Reply::new(200, "up")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("airlock.db");
+    let key = generate_key();
+    // Each control plane on the same store stands for another process (or a restart).
+    let plane = || {
+        let (path, key) = (path.clone(), key.clone());
+        async move {
+            let state = Arc::new(SqliteState::open(&path).await.unwrap());
+            let cp = ControlPlane::new(
+                state.clone(),
+                Arc::new(executor()),
+                Vault::from_base64(&key, "test").unwrap(),
+                Arc::new(state.keyvalue()),
+            );
+            (cp, state)
+        }
+    };
+    let (first, state) = plane().await;
+    let admin = principal("acme", Role::Admin);
+    let op = principal("acme", Role::Operator);
+    first
+        .register(
+            &admin,
+            &std::fs::read(guest("egress-probe")).unwrap(),
+            &|_| {},
+        )
+        .await
+        .unwrap();
+    let spec = ConnectionSpec {
+        name: "api".into(),
+        connector: "egress-probe".into(),
+        egress: vec!["http://127.0.0.1:*".into()],
+        ..ConnectionSpec::default()
+    };
+    first.connection_create(&admin, spec).await.unwrap();
+    let origin = format!("http://127.0.0.1:{}", server.port);
+    let fetch = json!({"url": format!("{origin}/")}).to_string();
+    let is_open_denial = |result: &Result<airlock::Outcome, airlock::control::ControlError>| matches!(result, Err(e) if e.rule() == "circuit-open");
+
+    // Retried GETs fail until the fifth failure opens the circuit.
+    let mut opened = false;
+    for _ in 0..5 {
+        if is_open_denial(&first.invoke(&op, "api", "fetch", &fetch).await) {
+            opened = true;
+            break;
+        }
+    }
+    assert!(opened, "five 503s did not open the circuit");
+    assert_eq!(server.seen().len(), 5);
+    let stored = state
+        .breaker("acme", "api", &origin)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.state, "open");
+    assert!(stored.until_ms > now_ms() + 30_000, "{stored:?}");
+
+    // Another process fails fast at once, without a request of its own.
+    let (second, _) = plane().await;
+    let result = second.invoke(&op, "api", "fetch", &fetch).await;
+    assert!(is_open_denial(&result), "{result:?}");
+    assert_eq!(
+        server.seen().len(),
+        5,
+        "an open circuit let a request through"
+    );
+
+    // The cooldown runs out: of two processes asking at once, exactly one sends the probe.
+    state
+        .set_breaker("acme", "api", &origin, "open", now_ms() - 1)
+        .await
+        .unwrap();
+    let ((third, _), (fourth, _)) = (plane().await, plane().await);
+    let (a, b) = tokio::join!(
+        third.invoke(&op, "api", "fetch", &fetch),
+        fourth.invoke(&op, "api", "fetch", &fetch)
+    );
+    assert_eq!(server.seen().len(), 6, "more than one probe: {a:?} {b:?}");
+    assert!(
+        a.is_ok() != b.is_ok() && (is_open_denial(&a) || is_open_denial(&b)),
+        "{a:?} {b:?}"
+    );
+    // The probe succeeded: closed for everyone, the process that lost the race included.
+    let stored = state
+        .breaker("acme", "api", &origin)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.state, "closed");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    for cp in [&third, &fourth] {
+        cp.invoke(&op, "api", "fetch", &fetch).await.unwrap();
+    }
+    assert_eq!(server.seen().len(), 8);
+}
+
+/// Splits a compact JWT and checks its signature with `public_key` (ES256, fixed encoding).
+fn verified_claims(jwt: &str, public_key: &[u8]) -> Option<serde_json::Value> {
+    use base64::Engine as _;
+    let decode = |p: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(p)
+            .ok()
+    };
+    let mut parts = jwt.split('.');
+    let (header, claims, signature) = (parts.next()?, parts.next()?, parts.next()?);
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, public_key)
+        .verify(format!("{header}.{claims}").as_bytes(), &decode(signature)?)
+        .ok()?;
+    serde_json::from_slice(&decode(claims)?).ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_oauth2_jwt_bearer_assertions_are_signed_by_the_host() {
+    use airlock::Role;
+    use airlock::control::state::SqliteState;
+    use airlock::control::vault::{Vault, generate_key};
+    use airlock::control::{ConnectionSpec, ControlError, ControlPlane};
+    use airlock::egress::credential::Placement;
+    use airlock::egress::jwt::Algorithm;
+    use base64::Engine as _;
+    use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    use std::sync::Arc;
+    // A service account's key, as a provider hands it out (PKCS#8 PEM).
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let public = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+        .unwrap()
+        .public_key()
+        .as_ref()
+        .to_vec();
+    let body64 = base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref());
+    let pem = format!("-----BEGIN PRIVATE KEY-----\n{body64}\n-----END PRIVATE KEY-----\n");
+
+    // The authorization server checks the assertion as Google's or Salesforce's does.
+    let auth = TestServer::with_handler(move |req| {
+        let form = String::from_utf8_lossy(&req.body).into_owned();
+        let field = |name: &str| {
+            form.split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .map(str::to_owned)
+        };
+        if field("grant_type").as_deref()
+            != Some("urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer")
+        {
+            return http_server::Reply::new(400, r#"{"error":"unsupported_grant_type"}"#);
+        }
+        let Some(claims) = field("assertion").and_then(|a| verified_claims(&a, &public)) else {
+            return http_server::Reply::new(
+                400,
+                r#"{"error":"invalid_grant","error_description":"bad signature"}"#,
+            );
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let fresh = claims["exp"]
+            .as_u64()
+            .is_some_and(|e| e > now && e <= now + 3600);
+        if claims["iss"] != "svc@acme.example"
+            || claims["sub"] != "ops@acme.example"
+            || claims["scope"] != "records.read"
+            || !claims["aud"]
+                .as_str()
+                .is_some_and(|a| a.ends_with("/token"))
+            || !fresh
+        {
+            return http_server::Reply::new(400, r#"{"error":"invalid_grant"}"#);
+        }
+        http_server::Reply::new(
+            200,
+            r#"{"access_token":"jwt-granted-token","expires_in":3600,"token_type":"Bearer"}"#,
+        )
+    })
+    .await;
+    let api = TestServer::with_handler(|req| {
+        if req.header("authorization") == Some("Bearer jwt-granted-token") {
+            http_server::Reply::new(200, "records")
+        } else {
+            http_server::Reply::new(401, r#"{"error":"invalid_token"}"#)
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = Arc::new(
+        SqliteState::open(&dir.path().join("airlock.db"))
+            .await
+            .unwrap(),
+    );
+    let cp = ControlPlane::new(
+        state.clone(),
+        Arc::new(executor()),
+        Vault::from_base64(&generate_key(), "test").unwrap(),
+        Arc::new(state.keyvalue()),
+    );
+    let admin = principal("acme", Role::Admin);
+    let op = principal("acme", Role::Operator);
+    cp.register(
+        &admin,
+        &std::fs::read(guest("egress-probe")).unwrap(),
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    let spec = ConnectionSpec {
+        name: "api".into(),
+        connector: "egress-probe".into(),
+        egress: vec!["http://127.0.0.1:*".into()],
+        ..ConnectionSpec::default()
+    };
+    cp.connection_create(&admin, spec).await.unwrap();
+    let (auth_origin, api_origin) = (
+        format!("http://127.0.0.1:{}", auth.port),
+        format!("http://127.0.0.1:{}", api.port),
+    );
+    let placement = |algorithm| Placement::OAuth2JwtBearer {
+        token_url: format!("{auth_origin}/token"),
+        issuer: "svc@acme.example".into(),
+        subject: Some("ops@acme.example".into()),
+        audience: None,
+        scope: Some("records.read".into()),
+        key_id: Some("key-1".into()),
+        algorithm,
+    };
+    let hosts = vec![api_origin.clone(), auth_origin.clone()];
+
+    // A key that does not fit, or no key at all, is refused with the reason and without the key.
+    for (algorithm, secret, expected) in [
+        (Algorithm::RS256, pem.clone(), "RS256"),
+        (
+            Algorithm::ES256,
+            "not-a-key".to_owned(),
+            "not a PEM private key",
+        ),
+    ] {
+        let err = cp
+            .credential_set(
+                &admin,
+                "api",
+                "sa",
+                placement(algorithm),
+                hosts.clone(),
+                secret.clone().into(),
+            )
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, ControlError::Invalid(_)) && text.contains(expected),
+            "{text}"
+        );
+        assert!(
+            !text.contains(&body64[..40]) && !text.contains("not-a-key"),
+            "{text}"
+        );
+    }
+    cp.credential_set(
+        &admin,
+        "api",
+        "sa",
+        placement(Algorithm::ES256),
+        hosts,
+        pem.clone().into(),
+    )
+    .await
+    .unwrap();
+
+    let fetch = json!({"url": format!("{api_origin}/records")}).to_string();
+    for _ in 0..3 {
+        let out = cp.invoke(&op, "api", "fetch", &fetch).await.unwrap();
+        assert!(out.output.contains("records"), "{}", out.output);
+        assert!(!out.output.contains("jwt-granted-token"));
+    }
+    assert_eq!(
+        auth.seen().len(),
+        1,
+        "the access token is cached until near its expiry"
+    );
+    // The key went nowhere: not upstream, not into the audit log.
+    for seen in api.seen().iter().chain(auth.seen().iter()) {
+        assert!(!String::from_utf8_lossy(&seen.body).contains(&body64[..40]));
+    }
+    let audit = serde_json::to_string(&cp.audit_list(&admin, 100).await.unwrap()).unwrap();
+    assert!(!audit.contains(&body64[..40]) && !audit.contains("jwt-granted-token"));
 }

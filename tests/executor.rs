@@ -1,7 +1,7 @@
 //! The sandbox's limits: each misbehaving guest is stopped with an error that says why, and the
 //! host serves the next invocation.
 
-mod common;
+use crate::common;
 
 use airlock::limits::EPOCH_TICK;
 use airlock::{Environment, InvokeError, Limits};

@@ -1,6 +1,6 @@
 //! Every guest under guests/ is used by a test: a guest nobody runs is a claim nobody checks.
 
-mod common;
+use crate::common;
 
 #[test]
 fn guests_each_guest_is_used_by_a_test() {

@@ -1,6 +1,6 @@
 //! Tenant and connection isolation of key-value storage, attacked from inside a guest.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::json;

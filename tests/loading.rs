@@ -1,6 +1,6 @@
 //! What the loader refuses, and the compile cache.
 
-mod common;
+use crate::common;
 
 use airlock::cache::LoadSource;
 use airlock::engine::PoolSize;

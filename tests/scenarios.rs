@@ -3,7 +3,7 @@
 //! stderr, in order). `{guest:NAME}` stands for a built guest component, `{dir}` for the
 //! scenario's folder. A new denial is a new folder.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

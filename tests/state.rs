@@ -42,6 +42,8 @@ fn connection(tenant: &str, name: &str) -> ConnectionRecord {
         egress: vec!["https://api.example.com".into()],
         queries_per_minute: Some(60),
         accept_read_routes: true,
+        approval_policy: serde_json::json!({"require_from": "high"}),
+        data_policy: serde_json::json!({"cache_ttl_s": 30}),
     }
 }
 
@@ -273,8 +275,19 @@ async fn check_store(store: Arc<dyn StateStore>) {
             .map(|i| (i, tenant.to_owned(), format!("{{\"i\":{i}}}")))
             .collect::<Vec<_>>()
     };
-    assert_eq!(store.append_audit(&batch(3, "acme")).await.unwrap(), 3);
-    assert_eq!(store.append_audit(&batch(2, "globex")).await.unwrap(), 5);
+    let (seq, hash) = store.append_audit(&batch(3, "acme"), true).await.unwrap();
+    assert_eq!((seq, hash.as_ref().map(String::len)), (3, Some(64)));
+    let (seq, _) = store.append_audit(&batch(2, "globex"), true).await.unwrap();
+    assert_eq!(seq, 5);
+    // Each record chains onto the one before, across batches.
+    let rows = store.audit_rows(0, 10).await.unwrap();
+    assert_eq!(
+        rows[0].prev_hash.as_deref(),
+        Some(airlock::control::audit::GENESIS)
+    );
+    for pair in rows.windows(2) {
+        assert_eq!(pair[1].prev_hash, pair[0].hash);
+    }
     let acme = store.list_audit("acme", 10).await.unwrap();
     assert_eq!(
         acme.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),

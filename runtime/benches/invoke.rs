@@ -13,9 +13,14 @@
 //!    across 1,000 tenants;
 //! 7. a guest GET through the full egress path (fresh instance, policy, resolution check, the
 //!    connection's pooled client) against a local HTTP server, beside a direct GET from the host
-//!    with a pooled client to the same server.
+//!    with pooled reqwest and hyper-util clients to the same server;
+//! 8. the audit hash chain's cost: invocations whose audit records are chained against
+//!    unchained ones;
+//! 9. the read cache (a hit against the same read run in the sandbox) and approvals created and
+//!    decided (with the approved write run) per second.
 //!
-//! Options (after `--`): `--quick` runs fewer iterations (a smoke test, not a measurement).
+//! Options (after `--`): `--quick` runs fewer iterations (a smoke test, not a measurement);
+//! `--egress-only` runs part 7 alone, `--audit-only` part 8, `--governance-only` part 9.
 
 use airlock::capability::config::ConfigCtx;
 use airlock::capability::keyvalue::{KeyValueStore, MemoryStore, Namespace};
@@ -148,6 +153,26 @@ async fn run(iterations: usize, quick: bool) {
         role: Role::Operator,
         connection: "c1".into(),
     };
+    if std::env::args().any(|a| a == "--audit-only") {
+        let env = Environment {
+            keyvalue: Arc::new(MemoryStore::new()),
+            ..Environment::default()
+        };
+        audit_chain(&executor, &env, iterations).await;
+        return;
+    }
+    if std::env::args().any(|a| a == "--governance-only") {
+        let env = Environment {
+            keyvalue: Arc::new(MemoryStore::new()),
+            ..Environment::default()
+        };
+        governance(&executor, &env, iterations).await;
+        return;
+    }
+    if std::env::args().any(|a| a == "--egress-only") {
+        egress(&executor, &caller, iterations).await;
+        return;
+    }
     let create = Call::Invoke {
         operation: "create".into(),
         params: r#"{"type":"items","id":"42","data":{"name":"widget","qty":3,"tags":["a","b"]}}"#
@@ -366,6 +391,8 @@ async fn run(iterations: usize, quick: bool) {
 
     control_plane(&executor, &sandbox, &env, &caller, iterations).await;
     egress(&executor, &caller, iterations).await;
+    audit_chain(&executor, &env, iterations).await;
+    governance(&executor, &env, iterations).await;
 }
 
 /// A keep-alive HTTP/1.1 server on 127.0.0.1:0 answering every request with a small body.
@@ -434,16 +461,27 @@ async fn egress(executor: &Arc<Executor>, caller: &Caller, iterations: usize) {
         let body = response.into_body().collect().await.unwrap().to_bytes();
         std::hint::black_box(body);
     };
+    // The issue's baseline: reqwest, pooled (one client, keep-alive).
+    let reqwest_client = reqwest::Client::new();
+    let with_reqwest = || async {
+        let response = reqwest_client.get(url.as_str()).send().await.unwrap();
+        std::hint::black_box(response.bytes().await.unwrap());
+    };
     let mut guest_samples = Vec::with_capacity(iterations);
     let mut direct_samples = Vec::with_capacity(iterations);
+    let mut reqwest_samples = Vec::with_capacity(iterations);
     for _ in 0..iterations / 10 {
         executor
             .call(&probe, caller, &env, fetch.clone())
             .await
             .unwrap();
         direct().await;
+        with_reqwest().await;
     }
     for _ in 0..iterations {
+        let t = Instant::now();
+        with_reqwest().await;
+        reqwest_samples.push(t.elapsed());
         let t = Instant::now();
         executor
             .call(&probe, caller, &env, fetch.clone())
@@ -454,9 +492,20 @@ async fn egress(executor: &Arc<Executor>, caller: &Caller, iterations: usize) {
         direct().await;
         direct_samples.push(t.elapsed());
     }
-    let (g, d) = (stats(guest_samples), stats(direct_samples));
+    let (g, d, r) = (
+        stats(guest_samples),
+        stats(direct_samples),
+        stats(reqwest_samples),
+    );
 
-    let throughput = |concurrency: usize, guest: bool| {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Sender {
+        Guest,
+        Hyper,
+        Reqwest,
+    }
+    let throughput = |concurrency: usize, sender: Sender| {
+        let reqwest_client = reqwest_client.clone();
         let (executor, probe, env, caller, fetch, direct_client, url) = (
             executor.clone(),
             probe.clone(),
@@ -470,6 +519,7 @@ async fn egress(executor: &Arc<Executor>, caller: &Caller, iterations: usize) {
             let started = Instant::now();
             let mut tasks = Vec::new();
             for _ in 0..concurrency {
+                let reqwest_client = reqwest_client.clone();
                 let (executor, probe, env, caller, fetch, client, url) = (
                     executor.clone(),
                     probe.clone(),
@@ -482,11 +532,14 @@ async fn egress(executor: &Arc<Executor>, caller: &Caller, iterations: usize) {
                 tasks.push(tokio::spawn(async move {
                     let mut n = 0u64;
                     while started.elapsed() < Duration::from_secs(2) {
-                        if guest {
+                        if sender == Sender::Guest {
                             executor
                                 .call(&probe, &caller, &env, fetch.clone())
                                 .await
                                 .unwrap();
+                        } else if sender == Sender::Reqwest {
+                            let response = reqwest_client.get(url.as_str()).send().await.unwrap();
+                            std::hint::black_box(response.bytes().await.unwrap());
                         } else {
                             let request = http::Request::get(url.as_str())
                                 .body(
@@ -510,8 +563,9 @@ async fn egress(executor: &Arc<Executor>, caller: &Caller, iterations: usize) {
             total as f64 / started.elapsed().as_secs_f64()
         }
     };
-    let guest_rate = throughput(8, true).await;
-    let direct_rate = throughput(8, false).await;
+    let guest_rate = throughput(8, Sender::Guest).await;
+    let direct_rate = throughput(8, Sender::Hyper).await;
+    let reqwest_rate = throughput(8, Sender::Reqwest).await;
     println!(
         "\n7. egress: GET from a guest through the full mediation path, against a direct pooled GET"
     );
@@ -528,39 +582,54 @@ async fn egress(executor: &Arc<Executor>, caller: &Caller, iterations: usize) {
     );
     println!(
         "   {:<34} {:>8.1}µs {:>8.1}µs {:>12.0}/s",
-        "host, pooled client",
+        "host, pooled reqwest client",
+        us(r.p50),
+        us(r.p99),
+        reqwest_rate
+    );
+    println!(
+        "   {:<34} {:>8.1}µs {:>8.1}µs {:>12.0}/s",
+        "host, pooled hyper-util client",
         us(d.p50),
         us(d.p99),
         direct_rate
     );
-    println!("   ratio (p50) {:.2}x", us(g.p50) / us(d.p50));
+    println!(
+        "   ratio (p50) {:.2}x against reqwest, {:.2}x against hyper-util",
+        us(g.p50) / us(r.p50),
+        us(g.p50) / us(d.p50)
+    );
 }
 
-/// 6. The control plane's overhead and lookup scaling.
-async fn control_plane(
-    executor: &Arc<Executor>,
-    sandbox: &airlock::Connector,
-    env: &Environment,
-    caller: &Caller,
-    iterations: usize,
-) {
-    use airlock::control::state::{SqliteState, StateStore};
-    use airlock::control::vault::{Vault, generate_key};
-    use airlock::control::{ConnectionSpec, ControlPlane, Principal, PrincipalKind};
+/// A control plane on a fresh store in a temporary folder, over `env`'s storage, with the
+/// sandbox registered by an admin of tenant acme; `chain: false` leaves audit records unchained.
+struct BenchPlane {
+    cp: airlock::control::ControlPlane,
+    state: Arc<airlock::control::state::SqliteState>,
+    admin: airlock::control::Principal,
+    operator: airlock::control::Principal,
+    dir: tempfile::TempDir,
+}
 
+async fn bench_plane(executor: &Arc<Executor>, env: &Environment, chain: bool) -> BenchPlane {
+    use airlock::control::state::SqliteState;
+    use airlock::control::vault::{Vault, generate_key};
+    use airlock::control::{ControlPlane, Principal, PrincipalKind};
     let dir = tempfile::tempdir().unwrap();
     let state = Arc::new(
         SqliteState::open(&dir.path().join("airlock.db"))
             .await
             .unwrap(),
     );
-    let store: Arc<dyn KeyValueStore> = env.keyvalue.clone();
-    let cp = ControlPlane::new(
+    let mut cp = ControlPlane::new(
         state.clone(),
         executor.clone(),
         Vault::from_base64(&generate_key(), "bench").unwrap(),
-        store,
+        env.keyvalue.clone(),
     );
+    if !chain {
+        cp = cp.without_audit_chain();
+    }
     let admin = Principal {
         tenant: "acme".into(),
         id: "ada".into(),
@@ -575,6 +644,230 @@ async fn control_plane(
     cp.register(&admin, &std::fs::read(guest("sandbox")).unwrap(), &|_| {})
         .await
         .unwrap();
+    BenchPlane {
+        cp,
+        state,
+        admin,
+        operator,
+        dir,
+    }
+}
+
+/// Part 9: the read cache and the approval workflow.
+async fn governance(executor: &Arc<Executor>, env: &Environment, iterations: usize) {
+    use airlock::control::approvals::ApprovalPolicy;
+    use airlock::control::shaping::DataPolicy;
+    use airlock::control::{ConnectionSpec, ControlError, Principal};
+    let BenchPlane {
+        cp,
+        admin,
+        operator,
+        dir: _dir,
+        ..
+    } = bench_plane(executor, env, true).await;
+    for (name, ttl) in [("cached", Some(300)), ("plain", None)] {
+        let spec = ConnectionSpec {
+            name: name.into(),
+            connector: "sandbox".into(),
+            writes_enabled: true,
+            data: DataPolicy {
+                cache_ttl_s: ttl,
+                ..DataPolicy::default()
+            },
+            approval: ApprovalPolicy::default(),
+            ..ConnectionSpec::default()
+        };
+        cp.connection_create(&admin, spec).await.unwrap();
+    }
+    // The record both read (same storage namespace per connection: create it in each).
+    for name in ["cached", "plain"] {
+        let caller = Caller {
+            tenant: "acme".into(),
+            principal: "bench".into(),
+            role: Role::Operator,
+            connection: name.into(),
+        };
+        let sandbox = executor.load_file(&guest("sandbox")).await.unwrap();
+        let create = Call::Invoke {
+            operation: "create".into(),
+            params: r#"{"type":"items","id":"42","data":{"name":"widget","qty":3}}"#.into(),
+        };
+        let _ = executor.call(&sandbox, &caller, env, create).await;
+    }
+    let params = r#"{"type":"items","id":"42"}"#;
+    let mut hit = Vec::with_capacity(iterations);
+    let mut miss = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let t = Instant::now();
+        let out = cp.invoke(&operator, "cached", "get", params).await.unwrap();
+        hit.push(t.elapsed());
+        std::hint::black_box(out);
+        let t = Instant::now();
+        cp.invoke(&operator, "plain", "get", params).await.unwrap();
+        miss.push(t.elapsed());
+    }
+    let (hit, miss) = (stats(hit), stats(miss));
+
+    // Approvals: each request is a medium-risk create, approved by another person, which
+    // runs it; measured end to end.
+    let approver = Principal {
+        id: "bob".into(),
+        ..operator.clone()
+    };
+    let rounds = (iterations / 20).max(100);
+    let t = Instant::now();
+    let mut ids = Vec::with_capacity(rounds);
+    for i in 0..rounds {
+        let p = format!(r#"{{"type":"orders","id":"o{i}","data":{{"qty":{i}}}}}"#);
+        match cp.invoke(&operator, "plain", "create", &p).await {
+            Err(ControlError::Pending(ticket)) => ids.push(ticket.request_id),
+            other => panic!("expected a pending approval, got {other:?}"),
+        }
+    }
+    let created = t.elapsed();
+    let t = Instant::now();
+    for id in &ids {
+        let done = cp.approval_decide(&approver, id, true, None).await.unwrap();
+        assert_eq!(done.record.status, "executed");
+    }
+    let decided = t.elapsed();
+    cp.flush_audit().await.unwrap();
+    println!("\n9. governance: the read cache, and approvals");
+    println!("   {:<34} {:>10} {:>10}", "", "p50", "p99");
+    println!(
+        "   {:<34} {:>8.1}µs {:>8.1}µs",
+        "get, cache hit",
+        us(hit.p50),
+        us(hit.p99)
+    );
+    println!(
+        "   {:<34} {:>8.1}µs {:>8.1}µs",
+        "get, no cache (runs the sandbox)",
+        us(miss.p50),
+        us(miss.p99)
+    );
+    println!(
+        "   approvals: {:.0} requests created/s, {:.0} approved and executed/s ({rounds} each)",
+        rounds as f64 / created.as_secs_f64(),
+        rounds as f64 / decided.as_secs_f64()
+    );
+}
+
+/// Part 8, the audit hash chain's cost: the same invocation through two control planes, one
+/// chaining its audit records (the default) and one not, interleaved; then the sustained rate
+/// with every record written (invocations and a final flush).
+async fn audit_chain(executor: &Arc<Executor>, env: &Environment, iterations: usize) {
+    use airlock::control::{ConnectionSpec, ControlPlane, Principal};
+    let mut planes = Vec::new();
+    let mut dirs = Vec::new();
+    let mut operator = None;
+    for chain in [true, false] {
+        let plane = bench_plane(executor, env, chain).await;
+        let spec = ConnectionSpec {
+            name: "c1".into(),
+            connector: "sandbox".into(),
+            ..ConnectionSpec::default()
+        };
+        plane
+            .cp
+            .connection_create(&plane.admin, spec)
+            .await
+            .unwrap();
+        operator = Some(plane.operator);
+        planes.push(plane.cp);
+        dirs.push(plane.dir);
+    }
+    let operator = operator.expect("two planes");
+    // The record both planes read (same storage namespace: tenant acme, connection c1).
+    let sandbox = executor.load_file(&guest("sandbox")).await.unwrap();
+    let caller = Caller {
+        tenant: "acme".into(),
+        principal: "bench".into(),
+        role: Role::Operator,
+        connection: "c1".into(),
+    };
+    let create = Call::Invoke {
+        operation: "create".into(),
+        params: r#"{"type":"items","id":"42","data":{"name":"widget","qty":3,"tags":["a","b"]}}"#
+            .into(),
+    };
+    // Already there when part 1 ran first.
+    let _ = executor.call(&sandbox, &caller, env, create).await;
+    let params = r#"{"type":"items","id":"42"}"#;
+    async fn latency(cp: &ControlPlane, who: &Principal, params: &str, iterations: usize) -> Stats {
+        let mut samples = Vec::with_capacity(iterations);
+        for _ in 0..iterations {
+            let t = Instant::now();
+            cp.invoke(who, "c1", "get", params).await.unwrap();
+            samples.push(t.elapsed());
+        }
+        cp.flush_audit().await.unwrap();
+        stats(samples)
+    }
+    async fn sustained(cp: &ControlPlane, who: &Principal, params: &str, iterations: usize) -> f64 {
+        let t = Instant::now();
+        for _ in 0..iterations {
+            cp.invoke(who, "c1", "get", params).await.unwrap();
+        }
+        cp.flush_audit().await.unwrap();
+        iterations as f64 / t.elapsed().as_secs_f64()
+    }
+    let (on_plane, off_plane) = (&planes[0], &planes[1]);
+    let on1 = latency(on_plane, &operator, params, iterations).await;
+    let off1 = latency(off_plane, &operator, params, iterations).await;
+    let on2 = latency(on_plane, &operator, params, iterations).await;
+    let off2 = latency(off_plane, &operator, params, iterations).await;
+    let rate_on = sustained(on_plane, &operator, params, iterations).await;
+    let rate_off = sustained(off_plane, &operator, params, iterations).await;
+    let on = on1.p50.min(on2.p50);
+    let off = off1.p50.min(off2.p50);
+    println!(
+        "\n8. audit chain: invocation through the control plane, audit records chained or not"
+    );
+    println!(
+        "   {:<28} {:>10} {:>10} {:>22}",
+        "", "p50", "p99", "sustained (flushed)"
+    );
+    println!(
+        "   {:<28} {:>8.1}µs {:>8.1}µs {:>20.0}/s",
+        "chained (default)",
+        us(on),
+        us(on1.p99.min(on2.p99)),
+        rate_on
+    );
+    println!(
+        "   {:<28} {:>8.1}µs {:>8.1}µs {:>20.0}/s",
+        "not chained",
+        us(off),
+        us(off1.p99.min(off2.p99)),
+        rate_off
+    );
+    println!(
+        "   ratio (p50) {:.2}x; sustained {:.2}x",
+        us(on) / us(off),
+        rate_off / rate_on
+    );
+    drop(dirs);
+}
+
+/// 6. The control plane's overhead and lookup scaling.
+async fn control_plane(
+    executor: &Arc<Executor>,
+    sandbox: &airlock::Connector,
+    env: &Environment,
+    caller: &Caller,
+    iterations: usize,
+) {
+    use airlock::control::state::StateStore;
+    use airlock::control::{ConnectionSpec, Principal};
+
+    let BenchPlane {
+        cp,
+        state,
+        admin,
+        operator,
+        dir: _dir,
+    } = bench_plane(executor, env, true).await;
     let spec = ConnectionSpec {
         name: "c1".into(),
         connector: "sandbox".into(),
@@ -639,7 +932,7 @@ async fn control_plane(
         p50: c1.p50.min(c2.p50),
         p99: c1.p99.min(c2.p99),
     };
-    cp.flush_audit().await;
+    cp.flush_audit().await.unwrap();
     let audited = state.list_audit("acme", i64::MAX).await.unwrap().len();
     println!(
         "\n6. control plane: lookup + authorize + execute + audit, against the bare executor (same `get`)"

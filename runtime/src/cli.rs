@@ -85,7 +85,13 @@ enum Command {
         /// The operation's params, a JSON object.
         #[arg(long, default_value = "{}")]
         params: String,
+        /// Why, for the approver when the operation's risk needs one.
+        #[arg(long)]
+        rationale: Option<String>,
     },
+    /// Requests waiting for approval: list, show, approve, deny, wait.
+    #[command(subcommand)]
+    Approvals(control::ApprovalsCommand),
     /// Read this tenant's audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -110,6 +116,24 @@ enum AuditCommand {
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
+    /// Check the hash chain and the signed checkpoints; exits 3 at the first bad record.
+    Verify {
+        /// A checkpoint kept outside the database (the JSON `audit checkpoint` printed, or a
+        /// file holding it); may be repeated.
+        #[arg(long)]
+        checkpoint: Vec<String>,
+    },
+    /// The tenant's records as JSON lines (with their sequence numbers and hashes).
+    Export {
+        /// From this time: RFC 3339 (`2026-11-22T08:00:00Z`) or an age (`24h`, `7days`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Until this time (exclusive), in the same forms; default now.
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// Sign a checkpoint now and print it, to keep outside the database.
+    Checkpoint,
 }
 
 /// Settings of a bare run (no control plane): the identity comes from the global flags.
@@ -241,9 +265,30 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     connection,
                     operation,
                     params,
-                } => control::invoke(&cp, &who, &connection, &operation, &params).await,
+                    rationale,
+                } => {
+                    control::invoke(
+                        &cp,
+                        &who,
+                        &connection,
+                        &operation,
+                        &params,
+                        rationale.as_deref(),
+                    )
+                    .await
+                }
+                Command::Approvals(c) => control::approvals(&cp, &who, c).await,
                 Command::Audit(AuditCommand::List { limit }) => {
                     control::audit(&cp, &who, limit).await
+                }
+                Command::Audit(AuditCommand::Verify { checkpoint }) => {
+                    control::audit_verify(&cp, &who, &checkpoint).await
+                }
+                Command::Audit(AuditCommand::Export { since, until }) => {
+                    control::audit_export(&cp, &who, since.as_deref(), until.as_deref()).await
+                }
+                Command::Audit(AuditCommand::Checkpoint) => {
+                    control::audit_checkpoint(&cp, &who).await
                 }
                 Command::Health {
                     component: None,
@@ -308,6 +353,23 @@ pub(crate) fn report_outcome(outcome: &crate::executor::Outcome) -> u8 {
         eprintln!("warning: {denial}");
     }
     println!("{}", pretty(&outcome.output));
+    // What the control plane did to the result, on stderr so stdout stays the JSON.
+    let mut notes = Vec::new();
+    if let Some(c) = outcome.classification {
+        notes.push(format!(
+            "classification {}",
+            format!("{c:?}").to_lowercase()
+        ));
+    }
+    if outcome.masked > 0 {
+        notes.push(format!("{} value(s) masked", outcome.masked));
+    }
+    if outcome.cached {
+        notes.push("from the cache".to_owned());
+    }
+    if !notes.is_empty() {
+        eprintln!("({})", notes.join("; "));
+    }
     EXIT_OK
 }
 

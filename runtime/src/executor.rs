@@ -111,6 +111,13 @@ pub struct Outcome {
     pub denials: Vec<Denial>,
     pub invocation_id: String,
     pub duration: Duration,
+    /// Set by the control plane: the result's classification (the operation's, raised by the
+    /// connection's policy).
+    pub classification: Option<crate::manifest::Classification>,
+    /// Set by the control plane: how many values its masking changed.
+    pub masked: usize,
+    /// Set by the control plane: served from the response cache.
+    pub cached: bool,
 }
 
 /// Raised by the epoch callback when the wall-clock deadline has passed.
@@ -344,6 +351,9 @@ impl Executor {
                     denials,
                     invocation_id,
                     duration: started.elapsed(),
+                    classification: None,
+                    masked: 0,
+                    cached: false,
                 })
             }
             Err(error) => {

@@ -23,6 +23,7 @@
 mod bindings;
 pub mod cache;
 pub mod capability;
+pub mod capture;
 pub mod cli;
 pub mod control;
 pub mod egress;

@@ -1,7 +1,6 @@
 //! A small HTTP/1.1 server on 127.0.0.1:0 for egress tests: it records every request it receives
 //! and answers with a fixed status and body. Keep-alive, Content-Length and chunked request
 //! bodies are handled, as a real server would.
-#![allow(dead_code, reason = "each test binary uses a different part")]
 
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -30,6 +29,8 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// How long the server takes before answering (a slow upstream).
+    pub delay: std::time::Duration,
 }
 
 impl Reply {
@@ -38,11 +39,17 @@ impl Reply {
             status,
             headers: Vec::new(),
             body: body.into(),
+            delay: std::time::Duration::ZERO,
         }
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn after(mut self, delay: std::time::Duration) -> Self {
+        self.delay = delay;
         self
     }
 }
@@ -149,6 +156,7 @@ impl TestServer {
                         };
                         let next = handler(&seen_now);
                         log.lock().unwrap().push(seen_now);
+                        tokio::time::sleep(next.delay).await;
                         let extra: String = next
                             .headers
                             .iter()

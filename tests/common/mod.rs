@@ -1,5 +1,4 @@
 //! Shared by the integration tests: where the guest components are, and an executor to run them.
-#![allow(dead_code, reason = "each test binary uses a different part")]
 
 use airlock::capability::keyvalue::MemoryStore;
 use airlock::engine::PoolSize;

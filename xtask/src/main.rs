@@ -15,7 +15,13 @@ use std::process::{Command, ExitCode};
 const GUEST_TARGET: &str = "wasm32-wasip2";
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // `cargo run` sets CARGO_MANIFEST_DIR for the process: the checkout being worked on. The
+    // compile-time value is only a fallback, since one xtask binary can serve several checkouts
+    // that share a target directory.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    Path::new(&manifest_dir)
         .parent()
         .expect("xtask lives in the workspace")
         .to_path_buf()

@@ -70,6 +70,18 @@ struct Destination {
 }
 
 impl Destination {
+    /// The connection's credential bound to this destination, if any: a credential goes only
+    /// where its own host grants say.
+    fn credential<'a>(
+        &self,
+        egress: &'a Egress,
+    ) -> Option<&'a crate::egress::credential::Credential> {
+        egress
+            .credentials
+            .iter()
+            .find(|c| c.applies_to(&self.scheme, &self.host, self.port, &self.path))
+    }
+
     fn of(request: &http::Request<WasiBody>) -> Self {
         let uri = request.uri();
         let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
@@ -167,18 +179,20 @@ async fn send_with_retries(
             Ok(result) => result.map_err(client_error),
         }
     };
-    let record = |result: &Result<Incoming, HttpError>| match result {
-        Ok(response) if response.status() == http::StatusCode::TOO_MANY_REQUESTS => {}
-        Ok(response) => egress.breakers.record(
-            origin,
-            !response.status().is_server_error(),
-            &policy.breaker,
-        ),
-        Err(_) => egress.breakers.record(origin, false, &policy.breaker),
+    // A 429 is the upstream pacing us, not failing.
+    let success = |result: &Result<Incoming, HttpError>| match result {
+        Ok(response) if response.status() == http::StatusCode::TOO_MANY_REQUESTS => None,
+        Ok(response) => Some(!response.status().is_server_error()),
+        Err(_) => Some(false),
     };
     if policy.retry.max_attempts <= 1 || !idempotent(request.method(), request.headers()) {
         let result = attempt_once(request).await;
-        record(&result);
+        if let Some(success) = success(&result) {
+            egress
+                .breakers
+                .record(origin, success, &policy.breaker)
+                .await;
+        }
         return result;
     }
     // Keep the body so it can be sent again.
@@ -205,7 +219,12 @@ async fn send_with_retries(
     let mut attempt = 1;
     loop {
         let result = attempt_once(build()).await;
-        record(&result);
+        if let Some(success) = success(&result) {
+            egress
+                .breakers
+                .record(origin, success, &policy.breaker)
+                .await;
+        }
         let wait = match &result {
             Ok(response) if retryable_status(response.status()) => {
                 retry_after(response.headers()).unwrap_or_else(|| policy.retry.backoff(attempt))
@@ -218,13 +237,69 @@ async fn send_with_retries(
             _ => return result,
         };
         let fits = std::time::Instant::now() + wait < deadline;
-        if attempt >= policy.retry.max_attempts || !fits || egress.breakers.allow(origin).is_err() {
+        if attempt >= policy.retry.max_attempts
+            || !fits
+            || egress
+                .breakers
+                .allow(origin, &policy.breaker)
+                .await
+                .is_err()
+        {
             return result;
         }
         drop(result);
         tokio::time::sleep(wait).await;
         attempt += 1;
     }
+}
+
+/// Records a write request instead of sending it (before any credential is added) and answers
+/// the guest for the upstream. See `crate::capture`.
+async fn dry_run(
+    capture: &crate::capture::Capture,
+    egress: &Egress,
+    destination: &Destination,
+    request: http::Request<WasiBody>,
+) -> Result<(http::Response<WasiBody>, IoFuture), HttpError> {
+    let credential = destination.credential(egress).map(|c| c.name.clone());
+    let (parts, body) = request.into_parts();
+    let bytes = match http_body_util::Limited::new(body, MAX_REPLAYABLE_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return Err(HttpError::HttpRequestBodySize(None)),
+    };
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            let shown = if crate::control::audit::secret_name(name.as_str()) {
+                crate::control::audit::REDACTED.to_owned()
+            } else {
+                value.to_str().unwrap_or("[not text]").to_owned()
+            };
+            (name.to_string(), shown)
+        })
+        .collect();
+    capture.record(crate::capture::Effect::Http {
+        method: parts.method.to_string(),
+        url: parts.uri.to_string(),
+        headers,
+        body: crate::capture::body_preview(&bytes),
+        credential,
+    });
+    let response = http::Response::builder()
+        .status(200)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header("x-airlock-dry-run", "1")
+        .body(
+            http_body_util::Full::new(bytes::Bytes::from_static(br#"{"dry_run":true}"#))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
+        .expect("a fixed response is valid");
+    Ok((response, Box::new(async { Ok(()) }) as IoFuture))
 }
 
 fn client_error(error: hyper_util::client::legacy::Error) -> HttpError {
@@ -283,15 +358,16 @@ impl WasiHttpHooks for EgressHooks {
                 }
             }
             let mut request = without_phantom_body(request);
-            // After every check: a credential goes only where its own host grants say.
-            if let Some(credential) = egress.credentials.iter().find(|c| {
-                c.applies_to(
-                    &destination.scheme,
-                    &destination.host,
-                    destination.port,
-                    &destination.path,
+            if let Some(capture) = &egress.capture
+                && !matches!(
+                    *request.method(),
+                    http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
                 )
-            }) {
+            {
+                return dry_run(capture, &egress, &destination, request).await;
+            }
+            // After every check: a credential goes only where its own host grants say.
+            if let Some(credential) = destination.credential(&egress) {
                 if let Err(reason) = credential.apply(&egress.client, &mut request).await {
                     tracing::warn!(credential = %credential.name, "{reason}");
                     return Err(HttpError::InternalError(Some(format!(
@@ -322,7 +398,11 @@ impl WasiHttpHooks for EgressHooks {
                 .and_then(|o| o.first_byte_timeout)
                 .unwrap_or(FIRST_BYTE_TIMEOUT);
             let origin = destination.origin();
-            if let Err(open) = egress.breakers.allow(&origin) {
+            if let Err(open) = egress
+                .breakers
+                .allow(&origin, &egress.resilience.breaker)
+                .await
+            {
                 denials.record(Denial {
                     rule: RULE_CIRCUIT_OPEN,
                     effect: format!("{} request to {origin}", destination.method),

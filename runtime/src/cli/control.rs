@@ -123,6 +123,35 @@ pub struct ConnectionSettings {
     /// Honour the connector's declared read routes (POST-as-read for GraphQL, OData batch).
     #[arg(long)]
     accept_read_routes: Option<bool>,
+    /// Raise an operation's risk, as OPERATION=LEVEL (low, medium, high, critical; repeatable;
+    /// replaces the list). The connector's own claim still counts when it is higher.
+    #[arg(long = "risk")]
+    risks: Vec<String>,
+    /// The lowest risk that waits for an approver (default medium; critical always waits for
+    /// an Admin).
+    #[arg(long)]
+    approval_from: Option<String>,
+    /// Dry-run mode: writes run with their effects captured and shown, never applied.
+    #[arg(long)]
+    dry_run: Option<bool>,
+    /// Raise an operation's data classification, as OPERATION=LEVEL (public, internal,
+    /// confidential, restricted; repeatable; replaces the list).
+    #[arg(long = "classification")]
+    classifications: Vec<String>,
+    /// Mask personal data in results: a comma-separated list of emails, phones, cards, ibans,
+    /// or `all`, or `none`.
+    #[arg(long)]
+    mask: Option<String>,
+    /// Mask national ids matching this regular expression (repeatable; replaces the list).
+    #[arg(long = "mask-id-pattern")]
+    mask_id_patterns: Vec<String>,
+    /// Mask this field's value whole, wherever it appears (repeatable; replaces the list).
+    #[arg(long = "mask-field")]
+    mask_fields: Vec<String>,
+    /// Serve read results from a cache for this many seconds, or `default`
+    /// (CONNECTOR_CACHE_TTL_SECONDS, 300); 0 turns the cache off.
+    #[arg(long)]
+    cache_ttl: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -196,9 +225,16 @@ pub enum CredentialKind {
     Hmac,
     /// OAuth2 refresh token: the secret is the refresh token; rotated ones are stored
     Oauth2Refresh,
+    /// OAuth2 JWT bearer (RFC 7523): the secret is a PEM private key; the host signs assertions
+    /// for --issuer and trades them at --token-url
+    Oauth2Jwt,
 }
 
 #[derive(Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once per process; boxing would only obscure the flags"
+)]
 pub enum CredentialCommand {
     /// Store a credential for a connection; the secret is read from --value-file or stdin, never
     /// from the command line.
@@ -225,9 +261,24 @@ pub enum CredentialCommand {
         /// For --kind oauth2.
         #[arg(long)]
         client_id: Option<String>,
-        /// For --kind oauth2, optional.
+        /// For --kind oauth2 and oauth2-jwt, optional.
         #[arg(long)]
         scope: Option<String>,
+        /// For --kind oauth2-jwt: the assertion's `iss` (client id, service account email).
+        #[arg(long)]
+        issuer: Option<String>,
+        /// For --kind oauth2-jwt: the assertion's `sub` (the user acted for); default the issuer.
+        #[arg(long)]
+        subject: Option<String>,
+        /// For --kind oauth2-jwt: the assertion's `aud`; default the token URL.
+        #[arg(long)]
+        audience: Option<String>,
+        /// For --kind oauth2-jwt: the `kid` header naming the key to the provider.
+        #[arg(long)]
+        key_id: Option<String>,
+        /// For --kind oauth2-jwt: RS256 (RSA key) or ES256 (P-256 key).
+        #[arg(long, default_value = "RS256")]
+        algorithm: String,
         /// Read the secret from this file instead of stdin.
         #[arg(long)]
         value_file: Option<PathBuf>,
@@ -298,6 +349,11 @@ pub async fn credential(
             token_url,
             client_id,
             scope,
+            issuer,
+            subject,
+            audience,
+            key_id,
+            algorithm,
             value_file,
         } => {
             let missing = |flag: &str| anyhow::anyhow!("--kind needs {flag}");
@@ -318,6 +374,16 @@ pub async fn credential(
                 },
                 CredentialKind::Hmac => Placement::HmacSha256 {
                     header: header.ok_or_else(|| missing("--header"))?,
+                },
+                CredentialKind::Oauth2Jwt => Placement::OAuth2JwtBearer {
+                    token_url: token_url.ok_or_else(|| missing("--token-url"))?,
+                    issuer: issuer.ok_or_else(|| missing("--issuer"))?,
+                    subject,
+                    audience,
+                    scope,
+                    key_id,
+                    algorithm: crate::egress::jwt::Algorithm::parse(&algorithm)
+                        .map_err(|e| anyhow::anyhow!("--algorithm: {e}"))?,
                 },
                 CredentialKind::Oauth2 => Placement::OAuth2ClientCredentials {
                     token_url: token_url.ok_or_else(|| missing("--token-url"))?,
@@ -381,7 +447,7 @@ pub async fn credential(
             .await
             .map(|()| println!("credential {name} deleted")),
     };
-    cp.flush_audit().await;
+    flush(cp).await;
     Ok(match result {
         Ok(()) => EXIT_OK,
         Err(e) => report_error(&e),
@@ -402,6 +468,124 @@ fn roles(pairs: &[String]) -> anyhow::Result<BTreeMap<String, Role>> {
             Ok((op.to_owned(), role.parse().map_err(anyhow::Error::msg)?))
         })
         .collect()
+}
+
+fn parse_risk(flag: &str, text: &str) -> anyhow::Result<crate::manifest::Risk> {
+    serde_json::from_value(serde_json::Value::String(text.trim().to_ascii_lowercase())).map_err(
+        |_| anyhow::anyhow!("{flag}: unknown risk `{text}`; use low, medium, high or critical"),
+    )
+}
+
+/// The approval policy from --risk and --approval-from, on top of `base`; `None` when neither
+/// flag was given.
+fn approval_policy(
+    settings: &ConnectionSettings,
+    base: Option<crate::control::approvals::ApprovalPolicy>,
+) -> anyhow::Result<Option<crate::control::approvals::ApprovalPolicy>> {
+    if settings.risks.is_empty() && settings.approval_from.is_none() && settings.dry_run.is_none() {
+        return Ok(None);
+    }
+    let mut policy = base.unwrap_or_default();
+    if !settings.risks.is_empty() {
+        policy.operation_risks = settings
+            .risks
+            .iter()
+            .map(|pair| {
+                let (op, level) = pair
+                    .split_once('=')
+                    .ok_or_else(|| anyhow::anyhow!("--risk takes OPERATION=LEVEL, got `{pair}`"))?;
+                Ok((op.to_owned(), parse_risk("--risk", level)?))
+            })
+            .collect::<anyhow::Result<_>>()?;
+    }
+    if let Some(level) = &settings.approval_from {
+        policy.require_from = Some(parse_risk("--approval-from", level)?);
+    }
+    if let Some(dry_run) = settings.dry_run {
+        policy.dry_run = dry_run;
+    }
+    Ok(Some(policy))
+}
+
+fn data_flags(settings: &ConnectionSettings) -> bool {
+    !settings.classifications.is_empty()
+        || settings.mask.is_some()
+        || !settings.mask_id_patterns.is_empty()
+        || !settings.mask_fields.is_empty()
+        || settings.cache_ttl.is_some()
+}
+
+/// The data policy from the classification, masking and cache flags, on top of `base`; `None`
+/// when none was given.
+fn data_policy(
+    settings: &ConnectionSettings,
+    base: Option<crate::control::shaping::DataPolicy>,
+) -> anyhow::Result<Option<crate::control::shaping::DataPolicy>> {
+    use crate::control::shaping::Masking;
+    if !data_flags(settings) {
+        return Ok(None);
+    }
+    let mut policy = base.unwrap_or_default();
+    if !settings.classifications.is_empty() {
+        policy.classification = settings
+            .classifications
+            .iter()
+            .map(|pair| {
+                let (op, level) = pair.split_once('=').ok_or_else(|| {
+                    anyhow::anyhow!("--classification takes OPERATION=LEVEL, got `{pair}`")
+                })?;
+                let level = serde_json::from_value(serde_json::Value::String(
+                    level.trim().to_ascii_lowercase(),
+                ))
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "--classification: unknown level `{level}`; use public, internal, confidential or restricted"
+                    )
+                })?;
+                Ok((op.to_owned(), level))
+            })
+            .collect::<anyhow::Result<_>>()?;
+    }
+    if let Some(list) = &settings.mask {
+        let (patterns, fields) = (
+            std::mem::take(&mut policy.mask.id_patterns),
+            std::mem::take(&mut policy.mask.fields),
+        );
+        let mut mask = Masking::default();
+        for item in list.split(',').map(|i| i.trim().to_ascii_lowercase()) {
+            match item.as_str() {
+                "emails" | "email" => mask.emails = true,
+                "phones" | "phone" => mask.phones = true,
+                "cards" | "card" => mask.cards = true,
+                "ibans" | "iban" => mask.ibans = true,
+                "all" => mask = mask.all(),
+                "none" | "" => {}
+                other => anyhow::bail!(
+                    "--mask: unknown kind `{other}`; use emails, phones, cards, ibans, all or none"
+                ),
+            }
+        }
+        mask.id_patterns = patterns;
+        mask.fields = fields;
+        policy.mask = mask;
+    }
+    if !settings.mask_id_patterns.is_empty() {
+        policy.mask.id_patterns = settings.mask_id_patterns.clone();
+    }
+    if !settings.mask_fields.is_empty() {
+        policy.mask.fields = settings.mask_fields.clone();
+    }
+    if let Some(ttl) = &settings.cache_ttl {
+        let seconds = if ttl.trim() == "default" {
+            crate::control::cache::default_ttl().as_secs() as u32
+        } else {
+            ttl.trim().parse().map_err(|_| {
+                anyhow::anyhow!("--cache-ttl takes seconds (300), `default` or 0, got `{ttl}`")
+            })?
+        };
+        policy.cache_ttl_s = (seconds > 0).then_some(seconds);
+    }
+    Ok(Some(policy))
 }
 
 fn limits(settings: &ConnectionSettings, base: Option<Limits>) -> Option<Limits> {
@@ -476,6 +660,7 @@ fn print_json<T: serde::Serialize>(value: &T) {
 pub fn report_error(e: &ControlError) -> u8 {
     match e {
         ControlError::Denied { .. } => eprintln!("denied: {e}"),
+        ControlError::Pending(_) => eprintln!("pending: {e}"),
         ControlError::Invoke(inner) => return report_invoke_error(inner),
         ControlError::Invalid(problems) => {
             eprintln!("error: invalid input:");
@@ -618,7 +803,7 @@ pub async fn connector(
                 );
             }),
     };
-    cp.flush_audit().await;
+    flush(cp).await;
     Ok(match result {
         Ok(()) => EXIT_OK,
         Err(e) => report_error(&e),
@@ -684,6 +869,8 @@ pub async fn connection(
                 egress: settings.egress.clone(),
                 queries_per_minute: settings.queries_per_minute.filter(|n| *n > 0),
                 accept_read_routes: settings.accept_read_routes.unwrap_or(false),
+                approval: approval_policy(&settings, None)?.unwrap_or_default(),
+                data: data_policy(&settings, None)?.unwrap_or_default(),
             };
             cp.connection_create(&principal, spec).await.map(|view| {
                 if who.json {
@@ -755,6 +942,25 @@ pub async fn connection(
             } else {
                 None
             };
+            let (current_approval, current_data) = if !settings.risks.is_empty()
+                || settings.approval_from.is_some()
+                || settings.dry_run.is_some()
+                || data_flags(&settings)
+            {
+                match cp.connection_show(&principal, &name).await {
+                    Ok(view) => (
+                        Some(crate::control::approvals::ApprovalPolicy::from_value(
+                            &view.record.approval_policy,
+                        )),
+                        Some(crate::control::shaping::DataPolicy::from_value(
+                            &view.record.data_policy,
+                        )),
+                    ),
+                    Err(e) => return Ok(report_error(&e)),
+                }
+            } else {
+                (None, None)
+            };
             let update = ConnectionUpdate {
                 version: version.map(|v| (v != "latest").then_some(v)),
                 config: settings
@@ -773,6 +979,8 @@ pub async fn connection(
                 limits: limits(&settings, current_limits),
                 queries_per_minute: settings.queries_per_minute.map(|n| (n > 0).then_some(n)),
                 accept_read_routes: settings.accept_read_routes,
+                approval: approval_policy(&settings, current_approval)?,
+                data: data_policy(&settings, current_data)?,
                 egress: if settings.clear_egress {
                     Some(Vec::new())
                 } else {
@@ -809,7 +1017,7 @@ pub async fn connection(
                         serde_json::to_string_pretty(&report).expect("serializable")
                     );
                 }
-                cp.flush_audit().await;
+                flush(cp).await;
                 return Ok(if report.ok {
                     EXIT_OK
                 } else {
@@ -835,7 +1043,7 @@ pub async fn connection(
             .await
             .map(|()| println!("agent {from_agent} may no longer invoke {operation} on {name}")),
     };
-    cp.flush_audit().await;
+    flush(cp).await;
     Ok(match result {
         Ok(()) => EXIT_OK,
         Err(e) => report_error(&e),
@@ -848,22 +1056,233 @@ pub async fn invoke(
     connection: &str,
     operation: &str,
     params: &str,
+    rationale: Option<&str>,
 ) -> anyhow::Result<u8> {
     let principal = who.principal()?;
-    let result = cp.invoke(&principal, connection, operation, params).await;
-    cp.flush_audit().await;
+    let result = cp
+        .invoke_with(&principal, connection, operation, params, rationale)
+        .await;
+    flush(cp).await;
     Ok(match result {
         Ok(outcome) => report_outcome(&outcome),
+        Err(ControlError::Pending(ticket)) if who.json => {
+            print_json(&serde_json::json!({"status": "pending", "ticket": ticket}));
+            4
+        }
+        Err(e) => report_error(&e),
+    })
+}
+
+#[derive(Subcommand)]
+pub enum ApprovalsCommand {
+    /// Open requests (pending, approved, running); --all for every one.
+    List {
+        #[arg(long)]
+        all: bool,
+        /// Print only the ids of pending requests, one per line.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// One request: the exact action (secret-looking params redacted), its risk and status,
+    /// and the output once it ran.
+    Show { id: String },
+    /// Approve a request; the action runs at once and its outcome is printed.
+    Approve {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Deny a request, saying why.
+    Deny {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Wait for a request's outcome (exit 0 ran, 1 failed or expired, 2 denied, 4 still pending).
+    Wait {
+        id: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout_s: u64,
+    },
+    /// Run approved requests a stopped process left unstarted.
+    Resume,
+}
+
+fn show_approval(view: &crate::control::approvals::ApprovalView) -> u8 {
+    let r = &view.record;
+    let escape = crate::control::audit::escape;
+    println!(
+        "{} {} {}/{} ({} risk, approver {:?} or higher)",
+        r.id, r.status, r.connection, r.operation, r.risk, view.approver
+    );
+    println!(
+        "  requested by {} at {}",
+        escape(&r.requested_by),
+        when(Some(r.requested_at))
+    );
+    if let Some(rationale) = &r.rationale {
+        println!("  rationale: {}", escape(rationale));
+    }
+    println!("  params: {}", view.params);
+    if let Some(effects) = view.preview["effects"].as_array() {
+        println!("  dry run: {} effect(s) it would have", effects.len());
+        for effect in effects {
+            println!("    {effect}");
+        }
+    }
+    println!("  expires: {}", when(Some(r.expires_at)));
+    if let Some(by) = &r.decided_by {
+        println!(
+            "  decided by {} at {}{}",
+            escape(by),
+            when(r.decided_at),
+            r.reason
+                .as_deref()
+                .map(|why| format!(": {}", escape(why)))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(output) = &view.output {
+        println!("{output}");
+    }
+    if let Some(error) = &r.error {
+        eprintln!("error: {error}");
+    }
+    match r.status.as_str() {
+        "executed" => EXIT_OK,
+        "denied" => 2,
+        "pending" | "approved" | "executing" => 4,
+        _ => 1,
+    }
+}
+
+pub async fn approvals(
+    cp: &ControlPlane,
+    who: &Identity,
+    command: ApprovalsCommand,
+) -> anyhow::Result<u8> {
+    let principal = who.principal()?;
+    // Whatever a stopped process left approved but unstarted runs now, once.
+    if let Err(e) = cp.approvals_resume().await {
+        eprintln!("warning: could not resume approved requests: {e}");
+    }
+    let result = match command {
+        ApprovalsCommand::List { all, quiet } => {
+            cp.approvals_list(&principal, all).await.map(|views| {
+                if quiet {
+                    for v in views.iter().filter(|v| v.record.status == "pending") {
+                        println!("{}", v.record.id);
+                    }
+                } else if who.json {
+                    print_json(&views);
+                } else {
+                    let rows = views
+                        .iter()
+                        .map(|v| {
+                            let r = &v.record;
+                            vec![
+                                r.id.clone(),
+                                r.status.clone(),
+                                format!("{}/{}", r.connection, r.operation),
+                                r.risk.clone(),
+                                crate::control::audit::escape(&r.requested_by),
+                                when(Some(r.requested_at)),
+                                when(Some(r.expires_at)),
+                            ]
+                        })
+                        .collect();
+                    println!(
+                        "{}",
+                        table(
+                            &[
+                                "id",
+                                "status",
+                                "action",
+                                "risk",
+                                "requested by",
+                                "at",
+                                "expires"
+                            ],
+                            rows
+                        )
+                    );
+                }
+                EXIT_OK
+            })
+        }
+        ApprovalsCommand::Show { id } => cp.approval_show(&principal, &id).await.map(|v| {
+            if who.json {
+                print_json(&v);
+                EXIT_OK
+            } else {
+                show_approval(&v)
+            }
+        }),
+        ApprovalsCommand::Approve { id, reason } => cp
+            .approval_decide(&principal, &id, true, reason.as_deref())
+            .await
+            .map(|v| {
+                if who.json {
+                    print_json(&v);
+                    return if v.record.status == "executed" {
+                        EXIT_OK
+                    } else {
+                        1
+                    };
+                }
+                show_approval(&v)
+            }),
+        ApprovalsCommand::Deny { id, reason } => cp
+            .approval_decide(&principal, &id, false, Some(&reason))
+            .await
+            .map(|v| {
+                if who.json {
+                    print_json(&v);
+                } else {
+                    show_approval(&v);
+                }
+                EXIT_OK
+            }),
+        ApprovalsCommand::Wait { id, timeout_s } => cp
+            .approval_wait(&principal, &id, Duration::from_secs(timeout_s))
+            .await
+            .map(|v| {
+                if who.json {
+                    print_json(&v);
+                }
+                show_approval(&v)
+            }),
+        ApprovalsCommand::Resume => cp.approvals_resume().await.map(|n| {
+            println!("{n} approved request(s) run");
+            EXIT_OK
+        }),
+    };
+    flush(cp).await;
+    Ok(match result {
+        Ok(code) => code,
         Err(e) => report_error(&e),
     })
 }
 
 pub async fn health(cp: &ControlPlane, who: &Identity, window: i64) -> anyhow::Result<u8> {
     let principal = who.principal()?;
-    match cp.health(&principal, window).await {
-        Ok(stats) => {
+    let report = match cp.health(&principal, window).await {
+        Ok(stats) => match cp.circuits(&principal).await {
+            Ok(c) => cp
+                .cache_stats(&principal)
+                .await
+                .map(|cache| (stats, c, cache)),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    match report {
+        Ok((stats, circuits, cache)) => {
             if who.json {
-                print_json(&stats);
+                print_json(
+                    &serde_json::json!({"operations": stats, "circuits": circuits, "cache": cache}),
+                );
             } else {
                 let rows = stats
                     .iter()
@@ -900,10 +1319,46 @@ pub async fn health(cp: &ControlPlane, who: &Identity, window: i64) -> anyhow::R
                         rows
                     )
                 );
+                for c in &cache.connections {
+                    println!(
+                        "cache {}: {} hit(s), {} miss(es) in this process",
+                        c.connection, c.counts.hits, c.counts.misses
+                    );
+                }
+                if !circuits.is_empty() {
+                    let now = crate::control::state::now_ms();
+                    let rows = circuits
+                        .iter()
+                        .map(|c| {
+                            let left = (c.until_ms - now).max(0) / 1000;
+                            vec![
+                                c.connection.clone(),
+                                c.origin.clone(),
+                                c.state.clone(),
+                                if c.state == "open" {
+                                    format!("probe allowed in {left} s")
+                                } else {
+                                    "one probe in flight".into()
+                                },
+                            ]
+                        })
+                        .collect();
+                    println!(
+                        "circuit breakers not closed:\n{}",
+                        table(&["connection", "origin", "state", "next"], rows)
+                    );
+                }
             }
             Ok(EXIT_OK)
         }
         Err(e) => Ok(report_error(&e)),
+    }
+}
+
+/// Waits for the audit records to be stored; says so loudly when they cannot be.
+async fn flush(cp: &ControlPlane) {
+    if let Err(e) = cp.flush_audit().await {
+        eprintln!("error: {e}");
     }
 }
 
@@ -917,16 +1372,21 @@ pub async fn audit(cp: &ControlPlane, who: &Identity, limit: i64) -> anyhow::Res
                 let rows = records
                     .iter()
                     .map(|r| {
+                        use crate::control::audit::escape;
+                        // Every field escaped: a value must not forge a line in this table.
                         vec![
                             when(Some(r.at)),
-                            format!("{} ({}, {})", r.principal, r.principal_kind, r.role),
-                            r.action.clone(),
-                            match &r.operation {
+                            escape(&format!(
+                                "{} ({}, {})",
+                                r.principal, r.principal_kind, r.role
+                            )),
+                            escape(&r.action),
+                            escape(&match &r.operation {
                                 Some(op) => format!("{}/{op}", r.target),
                                 None => r.target.clone(),
-                            },
-                            r.outcome.clone(),
-                            r.rule.clone(),
+                            }),
+                            escape(&r.outcome),
+                            escape(&r.rule),
                             format!("{:.1} ms", r.duration_us as f64 / 1000.0),
                         ]
                     })
@@ -940,6 +1400,130 @@ pub async fn audit(cp: &ControlPlane, who: &Identity, limit: i64) -> anyhow::Res
                 );
             }
             Ok(EXIT_OK)
+        }
+        Err(e) => Ok(report_error(&e)),
+    }
+}
+
+/// A point in time from the command line: RFC 3339, or an age such as `24h` (that long ago).
+fn parse_time(flag: &str, text: &str) -> anyhow::Result<i64> {
+    if let Ok(at) = humantime::parse_rfc3339_weak(text.trim()) {
+        return Ok(at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64));
+    }
+    if let Ok(age) = humantime::parse_duration(text.trim()) {
+        return Ok(crate::control::state::now_ms() - age.as_millis() as i64);
+    }
+    anyhow::bail!(
+        "{flag} `{text}` is neither a time (2026-11-22T08:00:00Z) nor an age (24h, 7days)"
+    )
+}
+
+pub async fn audit_verify(
+    cp: &ControlPlane,
+    who: &Identity,
+    checkpoints: &[String],
+) -> anyhow::Result<u8> {
+    let principal = who.principal()?;
+    let mut extra = Vec::new();
+    for given in checkpoints {
+        let text = if given.trim_start().starts_with('{') {
+            given.clone()
+        } else {
+            std::fs::read_to_string(given).map_err(|e| {
+                anyhow::anyhow!("--checkpoint {given}: not JSON and not a readable file ({e})")
+            })?
+        };
+        extra.push(serde_json::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "--checkpoint: not a checkpoint as `airlock audit checkpoint` prints it ({e})"
+            )
+        })?);
+    }
+    match cp.audit_verify(&principal, &extra).await {
+        Ok(report) => {
+            if who.json {
+                print_json(&report);
+            } else if let Some(problem) = &report.problem {
+                println!(
+                    "audit trail NOT intact: first bad record at position {}: {}",
+                    problem.seq, problem.what
+                );
+            } else {
+                println!(
+                    "audit trail intact: {} records through {}, {} signed checkpoint(s){}{}",
+                    report.records,
+                    report.last_seq,
+                    report.checkpoints,
+                    if report.predating_chain > 0 {
+                        format!(", {} record(s) predate the chain", report.predating_chain)
+                    } else {
+                        String::new()
+                    },
+                    if report.after_last_checkpoint > 0 {
+                        format!(
+                            ", {} record(s) after the newest checkpoint",
+                            report.after_last_checkpoint
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            Ok(if report.problem.is_some() { 3 } else { EXIT_OK })
+        }
+        Err(e) => Ok(report_error(&e)),
+    }
+}
+
+pub async fn audit_export(
+    cp: &ControlPlane,
+    who: &Identity,
+    since: Option<&str>,
+    until: Option<&str>,
+) -> anyhow::Result<u8> {
+    let principal = who.principal()?;
+    let since = since
+        .map(|t| parse_time("--since", t))
+        .transpose()?
+        .unwrap_or(0);
+    let until = until
+        .map(|t| parse_time("--until", t))
+        .transpose()?
+        .unwrap_or(i64::MAX);
+    match cp.audit_export(&principal, since, until).await {
+        Ok(rows) => {
+            use std::io::Write as _;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for row in rows {
+                let record: serde_json::Value =
+                    serde_json::from_str(&row.record).unwrap_or(serde_json::Value::Null);
+                let line = serde_json::json!({
+                    "seq": row.seq,
+                    "prev_hash": row.prev_hash,
+                    "hash": row.hash,
+                    "record": record,
+                });
+                writeln!(out, "{line}")?;
+            }
+            out.flush()?;
+            Ok(EXIT_OK)
+        }
+        Err(e) => Ok(report_error(&e)),
+    }
+}
+
+pub async fn audit_checkpoint(cp: &ControlPlane, who: &Identity) -> anyhow::Result<u8> {
+    let principal = who.principal()?;
+    match cp.audit_checkpoint(&principal).await {
+        Ok(Some(c)) => {
+            println!("{}", serde_json::to_string(&c)?);
+            Ok(EXIT_OK)
+        }
+        Ok(None) => {
+            eprintln!("no audit records yet, so nothing to vouch for");
+            Ok(1)
         }
         Err(e) => Ok(report_error(&e)),
     }

@@ -98,10 +98,10 @@ async fn invoke(
             Ok(value)
         }
         Err(e) => {
-            let kind = if e.exit_code() == 2 {
-                "denied"
-            } else {
-                "error"
+            let kind = match e.exit_code() {
+                2 => "denied",
+                4 => "pending",
+                _ => "error",
             };
             println!("{kind} (exit {}): {e}", e.exit_code());
             Err(e)
@@ -134,6 +134,11 @@ pub async fn run(data_dir: &Path, guests: &Path) -> anyhow::Result<u8> {
         connector: "sandbox".into(),
         config: json!({"latency_ms": 0}),
         writes_enabled: true,
+        // Creates (medium risk) run at once; deletes (high) wait for a second person.
+        approval: crate::control::approvals::ApprovalPolicy {
+            require_from: Some(crate::manifest::Risk::High),
+            ..Default::default()
+        },
         ..ConnectionSpec::default()
     };
     connection(&cp, &admin, crm).await?;
@@ -170,6 +175,43 @@ pub async fn run(data_dir: &Path, guests: &Path) -> anyhow::Result<u8> {
         json!({"type": "items", "id": id}),
     )
     .await?;
+
+    step("A risky write waits for a second person, then runs once");
+    let spare = invoke(
+        &cp,
+        &alice,
+        "crm",
+        "create",
+        json!({"type": "items", "data": {"name": "spare"}}),
+    )
+    .await?;
+    let spare = spare["id"].as_str().unwrap_or_default().to_owned();
+    let pending = invoke(
+        &cp,
+        &alice,
+        "crm",
+        "delete",
+        json!({"type": "items", "id": spare}),
+    )
+    .await;
+    let Err(ControlError::Pending(ticket)) = pending else {
+        anyhow::bail!("a high-risk delete ran without approval");
+    };
+    let id_ = &ticket.request_id;
+    println!("$ airlock approvals approve {id_}   # as alice, who asked");
+    match cp.approval_decide(&alice, id_, true, None).await {
+        Err(e) => println!("denied (exit {}): {e}", e.exit_code()),
+        Ok(_) => anyhow::bail!("the requester approved her own request"),
+    }
+    let bob = person("acme", "bob", Role::Operator);
+    println!("$ airlock approvals approve {id_}   # as bob (Operator)");
+    let approved = cp.approval_decide(&bob, id_, true, None).await?;
+    println!(
+        "{} {}: {}",
+        approved.record.id,
+        approved.record.status,
+        approved.output.as_deref().unwrap_or("")
+    );
 
     step("Writes are off unless a connection enables them");
     let denied = invoke(
@@ -267,6 +309,18 @@ pub async fn run(data_dir: &Path, guests: &Path) -> anyhow::Result<u8> {
             r.principal, r.action, target, r.outcome, r.rule
         );
     }
+    step("The audit trail is a hash chain with signed checkpoints");
+    let report = cp.audit_verify(&auditor, &[]).await?;
+    println!(
+        "$ airlock audit verify\n{}: {} records, {} signed checkpoint(s)",
+        if report.problem.is_none() {
+            "intact"
+        } else {
+            "NOT intact"
+        },
+        report.records,
+        report.checkpoints
+    );
     println!("\nDemo complete.");
     Ok(super::EXIT_OK)
 }

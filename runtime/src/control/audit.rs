@@ -1,15 +1,31 @@
-//! The audit log: every authorization decision and every administrative change.
+//! The audit log: every authorization decision and every administrative change, as a
+//! tamper-evident hash chain.
 //!
 //! Records are written by a background task in batches, so an invocation pays for a channel send,
 //! not a database write; [`AuditLog::flush`] waits until everything sent so far is stored (the CLI
-//! flushes before it exits). Each record is one JSON object with a stable field order and is
-//! stored with a sequence number, so a later issue can chain them (hash of the previous record +
-//! this one) without changing the record. Params are stored with secret-looking values redacted.
+//! flushes before it exits). Each record is one JSON object (so CR, LF and control characters in
+//! any field are escaped by construction) stored with a sequence number, the hash of the record
+//! before it and its own hash ([`chain_hash`]). Params are stored with secret-looking values
+//! redacted.
+//!
+//! The chain alone shows an edited, deleted, inserted or reordered record; someone able to
+//! write the database could still recompute every hash after an edit, or cut the tail. Signed
+//! checkpoints close that: every [`CHECKPOINT_EVERY`] records, and at every flush, the writer
+//! signs (seq, hash) with a key derived from the master key and stores it (and logs it, for a
+//! copy kept outside the database). [`verify`] walks the chain and checks every checkpoint.
+//!
+//! Fail closed: when the store cannot be written, the writer keeps the records (they are
+//! retried, not dropped) and [`AuditLog::available`] turns false; the control plane refuses
+//! invocations until a write succeeds again.
 
-use super::state::StateStore;
+use super::state::{AuditRow, Checkpoint, StateStore};
+use super::vault::Vault;
 use serde::Serialize;
 use serde_json::Value;
+use sha2::Digest;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// Records waiting in the channel before senders wait: bounded, so a stalled store slows callers
@@ -17,8 +33,45 @@ use tokio::sync::{mpsc, oneshot};
 const QUEUE: usize = 16_384;
 /// Records written per transaction at most.
 const BATCH: usize = 512;
-/// Tries to store a batch before giving up (with a loud error).
-const WRITE_ATTEMPTS: u32 = 10;
+/// Tries to store a batch before reporting the store unavailable.
+const WRITE_ATTEMPTS: u32 = 5;
+/// While the store is unavailable, how often the held records are tried again.
+const HELD_RETRY: Duration = Duration::from_millis(500);
+/// A signed checkpoint at least every this many records.
+pub const CHECKPOINT_EVERY: i64 = 1000;
+/// The `prev_hash` of the first chained record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The hash of one record: SHA-256 over the previous hash and every stored column, each field
+/// length-prefixed so no two different records hash the same input.
+pub fn chain_hash(prev_hash: &str, seq: i64, at: i64, tenant: &str, record: &str) -> String {
+    let mut h = sha2::Sha256::new();
+    for field in [
+        prev_hash.as_bytes(),
+        seq.to_string().as_bytes(),
+        at.to_string().as_bytes(),
+        tenant.as_bytes(),
+        record.as_bytes(),
+    ] {
+        h.update((field.len() as u64).to_be_bytes());
+        h.update(field);
+    }
+    hex::encode(h.finalize())
+}
+
+fn checkpoint_message(seq: i64, hash: &str, at: i64) -> Vec<u8> {
+    format!("airlock-audit-checkpoint:v1\n{seq}\n{hash}\n{at}").into_bytes()
+}
+
+/// Signs the chain's position.
+pub fn checkpoint(vault: &Vault, seq: i64, hash: &str, at: i64) -> Checkpoint {
+    Checkpoint {
+        seq,
+        hash: hash.to_owned(),
+        at,
+        signature: vault.sign_checkpoint(&checkpoint_message(seq, hash, at)),
+    }
+}
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct AuditRecord {
@@ -52,61 +105,174 @@ pub struct AuditRecord {
     pub invocation_id: Option<String>,
 }
 
+/// The audit store could not be written; the records are held and retried.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "the audit store cannot be written ({reason}); {held} record(s) held in memory and retried"
+)]
+pub struct Unavailable {
+    pub reason: String,
+    pub held: usize,
+}
+
 enum Message {
     Record(Box<AuditRecord>),
-    Flush(oneshot::Sender<()>),
+    Flush(oneshot::Sender<Result<(), Unavailable>>),
 }
 
 /// A handle to the audit writer. Cloning shares the writer.
 #[derive(Clone)]
 pub struct AuditLog {
     tx: mpsc::Sender<Message>,
+    available: Arc<AtomicBool>,
+}
+
+/// The writer task's state.
+struct Writer {
+    state: Arc<dyn StateStore>,
+    vault: Arc<Vault>,
+    chain: bool,
+    available: Arc<AtomicBool>,
+    batch: Vec<(i64, String, String)>,
+    waiting: Vec<oneshot::Sender<Result<(), Unavailable>>>,
+    /// The last record written and whether a checkpoint covers it.
+    last: Option<(i64, String)>,
+    since_checkpoint: i64,
+}
+
+impl Writer {
+    fn take(&mut self, message: Message) {
+        match message {
+            Message::Record(r) => {
+                let text = serde_json::to_string(&r).expect("audit records serialize");
+                self.batch.push((r.at, r.tenant, text));
+            }
+            Message::Flush(done) => self.waiting.push(done),
+        }
+    }
+
+    /// Stores the batch (and a checkpoint when one is due); on failure keeps it.
+    async fn write(&mut self) {
+        let mut failure = None;
+        if !self.batch.is_empty() {
+            let mut attempt = 0;
+            loop {
+                match self.state.append_audit(&self.batch, self.chain).await {
+                    Ok((seq, hash)) => {
+                        self.since_checkpoint += self.batch.len() as i64;
+                        self.last = hash.map(|h| (seq, h));
+                        self.batch.clear();
+                        break;
+                    }
+                    Err(e) => {
+                        attempt += 1;
+                        if attempt >= WRITE_ATTEMPTS {
+                            failure = Some(e.to_string());
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20 * attempt as u64)).await;
+                    }
+                }
+            }
+        }
+        let flushing = !self.waiting.is_empty();
+        if failure.is_none()
+            && self.since_checkpoint > 0
+            && (flushing || self.since_checkpoint >= CHECKPOINT_EVERY)
+            && let Some((seq, hash)) = &self.last
+        {
+            let c = checkpoint(&self.vault, *seq, hash, super::state::now_ms());
+            match self.state.append_checkpoint(&c).await {
+                Ok(()) => {
+                    self.since_checkpoint = 0;
+                    // A copy outside the database, for `airlock audit verify --checkpoint`.
+                    tracing::info!(target: "airlock::audit", checkpoint = %serde_json::to_string(&c).unwrap_or_default(), "audit checkpoint");
+                }
+                Err(e) => failure = Some(e.to_string()),
+            }
+        }
+        match &failure {
+            None => {
+                if !self.available.swap(true, Ordering::SeqCst) {
+                    tracing::warn!("audit store writable again; invocations resume");
+                }
+                for done in self.waiting.drain(..) {
+                    let _ = done.send(Ok(()));
+                }
+            }
+            Some(reason) => {
+                if self.available.swap(false, Ordering::SeqCst) {
+                    tracing::error!(error = %reason, held = self.batch.len(), "audit store cannot be written; invocations are refused until it can");
+                }
+                let error = Unavailable {
+                    reason: reason.clone(),
+                    held: self.batch.len(),
+                };
+                for done in self.waiting.drain(..) {
+                    let _ = done.send(Err(error.clone()));
+                }
+            }
+        }
+    }
 }
 
 impl AuditLog {
-    /// Starts the writer task on the current tokio runtime.
-    pub fn start(state: Arc<dyn StateStore>) -> Self {
+    /// Starts the writer task on the current tokio runtime. `chain: false` stores records
+    /// without hashes (for benchmarks comparing the cost; `verify` reports them).
+    pub fn start(state: Arc<dyn StateStore>, vault: Arc<Vault>, chain: bool) -> Self {
         let (tx, mut rx) = mpsc::channel::<Message>(QUEUE);
+        let available = Arc::new(AtomicBool::new(true));
+        let mut writer = Writer {
+            state,
+            vault,
+            chain,
+            available: available.clone(),
+            batch: Vec::new(),
+            waiting: Vec::new(),
+            last: None,
+            since_checkpoint: 0,
+        };
         tokio::spawn(async move {
-            let mut batch: Vec<(i64, String, String)> = Vec::new();
-            let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
-            while let Some(first) = rx.recv().await {
-                let mut next = Some(first);
+            loop {
+                // With records held back by a failing store, try again on a timer too.
+                let first = if writer.batch.is_empty() {
+                    rx.recv().await
+                } else {
+                    tokio::select! {
+                        m = rx.recv() => m,
+                        () = tokio::time::sleep(HELD_RETRY) => {
+                            writer.write().await;
+                            continue;
+                        }
+                    }
+                };
+                let Some(first) = first else { break };
+                writer.take(first);
                 // Take what is queued, up to a batch, without waiting for more.
-                while let Some(message) = next.take() {
-                    match message {
-                        Message::Record(r) => {
-                            let r = *r;
-                            let text = serde_json::to_string(&r).expect("audit records serialize");
-                            batch.push((r.at, r.tenant, text));
-                        }
-                        Message::Flush(done) => waiting.push(done),
-                    }
-                    if batch.len() < BATCH {
-                        next = rx.try_recv().ok();
+                while writer.batch.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(m) => writer.take(m),
+                        Err(_) => break,
                     }
                 }
-                if !batch.is_empty() {
-                    // A busy store is retried: an audit record is not something to drop.
-                    let mut attempt = 0;
-                    while let Err(e) = state.append_audit(&batch).await {
-                        attempt += 1;
-                        if attempt >= WRITE_ATTEMPTS {
-                            // Losing audit records silently would be worse than a loud log line.
-                            tracing::error!(error = %e, records = batch.len(), "could not write audit records");
-                            break;
-                        }
-                        tokio::time::sleep(std::time::Duration::from_millis(20 * attempt as u64))
-                            .await;
-                    }
-                    batch.clear();
-                }
-                for done in waiting.drain(..) {
-                    let _ = done.send(());
+                writer.write().await;
+            }
+            if !writer.batch.is_empty() {
+                writer.write().await;
+            }
+            if !writer.batch.is_empty() {
+                // The last resort: the records go to the error log rather than nowhere.
+                for (_, _, text) in &writer.batch {
+                    tracing::error!(target: "airlock::audit", record = %text, "audit record not stored");
                 }
             }
         });
-        AuditLog { tx }
+        AuditLog { tx, available }
+    }
+
+    /// Whether the store took the last write. The control plane refuses invocations while not.
+    pub fn available(&self) -> bool {
+        self.available.load(Ordering::SeqCst)
     }
 
     /// Queues a record.
@@ -121,13 +287,163 @@ impl AuditLog {
         }
     }
 
-    /// Waits until every record queued before this call is stored.
-    pub async fn flush(&self) {
+    /// Waits until every record queued before this call is stored (and a checkpoint covers it).
+    pub async fn flush(&self) -> Result<(), Unavailable> {
         let (done, wait) = oneshot::channel();
-        if self.tx.send(Message::Flush(done)).await.is_ok() {
-            let _ = wait.await;
+        if self.tx.send(Message::Flush(done)).await.is_err() {
+            return Err(Unavailable {
+                reason: "the audit writer has stopped".into(),
+                held: 0,
+            });
+        }
+        wait.await.unwrap_or_else(|_| {
+            Err(Unavailable {
+                reason: "the audit writer has stopped".into(),
+                held: 0,
+            })
+        })
+    }
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerifyReport {
+    /// Records checked.
+    pub records: u64,
+    /// Records written before the chain existed (a prefix with no hashes).
+    pub predating_chain: u64,
+    pub last_seq: i64,
+    pub checkpoints: u64,
+    /// Records after the newest checkpoint: an edit or a cut there shows only in the chain.
+    pub after_last_checkpoint: i64,
+    /// The first problem, if any.
+    pub problem: Option<Problem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Problem {
+    /// The first sequence number where the trail is wrong.
+    pub seq: i64,
+    pub what: String,
+}
+
+/// Walks the whole chain in order and checks every stored checkpoint and `extra` ones (kept
+/// outside the database). Reports the first problem.
+pub async fn verify(
+    state: &dyn StateStore,
+    vault: &Vault,
+    extra: &[Checkpoint],
+) -> super::state::Result<VerifyReport> {
+    let mut report = VerifyReport {
+        records: 0,
+        predating_chain: 0,
+        last_seq: 0,
+        checkpoints: 0,
+        after_last_checkpoint: 0,
+        problem: None,
+    };
+    let mut hashes: std::collections::HashMap<i64, String> = std::collections::HashMap::new();
+    let mut prev: Option<String> = None;
+    let mut after = 0;
+    'walk: loop {
+        let rows: Vec<AuditRow> = state.audit_rows(after, 10_000).await?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in rows {
+            after = row.seq;
+            report.records += 1;
+            let fail = |what: String| Problem { seq: row.seq, what };
+            if row.seq != report.last_seq + 1 && (report.last_seq > 0 || prev.is_some()) {
+                report.problem = Some(fail(format!(
+                    "record {} follows record {}: {} record(s) missing (deleted)",
+                    row.seq,
+                    report.last_seq,
+                    row.seq - report.last_seq - 1
+                )));
+                break 'walk;
+            }
+            report.last_seq = row.seq;
+            let (Some(prev_hash), Some(hash)) = (&row.prev_hash, &row.hash) else {
+                if prev.is_none() {
+                    report.predating_chain += 1;
+                    continue;
+                }
+                report.problem = Some(fail(
+                    "record has no hash inside the chain (chain removed or record inserted)".into(),
+                ));
+                break 'walk;
+            };
+            let expected_prev = prev.as_deref().unwrap_or(GENESIS);
+            if prev_hash != expected_prev {
+                report.problem = Some(fail(
+                    "record does not follow the one before it (a record was deleted, inserted or reordered)".into(),
+                ));
+                break 'walk;
+            }
+            if chain_hash(prev_hash, row.seq, row.at, &row.tenant, &row.record) != *hash {
+                report.problem = Some(fail(
+                    "record's content does not match its hash (edited)".into(),
+                ));
+                break 'walk;
+            }
+            hashes.insert(row.seq, hash.clone());
+            prev = Some(hash.clone());
         }
     }
+    let mut all = state.checkpoints().await?;
+    all.extend(extra.iter().cloned());
+    all.sort_by_key(|c| c.seq);
+    report.checkpoints = all.len() as u64;
+    let newest = all.last().map_or(0, |c| c.seq);
+    report.after_last_checkpoint = (report.last_seq - newest).max(0);
+    if report.problem.is_none() {
+        for c in &all {
+            let signed = vault.sign_checkpoint(&checkpoint_message(c.seq, &c.hash, c.at));
+            let what = if signed != c.signature {
+                Some(
+                    "checkpoint's signature is wrong (forged, or signed with another master key)"
+                        .to_owned(),
+                )
+            } else if c.seq > report.last_seq {
+                Some(format!(
+                    "the trail ends at record {} but a checkpoint vouches for record {} (the tail was cut)",
+                    report.last_seq, c.seq
+                ))
+            } else if hashes.get(&c.seq) != Some(&c.hash) {
+                Some(
+                    "record differs from the checkpoint signed for it (the chain was rewritten)"
+                        .to_owned(),
+                )
+            } else {
+                None
+            };
+            if let Some(what) = what {
+                report.problem = Some(Problem { seq: c.seq, what });
+                break;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// A field made safe for a one-line display: control characters (CR, LF, ESC...), Unicode line
+/// separators and bidirectional overrides escaped, so a value cannot forge a line, reorder
+/// text or send a terminal sequence in `airlock audit list`.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{feff}' => out.extend(c.escape_unicode()),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Names of fields whose values are secrets, matched case-insensitively as substrings after
@@ -149,7 +465,7 @@ const SECRET_NAMES: &[&str] = &[
 ];
 pub const REDACTED: &str = "[REDACTED]";
 
-fn secret_name(name: &str) -> bool {
+pub(crate) fn secret_name(name: &str) -> bool {
     let folded: String = name
         .chars()
         .filter(|c| *c != '-' && *c != '_')

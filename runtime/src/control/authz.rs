@@ -47,10 +47,12 @@ pub enum Action {
     AuditList,
     CredentialList,
     CredentialManage,
+    ApprovalList,
+    ApprovalDecide,
 }
 
 impl Action {
-    pub const ALL: [Action; 17] = [
+    pub const ALL: [Action; 19] = [
         Action::ConnectorList,
         Action::ConnectorShow,
         Action::ConnectorRegister,
@@ -68,6 +70,8 @@ impl Action {
         Action::AuditList,
         Action::CredentialList,
         Action::CredentialManage,
+        Action::ApprovalList,
+        Action::ApprovalDecide,
     ];
 
     pub fn name(self) -> &'static str {
@@ -89,6 +93,8 @@ impl Action {
             Action::AuditList => "audit.list",
             Action::CredentialList => "credential.list",
             Action::CredentialManage => "credential.manage",
+            Action::ApprovalList => "approval.list",
+            Action::ApprovalDecide => "approval.decide",
         }
     }
 
@@ -219,6 +225,20 @@ pub const RULES: &[Rule] = &[
         min_role: Role::Auditor,
         agents: Agents::Never,
         name: "auditor-reads-audit",
+    },
+    // Approvers (and auditors) see requests; people decide them, never agents. Critical
+    // requests need an Admin, checked with the request (`control::approvals`).
+    Rule {
+        action: Action::ApprovalList,
+        min_role: Role::Operator,
+        agents: Agents::Never,
+        name: "operator-sees-approvals",
+    },
+    Rule {
+        action: Action::ApprovalDecide,
+        min_role: Role::Operator,
+        agents: Agents::Never,
+        name: "operator-decides-approvals",
     },
     Rule {
         action: Action::CredentialList,

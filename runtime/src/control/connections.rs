@@ -39,6 +39,10 @@ pub struct ConnectionSpec {
     pub queries_per_minute: Option<u32>,
     /// Honour the connector's declared read routes (off by default).
     pub accept_read_routes: bool,
+    /// Per-operation risks and the approval threshold; defaults from the seeds.
+    pub approval: super::approvals::ApprovalPolicy,
+    /// Classification raises, PII masking and the read cache.
+    pub data: super::shaping::DataPolicy,
 }
 
 /// What `connection update` changes; `None` keeps the current value.
@@ -57,6 +61,8 @@ pub struct ConnectionUpdate {
     /// `Some(None)` removes the limit.
     pub queries_per_minute: Option<Option<u32>>,
     pub accept_read_routes: Option<bool>,
+    pub approval: Option<super::approvals::ApprovalPolicy>,
+    pub data: Option<super::shaping::DataPolicy>,
 }
 
 /// A connection as shown to users: the record with its config opened.
@@ -133,6 +139,8 @@ impl ControlPlane {
         allowed_operations: &Option<Vec<String>>,
         required_roles: &BTreeMap<String, Role>,
         egress: &[String],
+        approval: &super::approvals::ApprovalPolicy,
+        data: &super::shaping::DataPolicy,
     ) -> Result<()> {
         let mut problems = schema::validate(&manifest.config_schema, config, "config")
             .err()
@@ -153,6 +161,8 @@ impl ControlPlane {
             .iter()
             .flatten()
             .chain(required_roles.keys())
+            .chain(approval.operation_risks.keys())
+            .chain(data.classification.keys())
         {
             if !known(op) {
                 problems.push(format!(
@@ -161,6 +171,9 @@ impl ControlPlane {
                     names()
                 ));
             }
+        }
+        if let Err(bad) = data.mask.validate() {
+            problems.extend(bad);
         }
         if problems.is_empty() {
             Ok(())
@@ -201,6 +214,8 @@ impl ControlPlane {
                 &spec.allowed_operations,
                 &spec.required_roles,
                 &spec.egress,
+                &spec.approval,
+                &spec.data,
             )?;
             let now = now_ms();
             let record = ConnectionRecord {
@@ -226,6 +241,8 @@ impl ControlPlane {
                 egress: spec.egress.clone(),
                 queries_per_minute: spec.queries_per_minute.map(i64::from),
                 accept_read_routes: spec.accept_read_routes,
+                approval_policy: spec.approval.to_value(),
+                data_policy: spec.data.to_value(),
             };
             self.state.insert_connection(&record).await?;
             Ok(ConnectionView {
@@ -324,6 +341,14 @@ impl ControlPlane {
             if let Some(accept) = update.accept_read_routes {
                 record.accept_read_routes = accept;
             }
+            if let Some(approval) = &update.approval {
+                record.approval_policy = approval.to_value();
+            }
+            let approval = super::approvals::ApprovalPolicy::from_value(&record.approval_policy);
+            if let Some(data) = &update.data {
+                record.data_policy = data.to_value();
+            }
+            let data = super::shaping::DataPolicy::from_value(&record.data_policy);
             let connector = self
                 .connector_record(
                     &who.tenant,
@@ -338,6 +363,8 @@ impl ControlPlane {
                 &record.allowed_operations,
                 &roles,
                 &record.egress,
+                &approval,
+                &data,
             )?;
             record.config_sealed = self.seal_config(&who.tenant, name, &config);
             self.save(&mut record).await?;
@@ -523,6 +550,8 @@ impl ControlPlane {
                     &Some(vec![operation.to_owned()]),
                     &BTreeMap::new(),
                     &[],
+                    &Default::default(),
+                    &Default::default(),
                 )
                 .or_else(|e| match e {
                     // Only the operation matters here; the empty config is not being set.

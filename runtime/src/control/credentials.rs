@@ -5,7 +5,7 @@ use super::authz::Action;
 use super::state::{CredentialRecord, now_ms};
 use super::{ControlError, ControlPlane, Principal, Result};
 use crate::egress::Grant;
-use crate::egress::credential::{Credential, Placement, header_safe};
+use crate::egress::credential::{Credential, Placement};
 use crate::invocation::validate_id;
 use zeroize::Zeroizing;
 
@@ -44,9 +44,7 @@ impl ControlPlane {
                     problems.push(e);
                 }
             }
-            if let Placement::OAuth2ClientCredentials { token_url, .. } | Placement::OAuth2RefreshToken { token_url, .. } =
-                &placement
-            {
+            if let Some(token_url) = placement.token_url() {
                 let uri: Option<http::Uri> = token_url.parse().ok();
                 let covered = uri.as_ref().is_some_and(|u| {
                     let scheme = u.scheme_str().unwrap_or("").to_ascii_lowercase();
@@ -58,8 +56,8 @@ impl ControlPlane {
                     problems.push(format!("the token URL `{token_url}` must be an http(s) URL under one of the credential's hosts"));
                 }
             }
-            if !header_safe(&secret) {
-                problems.push("the secret is empty or has characters that cannot travel in HTTP (line breaks, non-ASCII)".into());
+            if let Err(e) = placement.check_secret(&secret) {
+                problems.push(e);
             }
             if !problems.is_empty() {
                 return Err(ControlError::Invalid(problems));
@@ -169,12 +167,38 @@ impl ControlPlane {
     ) -> Result<Vec<Credential>> {
         let mut out = Vec::new();
         for record in self.state.list_credentials(tenant, connection).await? {
-            let secret = self.vault.open(
+            let opened = self.vault.open(
                 tenant,
                 connection,
                 &purpose(&record.name),
                 &record.secret_sealed,
-            )?;
+            );
+            // The host opening a secret is itself recorded: who (the host), which credential,
+            // which version, whether it opened. Never the value.
+            self.audit
+                .record(super::audit::AuditRecord {
+                    at: now_ms(),
+                    tenant: tenant.into(),
+                    principal: "airlock-host".into(),
+                    principal_kind: "host".into(),
+                    role: "-".into(),
+                    action: "credential.access".into(),
+                    target: format!("{connection}/{}", record.name),
+                    operation: None,
+                    decision: "allowed".into(),
+                    rule: "host-injects-credentials".into(),
+                    outcome: if opened.is_ok() { "ok" } else { "error" }.into(),
+                    message: Some(format!(
+                        "opened version {} for the connection's egress",
+                        record.version
+                    )),
+                    error_kind: opened.as_ref().err().map(|_| "vault".to_owned()),
+                    duration_us: 0,
+                    params: None,
+                    invocation_id: None,
+                })
+                .await;
+            let secret = opened?;
             let secret = Zeroizing::new(String::from_utf8(secret.to_vec()).map_err(|_| {
                 ControlError::State(super::state::StateError::Corrupt(
                     "credential is not UTF-8".into(),

@@ -21,9 +21,56 @@ pub(crate) struct Resolved {
     pub env: Environment,
     /// (agent, operation) pairs granted on this connection.
     pub grants: HashSet<(String, String)>,
+    /// Classification, masking and caching.
+    pub data: super::shaping::DataPolicy,
+    /// The masking patterns, compiled once per resolution; none when masking is off.
+    pub masker: Option<Arc<super::shaping::Masker>>,
+    /// Risks, the approval threshold and dry-run mode, parsed once per resolution.
+    pub approval: super::approvals::ApprovalPolicy,
+}
+
+/// An answer the host gives without running the guest (a cache hit, a dry run's report).
+fn host_outcome(output: String, started: Instant) -> Outcome {
+    Outcome {
+        output,
+        denials: Vec::new(),
+        invocation_id: uuid::Uuid::new_v4().simple().to_string(),
+        duration: started.elapsed(),
+        classification: None,
+        masked: 0,
+        cached: false,
+    }
 }
 
 impl Resolved {
+    /// How `operation` is declared; an unknown one counts as a read (the guest refuses it).
+    pub fn access(&self, operation: &str) -> Access {
+        self.connector
+            .manifest
+            .operation(operation)
+            .map_or(Access::Read, |o| o.access)
+    }
+
+    /// Whether this call is a write on a connection in dry-run mode.
+    pub fn dry_run(&self, operation: &str) -> bool {
+        self.approval.dry_run && self.access(operation) == Access::Write
+    }
+
+    /// Tags the result with its classification and masks it per the connection's policy.
+    pub fn shape(&self, operation: &str, outcome: &mut Outcome) {
+        if let Some(op) = self.connector.manifest.operation(operation) {
+            outcome.classification = Some(self.data.classification(operation, op.classification));
+        }
+        if let Some(masker) = &self.masker
+            && let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&outcome.output)
+        {
+            outcome.masked = masker.apply(&mut value);
+            if outcome.masked > 0 {
+                outcome.output = value.to_string();
+            }
+        }
+    }
+
     pub fn caller(&self, who: &Principal) -> Caller {
         Caller {
             tenant: who.tenant.clone(),
@@ -52,7 +99,19 @@ impl ControlPlane {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         let (client, breakers) = clients
             .entry((tenant.to_owned(), name.to_owned()))
-            .or_default()
+            .or_insert_with(|| {
+                let ledger = super::breakers::StoreLedger {
+                    state: self.state.clone(),
+                    tenant: tenant.to_owned(),
+                    connection: name.to_owned(),
+                };
+                (
+                    crate::egress::EgressClient::default(),
+                    Arc::new(crate::egress::resilience::Breakers::shared(Arc::new(
+                        ledger,
+                    ))),
+                )
+            })
             .clone();
         egress.client = client;
         egress.breakers = breakers;
@@ -106,7 +165,13 @@ impl ControlPlane {
             .into_iter()
             .map(|g| (g.agent, g.operation))
             .collect();
+        let data = super::shaping::DataPolicy::from_value(&record.data_policy);
+        let masker =
+            (!data.mask.is_off()).then(|| Arc::new(super::shaping::Masker::new(&data.mask)));
         let resolved = Arc::new(Resolved {
+            approval: super::approvals::ApprovalPolicy::from_value(&record.approval_policy),
+            data,
+            masker,
             env: Environment {
                 config: ConfigCtx::from_json(&config)
                     .map_err(|e| ControlError::Invalid(vec![e]))?,
@@ -134,6 +199,19 @@ impl ControlPlane {
         operation: &str,
         params: &str,
     ) -> Result<Outcome> {
+        self.invoke_with(who, name, operation, params, None).await
+    }
+
+    /// Invokes `operation`; when its risk needs approval, records a request (with the
+    /// rationale) and answers [`ControlError::Pending`] with the ticket instead of running it.
+    pub async fn invoke_with(
+        &self,
+        who: &Principal,
+        name: &str,
+        operation: &str,
+        params: &str,
+        rationale: Option<&str>,
+    ) -> Result<Outcome> {
         let started = Instant::now();
         let parsed: Option<serde_json::Value> = serde_json::from_str(params).ok();
         let resolved = match self.resolve(&who.tenant, name).await {
@@ -159,25 +237,28 @@ impl ControlPlane {
                 return Err(e);
             }
         };
-        let access = resolved
-            .connector
-            .manifest
-            .operation(operation)
-            .map(|o| o.access)
-            .unwrap_or(Access::Read);
+        let access = resolved.access(operation);
         let action = Action::for_access(access);
         let decision = self.decide(who, &resolved, operation, access, parsed.as_ref());
-        if !decision.allowed {
-            let error = ControlError::Denied {
-                rule: decision.rule.into(),
-                reason: decision.reason.clone(),
-            };
+        let refusal = self
+            .admit(
+                who,
+                &resolved,
+                operation,
+                params,
+                parsed.as_ref(),
+                rationale,
+                &decision,
+            )
+            .await
+            .err();
+        if let Some((refused, error)) = refusal {
             self.audit(
                 who,
                 action,
                 name,
                 Some(operation),
-                &decision,
+                &refused,
                 Err(&error),
                 started,
                 parsed.as_ref(),
@@ -186,33 +267,66 @@ impl ControlPlane {
             .await;
             return Err(error);
         }
-        if let Some(per_minute) = resolved.record.queries_per_minute {
-            let per_minute = per_minute.clamp(1, u32::MAX.into()) as u32;
-            if let Err(retry_after) = self.rate_limits.take(&who.tenant, name, per_minute) {
-                let error = ControlError::RateLimited {
-                    connection: name.into(),
-                    per_minute,
-                    retry_after,
-                };
-                let limited = Decision {
-                    allowed: false,
-                    rule: "rate-limit",
-                    reason: error.to_string(),
-                };
-                self.audit(
-                    who,
-                    action,
-                    name,
-                    Some(operation),
-                    &limited,
-                    Err(&error),
-                    started,
-                    parsed.as_ref(),
-                    None,
-                )
-                .await;
-                return Err(error);
-            }
+        if resolved.dry_run(operation) {
+            let answer = self.dry_run(who, &resolved, operation, params).await;
+            let outcome = host_outcome(answer.to_string(), started);
+            let dry = Decision {
+                allowed: true,
+                rule: "dry-run",
+                reason: String::new(),
+            };
+            self.audit(
+                who,
+                action,
+                name,
+                Some(operation),
+                &dry,
+                Ok(()),
+                started,
+                parsed.as_ref(),
+                Some(&outcome.invocation_id),
+            )
+            .await;
+            return Ok(outcome);
+        }
+        // Read results may come from the cache: only now, after every check allowed the call.
+        let cache_ttl = match access {
+            Access::Read => resolved.data.cache_ttl_s.filter(|s| *s > 0),
+            Access::Write => None,
+        }
+        .map(|s| std::time::Duration::from_secs(s.into()));
+        let cache_key = cache_ttl.map(|_| {
+            super::cache::key(
+                who,
+                name,
+                resolved.record.revision,
+                &resolved.connector.digest,
+                operation,
+                (parsed.as_ref(), params),
+            )
+        });
+        if let Some(key) = &cache_key
+            && let Some(hit) = self.cache.get(&who.tenant, name, key)
+        {
+            let outcome = Outcome {
+                classification: hit.classification,
+                masked: hit.masked,
+                cached: true,
+                ..host_outcome(hit.output, started)
+            };
+            self.audit(
+                who,
+                action,
+                name,
+                Some(operation),
+                &decision,
+                Ok(()),
+                started,
+                parsed.as_ref(),
+                Some(&outcome.invocation_id),
+            )
+            .await;
+            return Ok(outcome);
         }
         let call = Call::Invoke {
             operation: operation.into(),
@@ -227,7 +341,29 @@ impl ControlPlane {
                 call,
             )
             .await
-            .map_err(ControlError::Invoke);
+            .map_err(ControlError::Invoke)
+            .map(|mut outcome| {
+                resolved.shape(operation, &mut outcome);
+                outcome
+            });
+        if let Ok(outcome) = &result {
+            match (cache_key, cache_ttl) {
+                (Some(key), Some(ttl)) => self.cache.put(
+                    &who.tenant,
+                    name,
+                    key,
+                    super::cache::Entry::new(
+                        outcome.output.clone(),
+                        outcome.classification,
+                        outcome.masked,
+                        ttl,
+                    ),
+                ),
+                // A write that went through makes this connection's cached reads stale.
+                _ if access == Access::Write => self.cache.invalidate(&who.tenant, name),
+                _ => {}
+            }
+        }
         let invocation_id = result.as_ref().ok().map(|o| o.invocation_id.clone());
         self.audit(
             who,
@@ -244,8 +380,89 @@ impl ControlPlane {
         result
     }
 
+    /// After the operation-level decision, in order: the decision itself, the audit store
+    /// (fail closed), the rate limit, and approval. The first that refuses answers with the
+    /// decision to record and the error for the caller.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one invocation's parts, passed through"
+    )]
+    async fn admit(
+        &self,
+        who: &Principal,
+        resolved: &Resolved,
+        operation: &str,
+        params: &str,
+        parsed: Option<&serde_json::Value>,
+        rationale: Option<&str>,
+        decision: &Decision,
+    ) -> std::result::Result<(), (Decision, ControlError)> {
+        #[allow(clippy::result_large_err, reason = "as above")]
+        let refuse = |rule: &'static str, allowed: bool, error: ControlError| {
+            let decision = Decision {
+                allowed,
+                rule,
+                reason: error.to_string(),
+            };
+            Err((decision, error))
+        };
+        if !decision.allowed {
+            let error = ControlError::Denied {
+                rule: decision.rule.into(),
+                reason: decision.reason.clone(),
+            };
+            return Err((decision.clone(), error));
+        }
+        if !self.audit_available() {
+            // Fail closed: nothing runs unrecorded. This record is held and written once the
+            // store takes writes again.
+            return refuse(
+                "audit-unavailable",
+                false,
+                ControlError::Denied {
+                    rule: "audit-unavailable".into(),
+                    reason: "the audit store cannot be written, so nothing runs unrecorded; fix the store (disk space, permissions, locks) and retry".into(),
+                },
+            );
+        }
+        let name = &resolved.record.name;
+        if let Some(per_minute) = resolved.record.queries_per_minute {
+            let per_minute = per_minute.clamp(1, u32::MAX.into()) as u32;
+            if let Err(retry_after) = self.rate_limits.take(&who.tenant, name, per_minute) {
+                let error = ControlError::RateLimited {
+                    connection: name.clone(),
+                    per_minute,
+                    retry_after,
+                };
+                return refuse("rate-limit", false, error);
+            }
+        }
+        // A dry run applies nothing, so it needs no approver.
+        if resolved.dry_run(operation) {
+            return Ok(());
+        }
+        if let Some(risk) = self.approval_needed(resolved, operation) {
+            if !matches!(parsed, Some(serde_json::Value::Object(_))) {
+                let error = ControlError::Invalid(vec![format!(
+                    "params for `{operation}` must be a JSON object, e.g. '{{\"id\": \"42\"}}'"
+                )]);
+                return refuse("approval-required", false, error);
+            }
+            let error = match self
+                .request_approval(who, resolved, operation, params, risk, rationale)
+                .await
+            {
+                Ok(ticket) => ControlError::Pending(ticket),
+                Err(e) => e,
+            };
+            let allowed = matches!(error, ControlError::Pending(_));
+            return refuse("approval-required", allowed, error);
+        }
+        Ok(())
+    }
+
     /// Every operation-level check, in order; the first that fails decides.
-    fn decide(
+    pub(super) fn decide(
         &self,
         who: &Principal,
         resolved: &Resolved,

@@ -57,6 +57,8 @@ pub struct OperationStats {
     pub calls: u64,
     pub errors: u64,
     pub denied: u64,
+    /// Requests that waited for approval instead of running.
+    pub awaiting_approval: u64,
     pub error_rate: f64,
     pub p50_ms: f64,
     pub p95_ms: f64,
@@ -99,6 +101,7 @@ pub fn summarize(records: &[AuditRecord], t: &Thresholds) -> Vec<OperationStats>
         durations: Vec<f64>,
         errors: u64,
         denied: u64,
+        pending: u64,
     }
     let mut groups: BTreeMap<(String, String), Acc> = BTreeMap::new();
     for r in records.iter().filter(|r| r.action.starts_with("invoke.")) {
@@ -110,6 +113,8 @@ pub fn summarize(records: &[AuditRecord], t: &Thresholds) -> Vec<OperationStats>
             .or_default();
         match r.outcome.as_str() {
             "denied" => acc.denied += 1,
+            // Not run (yet): the run, if approved, leaves its own record.
+            "pending" => acc.pending += 1,
             outcome => {
                 acc.durations.push(r.duration_us as f64 / 1000.0);
                 if outcome != "ok" && !caller_error(r.error_kind.as_deref()) {
@@ -130,6 +135,7 @@ pub fn summarize(records: &[AuditRecord], t: &Thresholds) -> Vec<OperationStats>
                 calls,
                 errors: acc.errors,
                 denied: acc.denied,
+                awaiting_approval: acc.pending,
                 error_rate: if calls == 0 {
                     0.0
                 } else {

@@ -12,8 +12,11 @@
 //! - [`schema`]: config and params validation against the manifest's JSON Schemas.
 //! - `registry`, `connections`, `invoke`: the operations.
 
+pub mod approvals;
 pub mod audit;
 pub mod authz;
+mod breakers;
+pub mod cache;
 mod connections;
 mod credentials;
 mod invoke;
@@ -21,6 +24,7 @@ pub mod metrics;
 pub mod ratelimit;
 mod registry;
 pub mod schema;
+pub mod shaping;
 pub mod state;
 pub mod vault;
 
@@ -47,6 +51,9 @@ pub enum ControlError {
     NotFound(String),
     #[error("{reason} (rule `{rule}`)")]
     Denied { rule: String, reason: String },
+    /// Not run yet: the operation's risk needs an approver. Not a failure; exit code 4.
+    #[error("{0}")]
+    Pending(approvals::Ticket),
     /// Bad input; each entry names one problem.
     #[error("{}", .0.join("\n"))]
     Invalid(Vec<String>),
@@ -83,6 +90,7 @@ impl ControlError {
     pub fn exit_code(&self) -> u8 {
         match self {
             ControlError::Denied { .. } => 2,
+            ControlError::Pending(_) => 4,
             ControlError::Invoke(e) => e.exit_code() as u8,
             _ => 1,
         }
@@ -94,6 +102,7 @@ impl ControlError {
         match self {
             ControlError::NotFound(_) => "not-found",
             ControlError::Denied { .. } => "denied",
+            ControlError::Pending(_) => "pending-approval",
             ControlError::Invalid(_) => "invalid-input",
             ControlError::Conflict(_) => "conflict",
             ControlError::RateLimited { .. } => "rate-limited",
@@ -124,7 +133,8 @@ impl ControlError {
         }
     }
 
-    fn rule(&self) -> String {
+    /// The policy rule that denied the action, if a rule did; empty otherwise.
+    pub fn rule(&self) -> String {
         match self {
             ControlError::Denied { rule, .. } => rule.clone(),
             ControlError::Invoke(InvokeError::Denied { denial, .. }) => denial.rule.to_owned(),
@@ -134,6 +144,20 @@ impl ControlError {
 }
 
 pub type Result<T> = std::result::Result<T, ControlError>;
+
+/// The read cache's figures for one tenant (see `ControlPlane::cache_stats`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CacheStats {
+    pub entries: usize,
+    pub connections: Vec<CacheCounts>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CacheCounts {
+    pub connection: String,
+    #[serde(flatten)]
+    pub counts: cache::Counts,
+}
 
 /// How long a resolved connection is reused before it is read again from the store. Changes
 /// made through this process take effect at once; changes made by another process within this.
@@ -164,6 +188,8 @@ pub struct ControlPlane {
     /// Each connection's pooled HTTP client, by (tenant, name).
     clients: Mutex<HashMap<(String, String), ConnectionTransport>>,
     rate_limits: ratelimit::RateLimits,
+    /// Read results, per tenant.
+    cache: cache::ResponseCache,
     /// OAuth2 token caches by (tenant, connection, credential, version).
     tokens: Mutex<HashMap<TokenKey, Arc<crate::egress::oauth::TokenCache>>>,
 }
@@ -177,17 +203,19 @@ impl ControlPlane {
         vault: Vault,
         keyvalue: Arc<dyn KeyValueStore>,
     ) -> Self {
+        let vault = Arc::new(vault);
         ControlPlane {
-            audit: AuditLog::start(state.clone()),
+            audit: AuditLog::start(state.clone(), vault.clone(), true),
             state,
             executor,
-            vault: Arc::new(vault),
+            vault,
             keyvalue,
             loaded: Mutex::new(HashMap::new()),
             resolved: Mutex::new(HashMap::new()),
             clients: Mutex::new(HashMap::new()),
             rate_limits: ratelimit::RateLimits::default(),
             tokens: Mutex::new(HashMap::new()),
+            cache: cache::ResponseCache::default(),
         }
     }
 
@@ -195,9 +223,84 @@ impl ControlPlane {
         &self.executor
     }
 
-    /// Waits until all audit records so far are stored.
-    pub async fn flush_audit(&self) {
-        self.audit.flush().await;
+    /// Whether the audit store takes writes; invocations are refused while it does not.
+    pub fn audit_available(&self) -> bool {
+        self.audit.available()
+    }
+
+    /// Records audit entries without hashes: only for benchmarks comparing the chain's cost
+    /// (`audit verify` reports unchained records inside the chain as tampering).
+    pub fn without_audit_chain(mut self) -> Self {
+        self.audit = AuditLog::start(self.state.clone(), self.vault.clone(), false);
+        self
+    }
+
+    /// Waits until all audit records so far are stored and a signed checkpoint covers them.
+    pub async fn flush_audit(&self) -> std::result::Result<(), audit::Unavailable> {
+        self.audit.flush().await
+    }
+
+    /// Checks the whole audit chain and every checkpoint (the stored ones and `extra`, kept
+    /// elsewhere). Auditors and above; reports positions only, never other tenants' records.
+    pub async fn audit_verify(
+        &self,
+        who: &Principal,
+        extra: &[state::Checkpoint],
+    ) -> Result<audit::VerifyReport> {
+        self.audited(
+            who,
+            Action::AuditList,
+            "audit-chain",
+            Some("verify"),
+            async {
+                let _ = self.audit.flush().await;
+                Ok(audit::verify(self.state.as_ref(), &self.vault, extra).await?)
+            },
+        )
+        .await
+    }
+
+    /// The tenant's stored audit rows (record, seq and hashes) with `since_ms <= at < until_ms`.
+    pub async fn audit_export(
+        &self,
+        who: &Principal,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<state::AuditRow>> {
+        self.audited(who, Action::AuditList, &who.tenant, Some("export"), async {
+            let _ = self.audit.flush().await;
+            let mut out = Vec::new();
+            let mut after = 0;
+            loop {
+                let page = self
+                    .state
+                    .audit_range(&who.tenant, since_ms, until_ms, after, 10_000)
+                    .await?;
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                out.extend(page);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The newest signed checkpoint, after flushing: a copy to keep outside the database.
+    pub async fn audit_checkpoint(&self, who: &Principal) -> Result<Option<state::Checkpoint>> {
+        self.audited(
+            who,
+            Action::AuditList,
+            "audit-chain",
+            Some("checkpoint"),
+            async {
+                self.audit
+                    .flush()
+                    .await
+                    .map_err(|e| ControlError::State(StateError::Storage(e.to_string())))?;
+                Ok(self.state.checkpoints().await?.pop())
+            },
+        )
+        .await
     }
 
     /// The tenant's audit records, newest `limit`, oldest first.
@@ -211,7 +314,7 @@ impl ControlPlane {
             started,
         )
         .await?;
-        self.audit.flush().await;
+        let _ = self.audit.flush().await;
         let rows = self.state.list_audit(&who.tenant, limit).await?;
         rows.into_iter()
             .map(|(_, text)| {
@@ -237,7 +340,7 @@ impl ControlPlane {
             started,
         )
         .await?;
-        self.audit.flush().await;
+        let _ = self.audit.flush().await;
         let records: Vec<AuditRecord> = self
             .state
             .list_audit(&who.tenant, window)
@@ -249,6 +352,43 @@ impl ControlPlane {
             &records,
             &metrics::Thresholds::from_env(),
         ))
+    }
+
+    /// This process's read cache for the tenant: entries held, and hits and misses per
+    /// connection.
+    pub async fn cache_stats(&self, who: &Principal) -> Result<CacheStats> {
+        let started = Instant::now();
+        self.check(
+            who,
+            Action::ConnectionList,
+            Context::default(),
+            "cache",
+            started,
+        )
+        .await?;
+        Ok(CacheStats {
+            entries: self.cache.len(&who.tenant),
+            connections: self
+                .cache
+                .counts(&who.tenant)
+                .into_iter()
+                .map(|(connection, counts)| CacheCounts { connection, counts })
+                .collect(),
+        })
+    }
+
+    /// The tenant's circuit breakers that are open or probing, as every process sees them.
+    pub async fn circuits(&self, who: &Principal) -> Result<Vec<state::BreakerRecord>> {
+        let started = Instant::now();
+        self.check(
+            who,
+            Action::ConnectionList,
+            Context::default(),
+            "circuits",
+            started,
+        )
+        .await?;
+        Ok(self.state.tripped_breakers(&who.tenant).await?)
     }
 
     /// The shape of every administrative action: authorize (a denial is audited), run `body`,
@@ -340,11 +480,12 @@ impl ControlPlane {
                 } else {
                     decision.rule.to_owned()
                 };
-                (
-                    if denied { "denied" } else { "error" },
-                    rule,
-                    Some(e.to_string()),
-                )
+                let outcome = match e {
+                    ControlError::Pending(_) => "pending",
+                    _ if denied => "denied",
+                    _ => "error",
+                };
+                (outcome, rule, Some(e.to_string()))
             }
         };
         self.audit
@@ -396,7 +537,7 @@ impl ControlPlane {
         Ok(connector)
     }
 
-    fn forget_connection(&self, tenant: &str, name: &str) {
+    pub(crate) fn forget_connection(&self, tenant: &str, name: &str) {
         self.resolved
             .lock()
             .unwrap_or_else(|p| p.into_inner())

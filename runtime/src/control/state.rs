@@ -41,6 +41,31 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "read routes",
         include_str!("../../migrations/0005_read_routes.sql"),
     ),
+    (
+        6,
+        "circuit breakers",
+        include_str!("../../migrations/0006_circuit_breakers.sql"),
+    ),
+    (
+        7,
+        "audit chain",
+        include_str!("../../migrations/0007_audit_chain.sql"),
+    ),
+    (
+        8,
+        "approvals",
+        include_str!("../../migrations/0008_approvals.sql"),
+    ),
+    (
+        9,
+        "data policy",
+        include_str!("../../migrations/0009_data_policy.sql"),
+    ),
+    (
+        10,
+        "approval preview",
+        include_str!("../../migrations/0010_approval_preview.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +135,10 @@ pub struct ConnectionRecord {
     pub queries_per_minute: Option<i64>,
     /// Whether the connector's declared read routes are honoured.
     pub accept_read_routes: bool,
+    /// The approval policy as JSON (see `control::approvals::ApprovalPolicy`); null: defaults.
+    pub approval_policy: serde_json::Value,
+    /// Classification, masking and caching as JSON (see `control::shaping::DataPolicy`).
+    pub data_policy: serde_json::Value,
     pub last_test_at: Option<i64>,
     pub last_test_ok: Option<bool>,
     pub last_test_message: Option<String>,
@@ -144,6 +173,70 @@ pub struct Grant {
     pub operation: String,
     pub granted_by: String,
     pub granted_at: i64,
+}
+
+/// One stored audit record with its place in the chain.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub at: i64,
+    pub tenant: String,
+    pub record: String,
+    pub prev_hash: Option<String>,
+    pub hash: Option<String>,
+}
+
+/// A signed statement that the chain reached `hash` at `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    pub seq: i64,
+    pub hash: String,
+    pub at: i64,
+    pub signature: String,
+}
+
+/// An approval request as stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ApprovalRecord {
+    pub tenant: String,
+    pub id: String,
+    pub connection: String,
+    pub connector_digest: String,
+    pub operation: String,
+    #[serde(skip)]
+    pub params_sealed: Vec<u8>,
+    pub action_hash: String,
+    pub risk: String,
+    pub rationale: Option<String>,
+    pub requested_by: String,
+    pub requester_kind: String,
+    pub requester_role: String,
+    pub requested_at: i64,
+    pub expires_at: i64,
+    pub status: String,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+    pub reason: Option<String>,
+    pub lease_until: Option<i64>,
+    pub finished_at: Option<i64>,
+    #[serde(skip)]
+    pub output_sealed: Option<Vec<u8>>,
+    pub error: Option<String>,
+    /// The dry run's effects and answer, as JSON text (secrets never in it).
+    #[serde(skip)]
+    pub preview: Option<String>,
+}
+
+/// A circuit breaker's shared state (see `egress::resilience`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BreakerRecord {
+    pub connection: String,
+    pub origin: String,
+    /// `closed`, `open` or `half-open`.
+    pub state: String,
+    /// Open: when one probe may go. Half-open: when the probe's lease ends.
+    pub until_ms: i64,
+    pub updated_at: i64,
 }
 
 /// What the state store keeps. Implementations: [`SqliteState`]; PostgreSQL later.
@@ -202,7 +295,89 @@ pub trait StateStore: Send + Sync + 'static {
     async fn delete_credential(&self, tenant: &str, connection: &str, name: &str) -> Result<bool>;
 
     /// Appends audit records (JSON), assigning consecutive sequence numbers; returns the last.
-    async fn append_audit(&self, records: &[(i64, String, String)]) -> Result<i64>;
+    async fn insert_approval(&self, record: &ApprovalRecord) -> Result<()>;
+    async fn approval(&self, tenant: &str, id: &str) -> Result<Option<ApprovalRecord>>;
+    /// A tenant's requests, newest first; `open_only`: pending, approved and executing ones.
+    async fn list_approvals(&self, tenant: &str, open_only: bool) -> Result<Vec<ApprovalRecord>>;
+    /// Moves a pending, unexpired request to `approved` or `denied`: true for exactly one caller.
+    async fn decide_approval(
+        &self,
+        tenant: &str,
+        id: &str,
+        approve: bool,
+        by: &str,
+        reason: Option<&str>,
+        now_ms: i64,
+    ) -> Result<bool>;
+    /// Marks pending requests past their expiry `expired` (for good: nothing moves them back).
+    async fn expire_approvals(&self, tenant: &str, now_ms: i64) -> Result<u64>;
+    /// Takes an approved request to run it (`approved` -> `executing`, leased until
+    /// `lease_until`): true for exactly one caller, in whichever process.
+    async fn claim_approval(&self, tenant: &str, id: &str, lease_until: i64) -> Result<bool>;
+    /// Records how an execution ended (`executed` or `failed`).
+    async fn finish_approval(
+        &self,
+        tenant: &str,
+        id: &str,
+        status: &str,
+        output_sealed: Option<&[u8]>,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> Result<()>;
+    /// Approved requests not yet started, and executions whose lease ran out, in every tenant.
+    async fn approvals_to_resume(&self, now_ms: i64) -> Result<Vec<ApprovalRecord>>;
+
+    /// One circuit breaker's shared state.
+    async fn breaker(
+        &self,
+        tenant: &str,
+        connection: &str,
+        origin: &str,
+    ) -> Result<Option<BreakerRecord>>;
+    /// Sets a breaker's state (`closed` or `open` until `until_ms`).
+    async fn set_breaker(
+        &self,
+        tenant: &str,
+        connection: &str,
+        origin: &str,
+        state: &str,
+        until_ms: i64,
+    ) -> Result<()>;
+    /// Takes the one probe of an open circuit whose cooldown has passed, or of a half-open one
+    /// whose probe's lease has run out: true for exactly one caller across all processes.
+    async fn take_breaker_probe(
+        &self,
+        tenant: &str,
+        connection: &str,
+        origin: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool>;
+    /// A tenant's breakers that are not closed.
+    async fn tripped_breakers(&self, tenant: &str) -> Result<Vec<BreakerRecord>>;
+
+    /// Appends records (time, tenant, JSON text) after the last one; with `chain`, each gets
+    /// the hash of the one before and its own (see `audit::chain_hash`). Returns the last
+    /// record's sequence number and hash.
+    async fn append_audit(
+        &self,
+        records: &[(i64, String, String)],
+        chain: bool,
+    ) -> Result<(i64, Option<String>)>;
+    /// Stored records after `after_seq`, in order, at most `limit`.
+    async fn audit_rows(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditRow>>;
+    /// A tenant's records with `since_ms <= at < until_ms` after `after_seq`, at most `limit`.
+    async fn audit_range(
+        &self,
+        tenant: &str,
+        since_ms: i64,
+        until_ms: i64,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>>;
+    async fn append_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()>;
+    /// Every checkpoint, oldest first.
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>>;
     /// The newest `limit` records of a tenant, oldest first.
     async fn list_audit(&self, tenant: &str, limit: i64) -> Result<Vec<(i64, String)>>;
 }
@@ -284,6 +459,55 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+fn approval_row(r: &sqlx::sqlite::SqliteRow) -> ApprovalRecord {
+    ApprovalRecord {
+        tenant: r.get("tenant"),
+        id: r.get("id"),
+        connection: r.get("connection"),
+        connector_digest: r.get("connector_digest"),
+        operation: r.get("operation"),
+        params_sealed: r.get("params_sealed"),
+        action_hash: r.get("action_hash"),
+        risk: r.get("risk"),
+        rationale: r.get("rationale"),
+        requested_by: r.get("requested_by"),
+        requester_kind: r.get("requester_kind"),
+        requester_role: r.get("requester_role"),
+        requested_at: r.get("requested_at"),
+        expires_at: r.get("expires_at"),
+        status: r.get("status"),
+        decided_by: r.get("decided_by"),
+        decided_at: r.get("decided_at"),
+        reason: r.get("reason"),
+        lease_until: r.get("lease_until"),
+        finished_at: r.get("finished_at"),
+        output_sealed: r.get("output_sealed"),
+        error: r.get("error"),
+        preview: r.get("preview"),
+    }
+}
+
+fn audit_row(r: &sqlx::sqlite::SqliteRow) -> AuditRow {
+    AuditRow {
+        seq: r.get("seq"),
+        at: r.get("at"),
+        tenant: r.get("tenant"),
+        record: r.get("record"),
+        prev_hash: r.get("prev_hash"),
+        hash: r.get("hash"),
+    }
+}
+
+fn breaker_row(r: &sqlx::sqlite::SqliteRow) -> BreakerRecord {
+    BreakerRecord {
+        connection: r.get("connection"),
+        origin: r.get("origin"),
+        state: r.get("state"),
+        until_ms: r.get("until_ms"),
+        updated_at: r.get("updated_at"),
+    }
+}
+
 fn json_list(text: Option<String>) -> Result<Option<Vec<String>>> {
     text.map(|t| {
         serde_json::from_str(&t)
@@ -327,6 +551,8 @@ fn connection_row(r: &sqlx::sqlite::SqliteRow) -> Result<ConnectionRecord> {
             .map_err(|e| corrupt("egress", e))?,
         queries_per_minute: r.get("queries_per_minute"),
         accept_read_routes: r.get("accept_read_routes"),
+        approval_policy: policy_column(r, "approval_policy")?,
+        data_policy: policy_column(r, "data_policy")?,
         last_test_at: r.get("last_test_at"),
         last_test_ok: r.get("last_test_ok"),
         last_test_message: r.get("last_test_message"),
@@ -335,6 +561,19 @@ fn connection_row(r: &sqlx::sqlite::SqliteRow) -> Result<ConnectionRecord> {
         updated_at: r.get("updated_at"),
         revision: r.get("revision"),
     })
+}
+
+/// A nullable JSON policy column; NULL reads as JSON null (the defaults).
+fn policy_column(r: &sqlx::sqlite::SqliteRow, column: &str) -> Result<serde_json::Value> {
+    r.get::<Option<&str>, _>(column)
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| StateError::Corrupt(format!("stored {column} is not JSON: {e}")))
+        .map(|v| v.unwrap_or(serde_json::Value::Null))
+}
+
+fn policy_text(policy: &serde_json::Value) -> Option<String> {
+    (!policy.is_null()).then(|| policy.to_string())
 }
 
 fn list_text(list: &Option<Vec<String>>) -> Option<String> {
@@ -486,8 +725,8 @@ impl StateStore for SqliteState {
         let result = sqlx::query(
             "INSERT INTO connections (tenant, name, connector, connector_version, config_sealed, status,
                 allowed_operations, allowed_objects, required_roles, writes_enabled, limits, last_test_at,
-                last_test_ok, last_test_message, created_by, created_at, updated_at, revision, egress, queries_per_minute, accept_read_routes)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+                last_test_ok, last_test_message, created_by, created_at, updated_at, revision, egress, queries_per_minute, accept_read_routes, approval_policy, data_policy)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
         )
         .bind(&c.tenant)
         .bind(&c.name)
@@ -510,6 +749,8 @@ impl StateStore for SqliteState {
         .bind(serde_json::to_string(&c.egress).expect("strings serialize"))
         .bind(c.queries_per_minute)
         .bind(c.accept_read_routes)
+        .bind(policy_text(&c.approval_policy))
+        .bind(policy_text(&c.data_policy))
         .execute(&self.pool)
         .await;
         match result {
@@ -528,7 +769,8 @@ impl StateStore for SqliteState {
             "UPDATE connections SET connector = ?3, connector_version = ?4, config_sealed = ?5, status = ?6,
                 allowed_operations = ?7, allowed_objects = ?8, required_roles = ?9, writes_enabled = ?10,
                 limits = ?11, last_test_at = ?12, last_test_ok = ?13, last_test_message = ?14,
-                updated_at = ?15, revision = ?16, egress = ?18, queries_per_minute = ?19, accept_read_routes = ?20
+                updated_at = ?15, revision = ?16, egress = ?18, queries_per_minute = ?19, accept_read_routes = ?20,
+                approval_policy = ?21, data_policy = ?22
              WHERE tenant = ?1 AND name = ?2 AND revision = ?17",
         )
         .bind(&c.tenant)
@@ -551,6 +793,8 @@ impl StateStore for SqliteState {
         .bind(serde_json::to_string(&c.egress).expect("strings serialize"))
         .bind(c.queries_per_minute)
         .bind(c.accept_read_routes)
+        .bind(policy_text(&c.approval_policy))
+        .bind(policy_text(&c.data_policy))
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 0 {
@@ -717,26 +961,318 @@ impl StateStore for SqliteState {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn append_audit(&self, records: &[(i64, String, String)]) -> Result<i64> {
-        // IMMEDIATE: take the write lock before reading MAX(seq); a deferred transaction would fail
-        // with SQLITE_BUSY (no busy wait) if another connection wrote in between.
+    async fn insert_approval(&self, a: &ApprovalRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO approvals (tenant, id, connection, connector_digest, operation, params_sealed, action_hash,
+                risk, rationale, requested_by, requester_kind, requester_role, requested_at, expires_at, status, preview)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        )
+        .bind(&a.tenant)
+        .bind(&a.id)
+        .bind(&a.connection)
+        .bind(&a.connector_digest)
+        .bind(&a.operation)
+        .bind(&a.params_sealed)
+        .bind(&a.action_hash)
+        .bind(&a.risk)
+        .bind(&a.rationale)
+        .bind(&a.requested_by)
+        .bind(&a.requester_kind)
+        .bind(&a.requester_role)
+        .bind(a.requested_at)
+        .bind(a.expires_at)
+        .bind(&a.status)
+        .bind(&a.preview)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn approval(&self, tenant: &str, id: &str) -> Result<Option<ApprovalRecord>> {
+        let row = sqlx::query("SELECT * FROM approvals WHERE tenant = ?1 AND id = ?2")
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(approval_row))
+    }
+
+    async fn list_approvals(&self, tenant: &str, open_only: bool) -> Result<Vec<ApprovalRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM approvals WHERE tenant = ?1
+               AND (?2 = 0 OR status IN ('pending', 'approved', 'executing'))
+             ORDER BY requested_at DESC, id",
+        )
+        .bind(tenant)
+        .bind(open_only)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(approval_row).collect())
+    }
+
+    async fn decide_approval(
+        &self,
+        tenant: &str,
+        id: &str,
+        approve: bool,
+        by: &str,
+        reason: Option<&str>,
+        now_ms: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE approvals SET status = ?3, decided_by = ?4, reason = ?5, decided_at = ?6
+             WHERE tenant = ?1 AND id = ?2 AND status = 'pending' AND expires_at > ?6",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(if approve { "approved" } else { "denied" })
+        .bind(by)
+        .bind(reason)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn expire_approvals(&self, tenant: &str, now_ms: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE approvals SET status = 'expired', finished_at = expires_at
+             WHERE tenant = ?1 AND status = 'pending' AND expires_at <= ?2",
+        )
+        .bind(tenant)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn claim_approval(&self, tenant: &str, id: &str, lease_until: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE approvals SET status = 'executing', lease_until = ?3
+             WHERE tenant = ?1 AND id = ?2 AND status = 'approved'",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(lease_until)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn finish_approval(
+        &self,
+        tenant: &str,
+        id: &str,
+        status: &str,
+        output_sealed: Option<&[u8]>,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE approvals SET status = ?3, output_sealed = ?4, error = ?5, finished_at = ?6
+             WHERE tenant = ?1 AND id = ?2 AND status = 'executing'",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(status)
+        .bind(output_sealed)
+        .bind(error)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn approvals_to_resume(&self, now_ms: i64) -> Result<Vec<ApprovalRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM approvals
+             WHERE status = 'approved' OR (status = 'executing' AND lease_until <= ?1)
+             ORDER BY decided_at",
+        )
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(approval_row).collect())
+    }
+
+    async fn breaker(
+        &self,
+        tenant: &str,
+        connection: &str,
+        origin: &str,
+    ) -> Result<Option<BreakerRecord>> {
+        let row = sqlx::query(
+            "SELECT * FROM circuit_breakers WHERE tenant = ?1 AND connection = ?2 AND origin = ?3",
+        )
+        .bind(tenant)
+        .bind(connection)
+        .bind(origin)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(breaker_row))
+    }
+
+    async fn set_breaker(
+        &self,
+        tenant: &str,
+        connection: &str,
+        origin: &str,
+        state: &str,
+        until_ms: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO circuit_breakers (tenant, connection, origin, state, until_ms, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (tenant, connection, origin) DO UPDATE SET state = excluded.state,
+                until_ms = excluded.until_ms, updated_at = excluded.updated_at",
+        )
+        .bind(tenant)
+        .bind(connection)
+        .bind(origin)
+        .bind(state)
+        .bind(until_ms)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn take_breaker_probe(
+        &self,
+        tenant: &str,
+        connection: &str,
+        origin: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool> {
+        // One statement: the row changes for one caller only, whichever process it is in.
+        let done = sqlx::query(
+            "UPDATE circuit_breakers SET state = 'half-open', until_ms = ?5, updated_at = ?4
+             WHERE tenant = ?1 AND connection = ?2 AND origin = ?3
+               AND state IN ('open', 'half-open') AND until_ms <= ?4",
+        )
+        .bind(tenant)
+        .bind(connection)
+        .bind(origin)
+        .bind(now_ms)
+        .bind(lease_until_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn tripped_breakers(&self, tenant: &str) -> Result<Vec<BreakerRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM circuit_breakers WHERE tenant = ?1 AND state <> 'closed'
+             ORDER BY connection, origin",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(breaker_row).collect())
+    }
+
+    async fn append_audit(
+        &self,
+        records: &[(i64, String, String)],
+        chain: bool,
+    ) -> Result<(i64, Option<String>)> {
+        // IMMEDIATE: take the write lock before reading the last record; a deferred transaction
+        // would fail with SQLITE_BUSY (no busy wait) if another connection wrote in between, and
+        // two processes must never chain onto the same record.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM audit")
-            .fetch_one(&mut *tx)
-            .await?
-            .get(0);
+        let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (mut seq, mut prev): (i64, Option<String>) = last
+            .map(|r| (r.get("seq"), r.get("hash")))
+            .unwrap_or((0, None));
         for (at, tenant, record) in records {
             seq += 1;
-            sqlx::query("INSERT INTO audit (seq, at, tenant, record) VALUES (?1, ?2, ?3, ?4)")
-                .bind(seq)
-                .bind(at)
-                .bind(tenant)
-                .bind(record)
-                .execute(&mut *tx)
-                .await?;
+            let (prev_hash, hash) = if chain {
+                let prev_hash = prev
+                    .clone()
+                    .unwrap_or_else(|| super::audit::GENESIS.to_owned());
+                let hash = super::audit::chain_hash(&prev_hash, seq, *at, tenant, record);
+                (Some(prev_hash), Some(hash))
+            } else {
+                (None, None)
+            };
+            sqlx::query(
+                "INSERT INTO audit (seq, at, tenant, record, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .bind(seq)
+            .bind(at)
+            .bind(tenant)
+            .bind(record)
+            .bind(&prev_hash)
+            .bind(&hash)
+            .execute(&mut *tx)
+            .await?;
+            prev = hash;
         }
         tx.commit().await?;
-        Ok(seq)
+        Ok((seq, prev))
+    }
+
+    async fn audit_rows(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditRow>> {
+        let rows = sqlx::query("SELECT * FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+            .bind(after_seq)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(audit_row).collect())
+    }
+
+    async fn audit_range(
+        &self,
+        tenant: &str,
+        since_ms: i64,
+        until_ms: i64,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit WHERE tenant = ?1 AND at >= ?2 AND at < ?3 AND seq > ?4
+             ORDER BY seq LIMIT ?5",
+        )
+        .bind(tenant)
+        .bind(since_ms)
+        .bind(until_ms)
+        .bind(after_seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(audit_row).collect())
+    }
+
+    async fn append_checkpoint(&self, c: &Checkpoint) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (seq, hash, at, signature) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (seq) DO NOTHING",
+        )
+        .bind(c.seq)
+        .bind(&c.hash)
+        .bind(c.at)
+        .bind(&c.signature)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        let rows = sqlx::query("SELECT * FROM audit_checkpoints ORDER BY seq")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Checkpoint {
+                seq: r.get("seq"),
+                hash: r.get("hash"),
+                at: r.get("at"),
+                signature: r.get("signature"),
+            })
+            .collect())
     }
 
     async fn list_audit(&self, tenant: &str, limit: i64) -> Result<Vec<(i64, String)>> {

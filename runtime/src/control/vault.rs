@@ -38,6 +38,9 @@ pub enum VaultError {
 /// The master key. Its bytes are wiped from memory when dropped and never printed.
 pub struct Vault {
     cipher: XChaCha20Poly1305,
+    /// A key derived from the master key for signing audit checkpoints: one key, two uses
+    /// kept apart by the derivation.
+    checkpoint_key: Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -66,7 +69,10 @@ impl Vault {
             return Err(bad(format!("{} bytes, expected {KEY_BYTES}", bytes.len())));
         }
         let cipher = XChaCha20Poly1305::new_from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
-        Ok(Vault { cipher })
+        Ok(Vault {
+            cipher,
+            checkpoint_key: Zeroizing::new(hmac_sha256(&bytes, b"airlock:audit-checkpoint:v1")),
+        })
     }
 
     /// The key from the environment: `AIRLOCK_MASTER_KEY`, else `AIRLOCK_MASTER_KEY_FILE`.
@@ -103,6 +109,11 @@ impl Vault {
             })?;
         }
         Self::from_file(&path)
+    }
+
+    /// The hex HMAC-SHA256 of `message` under the audit checkpoint key.
+    pub fn sign_checkpoint(&self, message: &[u8]) -> String {
+        hex::encode(hmac_sha256(self.checkpoint_key.as_ref(), message))
     }
 
     /// Encrypts `plaintext` for one tenant's connection.
@@ -156,6 +167,14 @@ impl Vault {
 }
 
 /// A new random master key, base64.
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use hmac::Mac;
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
 pub fn generate_key() -> String {
     let key = Zeroizing::new(<[u8; KEY_BYTES]>::generate());
     base64::engine::general_purpose::STANDARD.encode(*key)

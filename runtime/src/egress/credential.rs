@@ -38,6 +38,19 @@ pub enum Placement {
         token_url: String,
         client_id: String,
     },
+    /// OAuth2 JWT bearer grant (RFC 7523): the secret is a PEM private key; the host signs a
+    /// short-lived assertion (`iss`, `sub`, `aud`, `scope`) and trades it at `token_url` for
+    /// access tokens. `audience` defaults to the token URL, `subject` to the issuer.
+    #[serde(rename = "oauth2-jwt-bearer")]
+    OAuth2JwtBearer {
+        token_url: String,
+        issuer: String,
+        subject: Option<String>,
+        audience: Option<String>,
+        scope: Option<String>,
+        key_id: Option<String>,
+        algorithm: super::jwt::Algorithm,
+    },
     /// Signs the request body: `<header>: sha256=<hex HMAC-SHA256(secret, body)>`, as webhook
     /// receivers (GitHub, Stripe-style) verify it. The body is read whole to sign it.
     #[serde(rename = "hmac-sha256")]
@@ -53,7 +66,29 @@ impl Placement {
             Placement::Query { .. } => "api-key-query",
             Placement::OAuth2ClientCredentials { .. } => "oauth2-client-credentials",
             Placement::OAuth2RefreshToken { .. } => "oauth2-refresh-token",
+            Placement::OAuth2JwtBearer { .. } => "oauth2-jwt-bearer",
             Placement::HmacSha256 { .. } => "hmac-sha256",
+        }
+    }
+
+    /// The token endpoint, for the OAuth2 placements.
+    pub fn token_url(&self) -> Option<&str> {
+        match self {
+            Placement::OAuth2ClientCredentials { token_url, .. }
+            | Placement::OAuth2RefreshToken { token_url, .. }
+            | Placement::OAuth2JwtBearer { token_url, .. } => Some(token_url),
+            _ => None,
+        }
+    }
+
+    /// Checks `secret` fits this placement. The error never contains the secret.
+    pub fn check_secret(&self, secret: &str) -> Result<(), String> {
+        match self {
+            Placement::OAuth2JwtBearer { algorithm, .. } => {
+                super::jwt::SigningKey::from_pem(secret, *algorithm).map(|_| ())
+            }
+            _ if header_safe(secret) => Ok(()),
+            _ => Err("the secret is empty or has characters that cannot travel in HTTP (line breaks, non-ASCII)".into()),
         }
     }
 
@@ -78,6 +113,9 @@ impl Placement {
             }
             Placement::Basic { username } if username.contains(':') => {
                 Err("a Basic username may not contain `:`".into())
+            }
+            Placement::OAuth2JwtBearer { issuer, .. } if issuer.trim().is_empty() => {
+                Err("a JWT bearer credential needs an issuer (--issuer, often the client id or service account)".into())
             }
             _ => Ok(()),
         }
@@ -136,6 +174,32 @@ impl Credential {
                 token_url,
                 self.tokens
                     .access_token_by_refresh(client, token_url, client_id, &self.secret)
+                    .await?,
+            )),
+            Placement::OAuth2JwtBearer {
+                token_url,
+                issuer,
+                subject,
+                audience,
+                scope,
+                key_id,
+                algorithm,
+            } => Some((
+                token_url,
+                self.tokens
+                    .access_token_by_assertion(
+                        client,
+                        token_url,
+                        &super::oauth::Assertion {
+                            private_key: &self.secret,
+                            algorithm: *algorithm,
+                            key_id: key_id.as_deref(),
+                            issuer,
+                            subject: subject.as_deref(),
+                            audience: audience.as_deref().unwrap_or(token_url),
+                            scope: scope.as_deref(),
+                        },
+                    )
                     .await?,
             )),
             _ => None,
@@ -241,6 +305,7 @@ impl Credential {
             }
             Placement::OAuth2ClientCredentials { .. }
             | Placement::OAuth2RefreshToken { .. }
+            | Placement::OAuth2JwtBearer { .. }
             | Placement::HmacSha256 { .. } => {
                 unreachable!("handled in apply and sign")
             }

@@ -9,6 +9,7 @@ pub mod address;
 pub mod client;
 pub mod credential;
 pub mod grant;
+pub mod jwt;
 pub mod oauth;
 pub mod resilience;
 
@@ -29,6 +30,8 @@ pub struct Egress {
     pub resilience: Arc<resilience::Resilience>,
     /// The connection's circuit breakers, by origin.
     pub breakers: Arc<resilience::Breakers>,
+    /// In a dry run: where write requests are recorded instead of sent.
+    pub capture: Option<Arc<crate::capture::Capture>>,
     /// Read routes the connection accepted, by operation: (method, destination).
     pub read_routes: Arc<std::collections::HashMap<String, Vec<(String, Grant)>>>,
 }

@@ -1,4 +1,4 @@
-//! OAuth2 tokens (client-credentials and refresh-token grants), obtained and refreshed by the
+//! OAuth2 tokens (client-credentials, refresh-token and JWT bearer grants), obtained and refreshed by the
 //! host. A refresh token the endpoint rotates is used from then on and stored again, sealed.
 //!
 //! The client secret never leaves the host except to the token endpoint, which must match one
@@ -67,6 +67,18 @@ enum Grant<'a> {
         client_id: &'a str,
         stored: &'a str,
     },
+    JwtBearer(&'a Assertion<'a>),
+}
+
+/// What a JWT bearer assertion is made of (see `egress::jwt`).
+pub struct Assertion<'a> {
+    pub private_key: &'a str,
+    pub algorithm: super::jwt::Algorithm,
+    pub key_id: Option<&'a str>,
+    pub issuer: &'a str,
+    pub subject: Option<&'a str>,
+    pub audience: &'a str,
+    pub scope: Option<&'a str>,
 }
 
 #[derive(serde::Deserialize)]
@@ -131,6 +143,18 @@ impl TokenCache {
             .await
     }
 
+    /// A valid access token from the JWT bearer grant (RFC 7523): a fresh assertion, signed
+    /// here, for every token request.
+    pub async fn access_token_by_assertion(
+        &self,
+        client: &EgressClient,
+        token_url: &str,
+        assertion: &Assertion<'_>,
+    ) -> Result<Zeroizing<String>, String> {
+        self.token_for(client, token_url, Grant::JwtBearer(assertion))
+            .await
+    }
+
     /// Sets what to do with a rotated refresh token (the control plane stores it, sealed).
     pub fn on_rotate(&self, hook: RotateHook) {
         let _ = self.rotate.set(hook);
@@ -176,6 +200,22 @@ impl TokenCache {
                     percent(refresh),
                     percent(client_id)
                 )
+            }
+            Grant::JwtBearer(a) => {
+                let key = super::jwt::SigningKey::from_pem(a.private_key, a.algorithm)?;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let claims = super::jwt::claims(a.issuer, a.subject, a.audience, a.scope, now);
+                let jwt = key.sign(&claims, a.key_id)?;
+                let mut form = format!(
+                    "grant_type={}&assertion={jwt}",
+                    percent("urn:ietf:params:oauth:grant-type:jwt-bearer")
+                );
+                if let Some(scope) = a.scope {
+                    form.push_str(&format!("&scope={}", percent(scope)));
+                }
+                form
             }
         });
         let request = http::Request::post(token_url)

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -136,22 +136,76 @@ pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
     )
 }
 
+/// Where breaker state is shared: the control plane's store, so that every process serving a
+/// connection sees an open circuit, one probe goes at a time across all of them, and a restart
+/// does not forget an open circuit. Errors are reported as text; a breaker whose ledger fails
+/// goes on with its own state (it protects the upstream, it is not an access rule).
+#[async_trait::async_trait]
+pub trait BreakerLedger: Send + Sync {
+    async fn load(&self, origin: &str) -> Result<Shared, String>;
+    async fn open(&self, origin: &str, until_ms: i64) -> Result<(), String>;
+    async fn close(&self, origin: &str) -> Result<(), String>;
+    /// True for exactly one caller once the cooldown (or a probe's lease) has run out.
+    async fn take_probe(
+        &self,
+        origin: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool, String>;
+}
+
+/// A breaker's state as the ledger holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shared {
+    Closed,
+    Open { until_ms: i64 },
+    HalfOpen { lease_until_ms: i64 },
+}
+
+/// How long this process trusts its own "closed" before asking the ledger again: the most time
+/// another process's open circuit goes unseen here.
+pub const SHARED_STATE_REFRESH_MS: i64 = 1000;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Closed {
         failures: u32,
     },
+    /// Refusing until then (wall clock, as the ledger keeps it).
     Open {
-        until: Instant,
+        until_ms: i64,
     },
-    /// One probe is in flight; others are refused until it reports.
+    /// This process holds the one probe; others are refused until it reports.
     HalfOpen,
 }
 
+#[derive(Debug, Clone, Copy)]
+struct Local {
+    state: State,
+    /// When the ledger was last read for this origin.
+    synced_ms: i64,
+}
+
 /// Circuit breakers by origin (`scheme://host:port`), one set per connection.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Breakers {
-    states: Mutex<HashMap<String, State>>,
+    states: Mutex<HashMap<String, Local>>,
+    ledger: Option<std::sync::Arc<dyn BreakerLedger>>,
+}
+
+impl std::fmt::Debug for Breakers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Breakers")
+            .field("shared", &self.ledger.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The breaker refused a request.
@@ -160,59 +214,146 @@ pub struct Open {
     pub retry_in: Duration,
 }
 
+fn open_for(until_ms: i64, now: i64) -> Open {
+    Open {
+        retry_in: Duration::from_millis((until_ms - now).max(0) as u64),
+    }
+}
+
 impl Breakers {
-    /// Whether a request to `origin` may go now. In the open state, after the cooldown, one
-    /// probe is allowed (half-open).
-    pub fn allow(&self, origin: &str) -> Result<(), Open> {
-        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
-        let state = states
-            .entry(origin.to_owned())
-            .or_insert(State::Closed { failures: 0 });
-        match *state {
-            State::Closed { .. } => Ok(()),
-            State::Open { until } => {
-                let now = Instant::now();
-                if now >= until {
-                    *state = State::HalfOpen;
-                    Ok(())
-                } else {
-                    Err(Open {
-                        retry_in: until - now,
-                    })
-                }
-            }
-            State::HalfOpen => Err(Open {
-                retry_in: Duration::ZERO,
-            }),
+    /// Breakers whose state is kept in `ledger` as well as here.
+    pub fn shared(ledger: std::sync::Arc<dyn BreakerLedger>) -> Self {
+        Breakers {
+            states: Mutex::default(),
+            ledger: Some(ledger),
         }
     }
 
-    /// Reports an attempt's outcome.
-    pub fn record(&self, origin: &str, success: bool, policy: &BreakerPolicy) {
+    fn with_local<R>(&self, origin: &str, f: impl FnOnce(&mut Local) -> R) -> R {
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
-        let state = states
-            .entry(origin.to_owned())
-            .or_insert(State::Closed { failures: 0 });
-        *state = match (*state, success) {
-            (_, true) => State::Closed { failures: 0 },
-            (State::Closed { failures }, false) if failures + 1 < policy.failures_to_open => {
-                State::Closed {
-                    failures: failures + 1,
-                }
-            }
-            (_, false) => State::Open {
-                until: Instant::now() + policy.cooldown,
-            },
-        };
+        let local = states.entry(origin.to_owned()).or_insert(Local {
+            state: State::Closed { failures: 0 },
+            synced_ms: i64::MIN,
+        });
+        f(local)
     }
 
-    /// `closed`, `open` or `half-open`, for health reports and tests.
+    /// Whether a request to `origin` may go now. In the open state, after the cooldown, one
+    /// probe is allowed (half-open), holding a lease of one cooldown.
+    pub async fn allow(&self, origin: &str, policy: &BreakerPolicy) -> Result<(), Open> {
+        let now = now_ms();
+        let shared = self.ledger.is_some();
+        // Decide locally when the local view is enough.
+        let local = self.with_local(origin, |local| match local.state {
+            State::Closed { .. }
+                if !shared || now.saturating_sub(local.synced_ms) < SHARED_STATE_REFRESH_MS =>
+            {
+                Some(Ok(()))
+            }
+            State::Open { until_ms } if now < until_ms => Some(Err(open_for(until_ms, now))),
+            State::HalfOpen => Some(Err(open_for(0, 0))),
+            State::Open { .. } if !shared => {
+                local.state = State::HalfOpen;
+                Some(Ok(()))
+            }
+            _ => None,
+        });
+        if let Some(decided) = local {
+            return decided;
+        }
+        let ledger = self.ledger.as_ref().expect("only shared breakers get here");
+        let lease_until = now + policy.cooldown.as_millis() as i64;
+        let outcome = match ledger.load(origin).await {
+            Ok(Shared::Closed) => Ok(State::Closed { failures: 0 }),
+            Ok(Shared::Open { until_ms }) if now < until_ms => Err(until_ms),
+            // Ask again soon: the probe may close it well before its lease ends.
+            Ok(Shared::HalfOpen { lease_until_ms }) if now < lease_until_ms => {
+                Err(lease_until_ms.min(now + SHARED_STATE_REFRESH_MS))
+            }
+            Ok(Shared::Open { .. } | Shared::HalfOpen { .. }) => {
+                match ledger.take_probe(origin, now, lease_until).await {
+                    Ok(true) => Ok(State::HalfOpen),
+                    // Another caller took it a moment ago; ask again soon.
+                    Ok(false) => Err(now + SHARED_STATE_REFRESH_MS),
+                    Err(e) => {
+                        tracing::warn!(origin, "circuit breaker store: {e}");
+                        Ok(State::HalfOpen)
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(origin, "circuit breaker store: {e}");
+                Ok(match self.with_local(origin, |l| l.state) {
+                    State::Open { .. } => State::HalfOpen,
+                    other => other,
+                })
+            }
+        };
+        self.with_local(origin, |local| {
+            local.synced_ms = now;
+            match outcome {
+                Ok(State::Closed { .. }) => {
+                    // Keep this process's count of consecutive failures.
+                    if !matches!(local.state, State::Closed { .. }) {
+                        local.state = State::Closed { failures: 0 };
+                    }
+                    Ok(())
+                }
+                Ok(state) => {
+                    local.state = state;
+                    Ok(())
+                }
+                Err(until_ms) => {
+                    local.state = State::Open { until_ms };
+                    Err(open_for(until_ms, now))
+                }
+            }
+        })
+    }
+
+    /// Reports an attempt's outcome.
+    pub async fn record(&self, origin: &str, success: bool, policy: &BreakerPolicy) {
+        let now = now_ms();
+        let (before, after) = self.with_local(origin, |local| {
+            let before = local.state;
+            local.state = match (before, success) {
+                (_, true) => State::Closed { failures: 0 },
+                (State::Closed { failures }, false) if failures + 1 < policy.failures_to_open => {
+                    State::Closed {
+                        failures: failures + 1,
+                    }
+                }
+                // A request let through before the circuit opened does not extend it.
+                (State::Open { until_ms }, false) => State::Open { until_ms },
+                (_, false) => State::Open {
+                    until_ms: now + policy.cooldown.as_millis() as i64,
+                },
+            };
+            (before, local.state)
+        });
+        let Some(ledger) = &self.ledger else { return };
+        let written = match (before, after) {
+            // The probe succeeded: closed for everyone.
+            (State::HalfOpen, State::Closed { .. }) => ledger.close(origin).await,
+            // Opened here (from closed, or a failed probe): open for everyone.
+            (State::Closed { .. } | State::HalfOpen, State::Open { until_ms }) => {
+                ledger.open(origin, until_ms).await
+            }
+            _ => return,
+        };
+        if let Err(e) = written {
+            tracing::warn!(origin, "circuit breaker store: {e}");
+        }
+    }
+
+    /// `closed`, `open` or `half-open` as this process sees it, for reports and tests.
     pub fn state(&self, origin: &str) -> &'static str {
         match self
             .states
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(origin)
+            .map(|l| l.state)
         {
             None | Some(State::Closed { .. }) => "closed",
             Some(State::Open { .. }) => "open",
@@ -265,8 +406,8 @@ mod tests {
         assert!(idempotent(&http::Method::POST, &keyed));
     }
 
-    #[test]
-    fn egress_breaker_opens_fails_fast_probes_and_closes() {
+    #[tokio::test]
+    async fn egress_breaker_opens_fails_fast_probes_and_closes() {
         let b = Breakers::default();
         let policy = BreakerPolicy {
             failures_to_open: 3,
@@ -274,22 +415,28 @@ mod tests {
         };
         let o = "https://api.example.com:443";
         for _ in 0..2 {
-            b.allow(o).unwrap();
-            b.record(o, false, &policy);
+            b.allow(o, &policy).await.unwrap();
+            b.record(o, false, &policy).await;
         }
         assert_eq!(b.state(o), "closed");
-        b.record(o, false, &policy);
+        b.record(o, false, &policy).await;
         assert_eq!(b.state(o), "open");
-        assert!(b.allow(o).is_err(), "an open circuit must fail fast");
-        std::thread::sleep(Duration::from_millis(60));
-        b.allow(o).unwrap();
+        assert!(
+            b.allow(o, &policy).await.is_err(),
+            "an open circuit must fail fast"
+        );
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        b.allow(o, &policy).await.unwrap();
         assert_eq!(b.state(o), "half-open");
-        assert!(b.allow(o).is_err(), "only one probe at a time");
-        b.record(o, false, &policy);
+        assert!(
+            b.allow(o, &policy).await.is_err(),
+            "only one probe at a time"
+        );
+        b.record(o, false, &policy).await;
         assert_eq!(b.state(o), "open", "a failed probe reopens");
-        std::thread::sleep(Duration::from_millis(60));
-        b.allow(o).unwrap();
-        b.record(o, true, &policy);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        b.allow(o, &policy).await.unwrap();
+        b.record(o, true, &policy).await;
         assert_eq!(b.state(o), "closed");
         assert_eq!(b.state("https://other.example.com:443"), "closed");
     }

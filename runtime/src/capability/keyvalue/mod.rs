@@ -10,6 +10,7 @@ mod backend;
 mod memory;
 mod sqlite;
 
+pub(crate) use backend::add_to_counter;
 pub use backend::{BackendError, KeyPage, KeyValueStore, LIST_PAGE_SIZE, Namespace};
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;

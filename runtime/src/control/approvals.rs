@@ -1,0 +1,729 @@
+//! Approvals for risky operations: a request records the exact action, a second person decides,
+//! and an approved action runs exactly once with exactly the approved params.
+//!
+//! The risk of an invocation is the higher of the connector's claim (its manifest) and the
+//! connection's policy for the operation, so a guest can raise its risk and never lower it.
+//! Policy per risk (seed 003): low runs (`APPROVAL_AUTO_APPROVE_LOW_RISK`, true), medium and
+//! high wait for an approver (Operator or above), critical waits for an Admin; a connection can
+//! move the threshold (`require_from`), never past critical. A request expires after
+//! `APPROVAL_DEFAULT_TIMEOUT_SECONDS` (300).
+//!
+//! Every status change is one conditional `UPDATE` in the store (pending -> approved|denied
+//! while unexpired; approved -> executing), so concurrent approvers, or processes resuming after
+//! a crash, cannot both win. An approved request that has not started runs once after a
+//! restart ([`ControlPlane::approvals_resume`]); one that was running when its process died is
+//! never run again (its effect may have happened): it is marked failed, "interrupted".
+//! The params are sealed with the master key, bound to the request, and hashed with the
+//! connection, connector digest and operation; the execution checks the hash and the digest.
+
+use super::audit::redact;
+use super::authz::{Action, Context, Decision, Principal, PrincipalKind};
+use super::invoke::Resolved;
+use super::state::{ApprovalRecord, now_ms};
+use super::{ControlError, ControlPlane, Result};
+use crate::executor::Call;
+use crate::invocation::Role;
+use crate::manifest::Risk;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// A connection's approval policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalPolicy {
+    /// Per operation, the risk the operator assigns; the effective risk is the higher of this
+    /// and the manifest's claim.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub operation_risks: BTreeMap<String, Risk>,
+    /// The lowest risk that waits for an approver; `None` takes the default (medium, or low
+    /// when `APPROVAL_AUTO_APPROVE_LOW_RISK=false`). Critical always waits for an Admin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_from: Option<Risk>,
+    /// Dry-run mode: write operations run with their effects captured, never applied, and
+    /// answer with what they would have done (the seeds' DRY_RUN for prototype connectors).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+}
+
+impl ApprovalPolicy {
+    pub fn from_value(value: &serde_json::Value) -> Self {
+        if value.is_null() {
+            return ApprovalPolicy::default();
+        }
+        serde_json::from_value(value.clone()).unwrap_or_default()
+    }
+
+    pub fn to_value(&self) -> serde_json::Value {
+        if *self == ApprovalPolicy::default() {
+            serde_json::Value::Null
+        } else {
+            serde_json::to_value(self).expect("policies serialize")
+        }
+    }
+
+    /// The higher of the manifest's claim and this policy's risk for `operation`.
+    pub fn risk(&self, operation: &str, claimed: Risk) -> Risk {
+        self.operation_risks
+            .get(operation)
+            .map_or(claimed, |&r| r.max(claimed))
+    }
+
+    /// Whether an invocation of `risk` waits for an approver.
+    pub fn needs_approval(&self, risk: Risk) -> bool {
+        risk == Risk::Critical || risk >= self.require_from.unwrap_or_else(default_threshold)
+    }
+}
+
+fn default_threshold() -> Risk {
+    let auto_low = std::env::var("APPROVAL_AUTO_APPROVE_LOW_RISK")
+        .map(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no"))
+        .unwrap_or(true);
+    if auto_low { Risk::Medium } else { Risk::Low }
+}
+
+/// How long a request waits for a decision.
+pub fn timeout() -> Duration {
+    Duration::from_secs(
+        std::env::var("APPROVAL_DEFAULT_TIMEOUT_SECONDS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(300),
+    )
+}
+
+/// The lowest role that may decide a request of `risk`.
+pub fn approver_role(risk: Risk) -> Role {
+    if risk == Risk::Critical {
+        Role::Admin
+    } else {
+        Role::Operator
+    }
+}
+
+fn risk_name(risk: Risk) -> &'static str {
+    match risk {
+        Risk::Low => "low",
+        Risk::Medium => "medium",
+        Risk::High => "high",
+        Risk::Critical => "critical",
+    }
+}
+
+fn parse_risk(text: &str) -> Risk {
+    match text {
+        "low" => Risk::Low,
+        "medium" => Risk::Medium,
+        "high" => Risk::High,
+        _ => Risk::Critical,
+    }
+}
+
+/// What was approved, as a hash: tenant, connection, connector digest, operation, params.
+fn action_hash(
+    tenant: &str,
+    connection: &str,
+    digest: &str,
+    operation: &str,
+    params: &str,
+) -> String {
+    let mut h = sha2::Sha256::new();
+    for field in [tenant, connection, digest, operation, params] {
+        h.update((field.len() as u64).to_be_bytes());
+        h.update(field.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+fn purpose(id: &str) -> String {
+    format!("approval:{id}")
+}
+
+/// The answer to an invocation that must wait.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ticket {
+    pub request_id: String,
+    pub operation: String,
+    pub risk: Risk,
+    /// The lowest role that may approve.
+    pub approver: Role,
+    pub expires_at: i64,
+}
+
+impl std::fmt::Display for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let minutes = ((self.expires_at - now_ms()).max(0) + 59_999) / 60_000;
+        write!(
+            f,
+            "waiting for approval: `{}` is {} risk, so it runs once someone other than you with role {:?} or higher approves request {} (within {minutes} min); follow it with `airlock approvals wait {}`",
+            self.operation,
+            risk_name(self.risk),
+            self.approver,
+            self.request_id,
+            self.request_id
+        )
+    }
+}
+
+/// A request as shown: the record, the params with secret-looking values redacted, and the
+/// outcome once it ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApprovalView {
+    #[serde(flatten)]
+    pub record: ApprovalRecord,
+    pub approver: Role,
+    pub params: serde_json::Value,
+    /// The dry run made when it was requested: the effects it would have, and its answer.
+    pub preview: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+}
+
+impl ApprovalView {
+    /// Whether nothing more will happen to it.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self.record.status.as_str(),
+            "denied" | "expired" | "executed" | "failed"
+        )
+    }
+}
+
+/// Crash testing: with `AIRLOCK_TEST_STOP_AT=<point>` the process stops making progress at
+/// that point (it waits forever), so a test can kill it there for real and check what a
+/// restart does. Points: `approval-committed` (an approval is stored, the action not started).
+async fn stop_here_for_tests(point: &str) {
+    if std::env::var("AIRLOCK_TEST_STOP_AT").is_ok_and(|p| p == point) {
+        eprintln!("stopped at {point} (AIRLOCK_TEST_STOP_AT)");
+        std::future::pending::<()>().await;
+    }
+}
+
+impl ControlPlane {
+    /// Runs `operation` with its write effects captured instead of applied (see
+    /// `crate::capture`), as `who`: `{"dry_run": true, "effects": [...], "result": ...}`, or an
+    /// `"error"` for a guest that failed.
+    pub(crate) async fn dry_run(
+        &self,
+        who: &Principal,
+        resolved: &Resolved,
+        operation: &str,
+        params: &str,
+    ) -> serde_json::Value {
+        let capture = std::sync::Arc::new(crate::capture::Capture::default());
+        let mut env = resolved.env.clone();
+        env.keyvalue = std::sync::Arc::new(crate::capture::CapturingStore::new(
+            env.keyvalue.clone(),
+            capture.clone(),
+        ));
+        env.egress.capture = Some(capture.clone());
+        let call = Call::Invoke {
+            operation: operation.into(),
+            params: params.into(),
+        };
+        let result = self
+            .executor
+            .call(&resolved.connector, &resolved.caller(who), &env, call)
+            .await;
+        let mut answer = serde_json::json!({
+            "dry_run": true,
+            "effects": capture.effects(),
+        });
+        match result {
+            Ok(mut outcome) => {
+                resolved.shape(operation, &mut outcome);
+                answer["result"] =
+                    serde_json::from_str(&outcome.output).unwrap_or(serde_json::Value::Null);
+            }
+            Err(e) => answer["error"] = serde_json::Value::String(e.to_string()),
+        }
+        answer
+    }
+
+    /// Whether `operation` on this connection waits for approval, and at what risk.
+    pub(crate) fn approval_needed(&self, resolved: &Resolved, operation: &str) -> Option<Risk> {
+        let claimed = resolved.connector.manifest.operation(operation)?.risk;
+        let risk = resolved.approval.risk(operation, claimed);
+        resolved.approval.needs_approval(risk).then_some(risk)
+    }
+
+    /// Records a request for the exact action and answers with its ticket.
+    pub(crate) async fn request_approval(
+        &self,
+        who: &Principal,
+        resolved: &Resolved,
+        operation: &str,
+        params: &str,
+        risk: Risk,
+        rationale: Option<&str>,
+    ) -> Result<Ticket> {
+        let id = format!("apr-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
+        let connection = &resolved.record.name;
+        let digest = &resolved.connector.digest;
+        let now = now_ms();
+        let expires_at = now + timeout().as_millis() as i64;
+        let record = ApprovalRecord {
+            tenant: who.tenant.clone(),
+            id: id.clone(),
+            connection: connection.clone(),
+            connector_digest: digest.clone(),
+            operation: operation.into(),
+            params_sealed: self.vault.seal(
+                &who.tenant,
+                connection,
+                &purpose(&id),
+                params.as_bytes(),
+            ),
+            action_hash: action_hash(&who.tenant, connection, digest, operation, params),
+            risk: risk_name(risk).into(),
+            rationale: rationale.map(Into::into),
+            requested_by: who.id.clone(),
+            requester_kind: format!("{:?}", who.kind).to_lowercase(),
+            requester_role: format!("{:?}", who.role).to_lowercase(),
+            requested_at: now,
+            expires_at,
+            status: "pending".into(),
+            decided_by: None,
+            decided_at: None,
+            reason: None,
+            lease_until: None,
+            finished_at: None,
+            output_sealed: None,
+            error: None,
+            // What it would do, for the approver: the same call with its effects captured.
+            // Stored unsealed for listing, so the guest's answer is redacted like the effects.
+            preview: Some({
+                let mut preview = self.dry_run(who, resolved, operation, params).await;
+                if let Some(result) = preview.get("result") {
+                    preview["result"] = redact(result);
+                }
+                preview.to_string()
+            }),
+        };
+        self.state.insert_approval(&record).await?;
+        Ok(Ticket {
+            request_id: id,
+            operation: operation.into(),
+            risk,
+            approver: approver_role(risk),
+            expires_at,
+        })
+    }
+
+    async fn approval_record(&self, who: &Principal, id: &str) -> Result<ApprovalRecord> {
+        self.state.expire_approvals(&who.tenant, now_ms()).await?;
+        self.state.approval(&who.tenant, id).await?.ok_or_else(|| {
+            ControlError::NotFound(format!(
+                "no approval request `{id}`; `airlock approvals list --all` shows this tenant's"
+            ))
+        })
+    }
+
+    fn view(&self, record: ApprovalRecord, with_output: bool) -> ApprovalView {
+        let params = self
+            .vault
+            .open(
+                &record.tenant,
+                &record.connection,
+                &purpose(&record.id),
+                &record.params_sealed,
+            )
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .map_or(serde_json::Value::Null, |p| redact(&p));
+        let output = with_output
+            .then_some(record.output_sealed.as_ref())
+            .flatten()
+            .and_then(|sealed| {
+                self.vault
+                    .open(
+                        &record.tenant,
+                        &record.connection,
+                        &format!("{}:output", purpose(&record.id)),
+                        sealed,
+                    )
+                    .ok()
+            })
+            .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok());
+        ApprovalView {
+            preview: record
+                .preview
+                .as_deref()
+                .and_then(|p| serde_json::from_str(p).ok())
+                .unwrap_or(serde_json::Value::Null),
+            approver: approver_role(parse_risk(&record.risk)),
+            record,
+            params,
+            output,
+        }
+    }
+
+    /// The tenant's requests: open ones, or all. Operators and above (approvers and auditors).
+    pub async fn approvals_list(&self, who: &Principal, all: bool) -> Result<Vec<ApprovalView>> {
+        self.audited(who, Action::ApprovalList, &who.tenant, None, async {
+            self.state.expire_approvals(&who.tenant, now_ms()).await?;
+            let records = self.state.list_approvals(&who.tenant, !all).await?;
+            Ok(records.into_iter().map(|r| self.view(r, false)).collect())
+        })
+        .await
+    }
+
+    /// One request, with its params (secret-looking values redacted) and, once run, its output.
+    /// Its requester may follow it too.
+    pub async fn approval_show(&self, who: &Principal, id: &str) -> Result<ApprovalView> {
+        let record = self.approval_record(who, id).await?;
+        if !self.is_requester(who, &record) {
+            self.check(
+                who,
+                Action::ApprovalList,
+                Context::default(),
+                id,
+                Instant::now(),
+            )
+            .await?;
+        }
+        Ok(self.view(record, true))
+    }
+
+    fn is_requester(&self, who: &Principal, record: &ApprovalRecord) -> bool {
+        who.id == record.requested_by
+            && format!("{:?}", who.kind).to_lowercase() == record.requester_kind
+    }
+
+    /// Approves or denies a pending request. Refused to the requester (separation of duties),
+    /// to roles below the request's approver role, and after expiry. An approval runs the
+    /// action at once, here, and answers with its outcome.
+    pub async fn approval_decide(
+        &self,
+        who: &Principal,
+        id: &str,
+        approve: bool,
+        reason: Option<&str>,
+    ) -> Result<ApprovalView> {
+        let started = Instant::now();
+        let verb = if approve { "approve" } else { "deny" };
+        let context = Context::default();
+        self.check(who, Action::ApprovalDecide, context, id, started)
+            .await?;
+        let refuse = |rule: &str, reason: String| ControlError::Denied {
+            rule: rule.into(),
+            reason,
+        };
+        let record = self.approval_record(who, id).await?;
+        let risk = parse_risk(&record.risk);
+        let outcome: Result<()> = async {
+            if self.is_requester(who, &record) {
+                return Err(refuse(
+                    "separation-of-duties",
+                    format!("{} requested {id} and cannot {verb} it; another person must", who.id),
+                ));
+            }
+            if who.role < approver_role(risk) {
+                return Err(refuse(
+                    "critical-needs-admin",
+                    format!(
+                        "{id} is {} risk and needs an {:?} to {verb} it; {} has {:?}",
+                        record.risk,
+                        approver_role(risk),
+                        who.id,
+                        who.role
+                    ),
+                ));
+            }
+            if !approve && reason.is_none_or(|r| r.trim().is_empty()) {
+                return Err(ControlError::Invalid(vec![
+                    "a denial needs a reason (--reason \"...\"), so the requester learns why".into(),
+                ]));
+            }
+            if self
+                .state
+                .decide_approval(&who.tenant, id, approve, &who.id, reason, now_ms())
+                .await?
+            {
+                return Ok(());
+            }
+            let now = self.approval_record(who, id).await?;
+            Err(match now.status.as_str() {
+                "expired" => ControlError::Conflict(format!(
+                    "{id} expired at {} without a decision and cannot be revived; the requester can ask again",
+                    now.expires_at
+                )),
+                status => ControlError::Conflict(format!(
+                    "{id} is already {status}{}; nothing to {verb}",
+                    now.decided_by
+                        .as_deref()
+                        .map(|by| format!(" by {by}"))
+                        .unwrap_or_default()
+                )),
+            })
+        }
+        .await;
+        let decision = Decision {
+            allowed: outcome.is_ok(),
+            rule: if approve {
+                "approval-granted"
+            } else {
+                "approval-denied"
+            },
+            reason: String::new(),
+        };
+        let action = if approve { "approve" } else { "deny" };
+        self.audit(
+            who,
+            Action::ApprovalDecide,
+            &format!("{}/{id}", record.connection),
+            Some(action),
+            &decision,
+            outcome.as_ref().map(|_| ()),
+            started,
+            None,
+            None,
+        )
+        .await;
+        outcome?;
+        stop_here_for_tests("approval-committed").await;
+        if approve {
+            let approved = self.approval_record(who, id).await?;
+            self.execute_approved(&approved).await;
+        }
+        Ok(self.view(self.approval_record(who, id).await?, true))
+    }
+
+    /// Waits until the request is final (or `timeout` passes) and shows it. Its requester, or
+    /// anyone who may list requests, may wait. An approved request left unstarted by a process
+    /// that died is run here.
+    pub async fn approval_wait(
+        &self,
+        who: &Principal,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<ApprovalView> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let view = self.approval_show(who, id).await?;
+            if view.is_final() || Instant::now() >= deadline {
+                return Ok(view);
+            }
+            if view.record.status == "approved"
+                && view
+                    .record
+                    .decided_at
+                    .is_some_and(|at| now_ms() - at > 2_000)
+            {
+                self.execute_approved(&view.record).await;
+                continue;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Runs every approved request that has not started (after a crash or restart), and marks
+    /// executions whose process died as failed. Returns how many it ran.
+    pub async fn approvals_resume(&self) -> Result<usize> {
+        let mut ran = 0;
+        for record in self.state.approvals_to_resume(now_ms()).await? {
+            if record.status == "executing" {
+                self.state
+                    .finish_approval(
+                        &record.tenant,
+                        &record.id,
+                        "failed",
+                        None,
+                        Some("interrupted: the process running it stopped; the effect may or may not have happened, so it is not run again; check the upstream and request again if needed"),
+                        now_ms(),
+                    )
+                    .await?;
+            } else if self.execute_approved(&record).await {
+                ran += 1;
+            }
+        }
+        Ok(ran)
+    }
+
+    /// Claims and runs an approved request; false when another caller had claimed it.
+    async fn execute_approved(&self, record: &ApprovalRecord) -> bool {
+        let started = Instant::now();
+        let (tenant, id) = (&record.tenant, &record.id);
+        let lease = now_ms() + 10 * 60_000;
+        match self.state.claim_approval(tenant, id, lease).await {
+            Ok(true) => {}
+            Ok(false) => return false,
+            Err(e) => {
+                tracing::error!(approval = %id, error = %e, "cannot claim an approved request");
+                return false;
+            }
+        }
+        let who = Principal {
+            tenant: tenant.clone(),
+            id: record.requested_by.clone(),
+            kind: if record.requester_kind == "agent" {
+                PrincipalKind::Agent
+            } else {
+                PrincipalKind::User
+            },
+            role: record.requester_role.parse().unwrap_or(Role::Viewer),
+        };
+        let result = self.run_approved(&who, record).await;
+        if result.is_ok() {
+            self.cache.invalidate(tenant, &record.connection);
+        }
+        let (status, output, error) = match &result {
+            Ok(output) => ("executed", Some(output.clone()), None),
+            Err(e) => ("failed", None, Some(e.to_string())),
+        };
+        let sealed = output.as_ref().map(|o| {
+            self.vault.seal(
+                tenant,
+                &record.connection,
+                &format!("{}:output", purpose(id)),
+                o.as_bytes(),
+            )
+        });
+        if let Err(e) = self
+            .state
+            .finish_approval(
+                tenant,
+                id,
+                status,
+                sealed.as_deref(),
+                error.as_deref(),
+                now_ms(),
+            )
+            .await
+        {
+            tracing::error!(approval = %id, error = %e, "cannot record how an approved request ended");
+        }
+        let decision = Decision {
+            allowed: true,
+            rule: "approval-granted",
+            reason: String::new(),
+        };
+        let params = self
+            .vault
+            .open(
+                tenant,
+                &record.connection,
+                &purpose(id),
+                &record.params_sealed,
+            )
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+        self.audit(
+            &who,
+            Action::InvokeWrite,
+            &record.connection,
+            Some(&record.operation),
+            &decision,
+            result.as_ref().map(|_| ()),
+            started,
+            params.as_ref(),
+            Some(id),
+        )
+        .await;
+        true
+    }
+
+    /// Runs exactly the approved action: the sealed params, checked against the hash, on the
+    /// approved connector, with the requester's identity and every connection check again.
+    async fn run_approved(&self, who: &Principal, record: &ApprovalRecord) -> Result<String> {
+        let params = self
+            .vault
+            .open(
+                &who.tenant,
+                &record.connection,
+                &purpose(&record.id),
+                &record.params_sealed,
+            )
+            .map_err(|_| {
+                ControlError::Conflict(format!(
+                    "the params of {} cannot be opened (altered in the store); nothing was run",
+                    record.id
+                ))
+            })?;
+        let params = String::from_utf8(params.to_vec()).map_err(|_| {
+            ControlError::Conflict("the approved params are not UTF-8; nothing was run".into())
+        })?;
+        let hash = action_hash(
+            &who.tenant,
+            &record.connection,
+            &record.connector_digest,
+            &record.operation,
+            &params,
+        );
+        if hash != record.action_hash {
+            return Err(ControlError::Conflict(format!(
+                "the action of {} no longer matches what was approved; nothing was run",
+                record.id
+            )));
+        }
+        self.forget_connection(&who.tenant, &record.connection);
+        let resolved = self.resolve(&who.tenant, &record.connection).await?;
+        if resolved.connector.digest != record.connector_digest {
+            return Err(ControlError::Conflict(format!(
+                "connection `{}` runs another connector version than the one approved; nothing was run; request again",
+                record.connection
+            )));
+        }
+        let access = resolved.access(&record.operation);
+        let parsed: Option<serde_json::Value> = serde_json::from_str(&params).ok();
+        let decision = self.decide(who, &resolved, &record.operation, access, parsed.as_ref());
+        if !decision.allowed {
+            return Err(ControlError::Denied {
+                rule: decision.rule.into(),
+                reason: decision.reason,
+            });
+        }
+        let call = Call::Invoke {
+            operation: record.operation.clone(),
+            params,
+        };
+        let outcome = self
+            .executor
+            .call(
+                &resolved.connector,
+                &resolved.caller(who),
+                &resolved.env,
+                call,
+            )
+            .await
+            .map_err(ControlError::Invoke)?;
+        let mut outcome = outcome;
+        resolved.shape(&record.operation, &mut outcome);
+        Ok(outcome.output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn approvals_risk_is_the_higher_of_claim_and_policy() {
+        let mut policy = ApprovalPolicy::default();
+        policy
+            .operation_risks
+            .insert("purge".into(), Risk::Critical);
+        policy.operation_risks.insert("note".into(), Risk::Low);
+        // A guest that calls its purge low is still critical.
+        assert_eq!(policy.risk("purge", Risk::Low), Risk::Critical);
+        // The policy cannot lower what the guest claims.
+        assert_eq!(policy.risk("note", Risk::High), Risk::High);
+        assert_eq!(policy.risk("other", Risk::Medium), Risk::Medium);
+        assert!(!policy.needs_approval(Risk::Low));
+        assert!(policy.needs_approval(Risk::Medium));
+        policy.require_from = Some(Risk::Critical);
+        assert!(!policy.needs_approval(Risk::High));
+        assert!(
+            policy.needs_approval(Risk::Critical),
+            "critical always waits"
+        );
+        assert_eq!(approver_role(Risk::Critical), Role::Admin);
+        assert_eq!(approver_role(Risk::High), Role::Operator);
+        let round = ApprovalPolicy::from_value(&policy.to_value());
+        assert_eq!(round, policy);
+        assert_eq!(
+            ApprovalPolicy::default().to_value(),
+            serde_json::Value::Null
+        );
+    }
+}

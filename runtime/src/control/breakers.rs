@@ -1,0 +1,67 @@
+//! The egress circuit breakers' shared state, kept in the state store per tenant, connection
+//! and origin (see `egress::resilience::BreakerLedger`).
+
+use super::state::StateStore;
+use crate::egress::resilience::{BreakerLedger, Shared};
+use std::sync::Arc;
+
+pub struct StoreLedger {
+    pub state: Arc<dyn StateStore>,
+    pub tenant: String,
+    pub connection: String,
+}
+
+#[async_trait::async_trait]
+impl BreakerLedger for StoreLedger {
+    async fn load(&self, origin: &str) -> Result<Shared, String> {
+        let record = self
+            .state
+            .breaker(&self.tenant, &self.connection, origin)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(match record {
+            None => Shared::Closed,
+            Some(r) => match r.state.as_str() {
+                "open" => Shared::Open {
+                    until_ms: r.until_ms,
+                },
+                "half-open" => Shared::HalfOpen {
+                    lease_until_ms: r.until_ms,
+                },
+                _ => Shared::Closed,
+            },
+        })
+    }
+
+    async fn open(&self, origin: &str, until_ms: i64) -> Result<(), String> {
+        self.state
+            .set_breaker(&self.tenant, &self.connection, origin, "open", until_ms)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn close(&self, origin: &str) -> Result<(), String> {
+        self.state
+            .set_breaker(&self.tenant, &self.connection, origin, "closed", 0)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn take_probe(
+        &self,
+        origin: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool, String> {
+        self.state
+            .take_breaker_probe(
+                &self.tenant,
+                &self.connection,
+                origin,
+                now_ms,
+                lease_until_ms,
+            )
+            .await
+            .map_err(|e| e.to_string())
+    }
+}

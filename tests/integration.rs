@@ -1,0 +1,24 @@
+//! Airlock's integration tests, built as one test binary: every file links the whole runtime
+//! (wasmtime, Cranelift, the HTTP and SQL stacks), so one binary instead of one per file saves
+//! most of the link time and several gigabytes of `target/`. Each file below is a module named as
+//! before, so `cargo xtask test -- egress::` runs the egress tests alone.
+
+mod common;
+#[path = "common/http_server.rs"]
+mod http_server;
+
+mod approvals;
+mod audit;
+mod cli;
+mod connectors;
+mod control;
+mod egress;
+mod executor;
+mod guests;
+mod isolation;
+mod keyvalue;
+mod loading;
+mod rbac;
+mod scenarios;
+mod shaping;
+mod state;
