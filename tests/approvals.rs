@@ -558,7 +558,7 @@ async fn approvals_dry_run_mode_captures_http_writes_without_sending_or_signing(
         egress: vec![origin.clone()],
         writes_enabled: true,
         approval: ApprovalPolicy {
-            dry_run: true,
+            dry_run: Some(true),
             ..Default::default()
         },
         ..ConnectionSpec::default()

@@ -397,3 +397,85 @@ async fn cli_credentials_come_from_stdin_and_never_show() {
     assert_eq!(listed[0]["name"], "token");
     assert_eq!(listed[0]["kind"], "bearer");
 }
+
+/// The seeds' DRY_RUN: a prototype connector's writes are dry runs by default, and the host's
+/// `DRY_RUN=false` (or the connection's `--dry-run false`) makes them real.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_dry_run_env_turns_a_prototypes_default_dry_run_off() {
+    let api = http_server::TestServer::start(202, "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let origin = format!("http://127.0.0.1:{}", api.port);
+    let runs = tokio::task::spawn_blocking(move || {
+        let key = airlock_as(&d, None, &["keygen"]).stdout.trim().to_owned();
+        let admin = |args: &[&str]| {
+            let mut all: Vec<&str> = args.to_vec();
+            all.extend(["--role", "admin"]);
+            airlock_as(&d, Some(&key), &all)
+        };
+        assert_eq!(admin(&["connector", "register", &path("mail")]).code, 0);
+        let config = format!(r#"{{"api_base":"{origin}/v1.0"}}"#);
+        let created = admin(&[
+            "connection",
+            "create",
+            "mail",
+            "--connector",
+            "mail",
+            "--config",
+            &config,
+            "--egress",
+            &origin,
+            "--writes-enabled",
+            "true",
+            "--approval-from",
+            "critical",
+        ]);
+        assert_eq!(created.code, 0, "{}", created.stderr);
+        let send = |dry_run_env: Option<&str>| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock"));
+            cmd.args([
+                "invoke",
+                "mail",
+                "send_mail",
+                "--params",
+                r#"{"to":["ada@example.com"],"subject":"Report","body":"attached"}"#,
+                "--role",
+                "operator",
+            ])
+            .env("AIRLOCK_DATA_DIR", &d)
+            .env("AIRLOCK_TENANT", "acme")
+            .env("AIRLOCK_MASTER_KEY", &key)
+            .env_remove("DRY_RUN");
+            if let Some(value) = dry_run_env {
+                cmd.env("DRY_RUN", value);
+            }
+            let out = cmd.output().unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        [send(None), send(Some("true")), send(Some("false"))]
+    })
+    .await
+    .unwrap();
+    let answer = |run: &(Option<i32>, String, String)| -> serde_json::Value {
+        assert_eq!(run.0, Some(0), "{}", run.2);
+        serde_json::from_str(&run.1).unwrap_or_else(|e| panic!("{e}: {}", run.1))
+    };
+    for run in &runs[..2] {
+        let dry = answer(run);
+        assert_eq!(dry["dry_run"], true, "{dry}");
+        assert!(
+            dry["effects"][0]["url"]
+                .as_str()
+                .unwrap()
+                .ends_with("/v1.0/me/sendMail")
+        );
+    }
+    let sent: Vec<_> = api.seen();
+    assert_eq!(sent.len(), 1, "only DRY_RUN=false sends: {:?}", runs[2]);
+    assert_eq!(sent[0].path, "/v1.0/me/sendMail");
+    assert_eq!(answer(&runs[2]), serde_json::json!({"sent": true}));
+}

@@ -647,6 +647,8 @@ fn mail_api(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connectors_mail_reads_pages_and_sends_only_when_dry_run_is_off() {
+    // Mail is a prototype: its writes are dry runs unless the connection (or DRY_RUN=false,
+    // tested in cli.rs) turns that off.
     let port = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(0));
     let api = TestServer::with_handler(mail_api(port.clone())).await;
     port.store(api.port, std::sync::atomic::Ordering::Relaxed);
@@ -659,17 +661,16 @@ async fn connectors_mail_reads_pages_and_sends_only_when_dry_run_is_off() {
         .await
         .unwrap();
     for (name, dry_run) in [("mail", None), ("live", Some(false))] {
-        let mut config = json!({"api_base": format!("{origin}/v1.0")});
-        if let Some(d) = dry_run {
-            config["dry_run"] = json!(d);
-        }
         let spec = ConnectionSpec {
             name: name.into(),
             connector: "mail".into(),
-            config,
+            config: json!({"api_base": format!("{origin}/v1.0")}),
             egress: vec![origin.clone()],
             writes_enabled: true,
-            approval: writes_run_at_once(),
+            approval: airlock::control::approvals::ApprovalPolicy {
+                dry_run,
+                ..writes_run_at_once()
+            },
             ..ConnectionSpec::default()
         };
         cp.connection_create(&admin, spec).await.unwrap();
@@ -722,20 +723,31 @@ async fn connectors_mail_reads_pages_and_sends_only_when_dry_run_is_off() {
         }
         other => panic!("{other:?}"),
     }
-    // Dry run by default: nothing is sent.
+    // Dry run by default: the request that would go out is shown, without its token, and
+    // nothing is sent.
     let mail = json!({"to": ["ada@example.com"], "subject": "Report", "body": "attached"});
     let dry = call("mail", "send_mail", mail.clone()).await.unwrap();
-    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["dry_run"], true, "{dry}");
+    let effect = &dry["effects"][0];
     assert_eq!(
-        dry["would_send"]["message"]["toRecipients"][0]["emailAddress"]["address"],
+        (effect["method"].as_str(), effect["url"].as_str()),
+        (
+            Some("POST"),
+            Some(format!("{origin}/v1.0/me/sendMail").as_str())
+        )
+    );
+    assert_eq!(effect["credential"], "graph");
+    assert_eq!(
+        effect["body"]["message"]["toRecipients"][0]["emailAddress"]["address"],
         "ada@example.com"
     );
+    assert!(!dry.to_string().contains("graph-token"), "{dry}");
     assert!(
         !api.seen().iter().any(|s| s.path.ends_with("/sendMail")),
         "a dry run sent mail"
     );
     let sent = call("live", "send_mail", mail).await.unwrap();
-    assert_eq!(sent, json!({"dry_run": false, "sent": true}));
+    assert_eq!(sent, json!({"sent": true}));
     let posted = api
         .seen()
         .into_iter()

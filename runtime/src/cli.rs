@@ -448,6 +448,11 @@ fn print_inspection(path: &Path, connector: &Connector, json: bool) {
     if !m.hosts.is_empty() {
         println!("hosts     {}", m.hosts.join(", "));
     }
+    if m.prototype {
+        println!(
+            "prototype writes are dry runs unless the connection or DRY_RUN=false says otherwise"
+        );
+    }
     println!("imports");
     for import in &connector.imports {
         println!("  {import}");

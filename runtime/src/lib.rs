@@ -35,6 +35,7 @@ pub mod invocation;
 pub mod limits;
 pub mod manifest;
 pub mod policy;
+pub mod settings;
 
 pub use error::{InvokeError, LoadError};
 pub use executor::{Call, Caller, Connector, Environment, Executor, ExecutorOptions, Outcome};

@@ -61,6 +61,8 @@ pub struct Manifest {
     pub operations: Vec<Operation>,
     pub config_schema: serde_json::Value,
     pub hosts: Vec<String>,
+    /// A prototype's writes are dry runs by default (see `control::invoke::Resolved::dry_run`).
+    pub prototype: bool,
 }
 
 impl Manifest {
@@ -126,6 +128,7 @@ impl Manifest {
             description: m.description,
             operations,
             hosts: m.hosts,
+            prototype: m.prototype,
         })
     }
 }

@@ -1,7 +1,8 @@
 //! The mail connector, over a Microsoft Graph-style mail API: messages (list, get, send),
-//! folders and contacts. As in the seeds, sending is a dry run unless the connection's config
-//! sets `dry_run: false`: the message that would be sent is returned, nothing leaves. The token
-//! is the host's (a bearer or OAuth2 credential for the API host).
+//! folders and contacts. As in the seeds, it is a prototype: the host runs `send_mail` as a dry
+//! run (the request that would go out is captured and shown, nothing leaves) unless the
+//! connection sets `--dry-run false` or the host runs with `DRY_RUN=false`. The token is the
+//! host's (a bearer or OAuth2 credential for the API host).
 
 use airlock_guest::http::{self, Method};
 use airlock_guest::{Connector, Error, Manifest, ObjectInfo, Operation, Params, Risk, Value, json};
@@ -17,8 +18,6 @@ struct Config {
     /// `me`, or `users/<id>`.
     #[serde(default = "default_user")]
     user: String,
-    #[serde(default = "default_true")]
-    dry_run: bool,
 }
 
 fn default_base() -> String {
@@ -26,9 +25,6 @@ fn default_base() -> String {
 }
 fn default_user() -> String {
     "me".into()
-}
-fn default_true() -> bool {
-    true
 }
 
 impl Config {
@@ -132,12 +128,12 @@ impl Connector for Mail {
     fn manifest() -> Manifest {
         Manifest::new("mail", "Mail", env!("CARGO_PKG_VERSION"), "Messages, folders and contacts over a Graph-style mail API")
             .host("https://graph.microsoft.com")
+            .prototype()
             .config_schema(json!({
                 "type": "object",
                 "properties": {
                     "api_base": {"type": "string", "pattern": "^https?://"},
-                    "user": {"type": "string"},
-                    "dry_run": {"type": "boolean", "description": "return what would be sent instead of sending (default true)"}
+                    "user": {"type": "string"}
                 },
                 "additionalProperties": false
             }))
@@ -151,7 +147,7 @@ impl Connector for Mail {
             })))
             .operation(Operation::read("list_folders", "List mail folders"))
             .operation(Operation::read("list_contacts", "List contacts"))
-            .operation(Operation::write("send_mail", "Send a message (a dry run unless the connection disables it)").risk(Risk::High).params_schema(json!({
+            .operation(Operation::write("send_mail", "Send a message (a dry run unless the connection or the host turns dry runs off)").risk(Risk::High).params_schema(json!({
                 "type": "object",
                 "properties": {"to": {"type": "array", "items": {"type": "string"}, "minItems": 1}, "cc": {"type": "array", "items": {"type": "string"}}, "subject": {"type": "string"}, "body": {"type": "string"}},
                 "required": ["to", "subject", "body"], "additionalProperties": false
@@ -206,11 +202,8 @@ impl Connector for Mail {
                     },
                     "saveToSentItems": true
                 });
-                if config.dry_run {
-                    return Ok(json!({"dry_run": true, "would_send": message}));
-                }
                 call(Method::POST, &config.url("sendMail"), Some(&message))?;
-                Ok(json!({"dry_run": false, "sent": true}))
+                Ok(json!({"sent": true}))
             }
             other => Err(Error::unknown_operation(other)),
         }

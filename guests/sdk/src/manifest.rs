@@ -72,6 +72,7 @@ pub struct Manifest {
     operations: Vec<Operation>,
     config_schema: Value,
     hosts: Vec<String>,
+    prototype: bool,
 }
 
 impl Manifest {
@@ -84,6 +85,7 @@ impl Manifest {
             operations: Vec::new(),
             config_schema: serde_json::json!({"type": "object"}),
             hosts: Vec::new(),
+            prototype: false,
         }
     }
 
@@ -101,6 +103,13 @@ impl Manifest {
     /// A host the connector expects to reach, e.g. `https://api.example.com`.
     pub fn host(mut self, host: &str) -> Self {
         self.hosts.push(host.into());
+        self
+    }
+
+    /// Marks a prototype: the host runs its writes as dry runs unless the connection turns that
+    /// off or the host runs with `DRY_RUN=false`.
+    pub fn prototype(mut self) -> Self {
+        self.prototype = true;
         self
     }
 
@@ -125,6 +134,7 @@ impl Manifest {
                 .collect(),
             config_schema: self.config_schema.to_string(),
             hosts: self.hosts,
+            prototype: self.prototype,
         }
     }
 }

@@ -131,7 +131,8 @@ pub struct ConnectionSettings {
     /// an Admin).
     #[arg(long)]
     approval_from: Option<String>,
-    /// Dry-run mode: writes run with their effects captured and shown, never applied.
+    /// Dry-run mode: writes run with their effects captured and shown, never applied. Unset:
+    /// on for prototype connectors (such as `mail`) unless the host runs with DRY_RUN=false.
     #[arg(long)]
     dry_run: Option<bool>,
     /// Raise an operation's data classification, as OPERATION=LEVEL (public, internal,
@@ -502,7 +503,7 @@ fn approval_policy(
         policy.require_from = Some(parse_risk("--approval-from", level)?);
     }
     if let Some(dry_run) = settings.dry_run {
-        policy.dry_run = dry_run;
+        policy.dry_run = Some(dry_run);
     }
     Ok(Some(policy))
 }

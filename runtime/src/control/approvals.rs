@@ -41,9 +41,10 @@ pub struct ApprovalPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require_from: Option<Risk>,
     /// Dry-run mode: write operations run with their effects captured, never applied, and
-    /// answer with what they would have done (the seeds' DRY_RUN for prototype connectors).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub dry_run: bool,
+    /// answer with what they would have done. `None` takes the default: on for a prototype
+    /// connector unless the host runs with `DRY_RUN=false` (the seeds'), off for any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<bool>,
 }
 
 impl ApprovalPolicy {
@@ -76,20 +77,19 @@ impl ApprovalPolicy {
 }
 
 fn default_threshold() -> Risk {
-    let auto_low = std::env::var("APPROVAL_AUTO_APPROVE_LOW_RISK")
-        .map(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no"))
-        .unwrap_or(true);
-    if auto_low { Risk::Medium } else { Risk::Low }
+    if crate::settings::flag("APPROVAL_AUTO_APPROVE_LOW_RISK", true) {
+        Risk::Medium
+    } else {
+        Risk::Low
+    }
 }
 
 /// How long a request waits for a decision.
 pub fn timeout() -> Duration {
-    Duration::from_secs(
-        std::env::var("APPROVAL_DEFAULT_TIMEOUT_SECONDS")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(300),
-    )
+    Duration::from_secs(crate::settings::number(
+        &["APPROVAL_DEFAULT_TIMEOUT_SECONDS"],
+        300,
+    ))
 }
 
 /// The lowest role that may decide a request of `risk`.

@@ -20,20 +20,17 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub fn max_entries() -> usize {
-    std::env::var("CONNECTOR_CACHE_MAX_ENTRIES_PER_TENANT")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(1000)
+    match crate::settings::number(&["CONNECTOR_CACHE_MAX_ENTRIES_PER_TENANT"], 1000) {
+        0 => 1000,
+        n => n,
+    }
 }
 
 pub fn default_ttl() -> Duration {
-    Duration::from_secs(
-        std::env::var("CONNECTOR_CACHE_TTL_SECONDS")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(300),
-    )
+    Duration::from_secs(crate::settings::number(
+        &["CONNECTOR_CACHE_TTL_SECONDS"],
+        300,
+    ))
 }
 
 #[derive(Debug, Clone)]

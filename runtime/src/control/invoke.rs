@@ -51,9 +51,13 @@ impl Resolved {
             .map_or(Access::Read, |o| o.access)
     }
 
-    /// Whether this call is a write on a connection in dry-run mode.
+    /// Whether this call is a write on a connection in dry-run mode: the connection's setting,
+    /// or by default, for a prototype connector, the seeds' `DRY_RUN` (true unless set false).
     pub fn dry_run(&self, operation: &str) -> bool {
-        self.approval.dry_run && self.access(operation) == Access::Write
+        let on = self.approval.dry_run.unwrap_or_else(|| {
+            self.connector.manifest.prototype && crate::settings::flag("DRY_RUN", true)
+        });
+        on && self.access(operation) == Access::Write
     }
 
     /// Tags the result with its classification and masks it per the connection's policy.

@@ -28,12 +28,7 @@ impl Default for Thresholds {
 impl Thresholds {
     pub fn from_env() -> Self {
         let d = Thresholds::default();
-        let read = |name: &str, default: f64| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(default)
-        };
+        let read = |name: &str, default: f64| crate::settings::number(&[name], default);
         Thresholds {
             p95_ms: read("CONNECTOR_HEALTH_P95_MS", d.p95_ms),
             error_rate: read("CONNECTOR_HEALTH_ERROR_RATE", d.error_rate),

@@ -20,12 +20,10 @@ const MAX_TOKEN_RESPONSE_BYTES: usize = 64 << 10;
 const TOKEN_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub fn safety_window() -> Duration {
-    Duration::from_secs(
-        std::env::var("OAUTH_REFRESH_SAFETY_WINDOW_S")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(300),
-    )
+    Duration::from_secs(crate::settings::number(
+        &["OAUTH_REFRESH_SAFETY_WINDOW_S"],
+        300,
+    ))
 }
 
 struct Token {

@@ -39,10 +39,7 @@ pub struct Resilience {
 }
 
 fn env_u64(names: &[&str], default: u64) -> u64 {
-    names
-        .iter()
-        .find_map(|n| std::env::var(n).ok()?.trim().parse().ok())
-        .unwrap_or(default)
+    crate::settings::number(names, default)
 }
 
 impl Default for Resilience {
