@@ -20,7 +20,9 @@
 //!    decided (with the approved write run) per second.
 //!
 //! Options (after `--`): `--quick` runs fewer iterations (a smoke test, not a measurement);
-//! `--egress-only` runs part 7 alone, `--audit-only` part 8, `--governance-only` part 9.
+//! `--egress-only` runs part 7 alone, `--audit-only` part 8, `--governance-only` part 9;
+//! `--egress-only --current-thread` runs part 7 on a one-thread runtime (no task ever changes
+//! thread), to show how much of the guest's figure is cross-thread wake-ups.
 
 use airlock::capability::config::ConfigCtx;
 use airlock::capability::keyvalue::{KeyValueStore, MemoryStore, Namespace};
@@ -70,6 +72,24 @@ fn stats(mut samples: Vec<Duration>) -> Stats {
     }
 }
 
+/// Context switches so far, voluntary and not, summed over every thread of this process.
+fn context_switches() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
 /// The sandbox connector's `get`, natively: parse the params, read the record from the same
 /// backend, parse it, serialize the result.
 #[derive(Deserialize)]
@@ -114,11 +134,21 @@ fn rss_bytes() -> usize {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let iterations = if quick { 2_000 } else { 20_000 };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let current_thread = std::env::args().any(|a| a == "--current-thread");
+    if current_thread && !std::env::args().any(|a| a == "--egress-only") {
+        eprintln!("--current-thread goes with --egress-only (the other parts measure two workers)");
+        std::process::exit(1);
+    }
+    let runtime = if current_thread {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(2);
+        builder
+    }
+    .enable_all()
+    .build()
+    .unwrap();
     runtime.block_on(run(iterations, quick));
 }
 
@@ -467,9 +497,17 @@ async fn egress(executor: &Arc<Executor>, caller: &Caller, iterations: usize) {
         let response = reqwest_client.get(url.as_str()).send().await.unwrap();
         std::hint::black_box(response.bytes().await.unwrap());
     };
+    // A request the policy denies: the same guest and wasi-http plumbing, no network.
+    let denied = Call::Invoke {
+        operation: "fetch".into(),
+        params: serde_json::json!({ "url": "http://127.0.0.2:9/records/42" }).to_string(),
+    };
     let mut guest_samples = Vec::with_capacity(iterations);
+    let mut denied_samples = Vec::with_capacity(iterations);
     let mut direct_samples = Vec::with_capacity(iterations);
     let mut reqwest_samples = Vec::with_capacity(iterations);
+    // Context switches of the whole process (every thread), per sender.
+    let mut switches = [0u64; 4];
     for _ in 0..iterations / 10 {
         executor
             .call(&probe, caller, &env, fetch.clone())
@@ -478,22 +516,49 @@ async fn egress(executor: &Arc<Executor>, caller: &Caller, iterations: usize) {
         direct().await;
         with_reqwest().await;
     }
-    for _ in 0..iterations {
-        let t = Instant::now();
-        with_reqwest().await;
-        reqwest_samples.push(t.elapsed());
-        let t = Instant::now();
-        executor
-            .call(&probe, caller, &env, fetch.clone())
-            .await
-            .unwrap();
-        guest_samples.push(t.elapsed());
-        let t = Instant::now();
-        direct().await;
-        direct_samples.push(t.elapsed());
+    // In blocks, each sender alone for a while, the blocks alternating so that both see the
+    // machine's moods. (Interleaving single calls made every baseline call pay for the threads
+    // the guest call before it had woken: reqwest measured 70-100 us that way, 22 us alone.)
+    const BLOCKS: usize = 10;
+    for _ in 0..BLOCKS {
+        let before = context_switches();
+        for _ in 0..iterations / BLOCKS {
+            let t = Instant::now();
+            with_reqwest().await;
+            reqwest_samples.push(t.elapsed());
+        }
+        let after_reqwest = context_switches();
+        for _ in 0..iterations / BLOCKS {
+            let t = Instant::now();
+            executor
+                .call(&probe, caller, &env, fetch.clone())
+                .await
+                .unwrap();
+            guest_samples.push(t.elapsed());
+        }
+        let after_guest = context_switches();
+        for _ in 0..iterations / BLOCKS {
+            let t = Instant::now();
+            let result = executor.call(&probe, caller, &env, denied.clone()).await;
+            assert!(result.is_err(), "the request to 127.0.0.2 was not denied");
+            denied_samples.push(t.elapsed());
+        }
+        let after_denied = context_switches();
+        for _ in 0..iterations / BLOCKS {
+            let t = Instant::now();
+            direct().await;
+            direct_samples.push(t.elapsed());
+        }
+        let after_direct = context_switches();
+        switches[0] += after_guest - after_reqwest;
+        switches[1] += after_denied - after_guest;
+        switches[2] += after_reqwest - before;
+        switches[3] += after_direct - after_denied;
     }
-    let (g, d, r) = (
+    let per_call = |n: u64| n as f64 / (iterations / BLOCKS * BLOCKS) as f64;
+    let (g, x, d, r) = (
         stats(guest_samples),
+        stats(denied_samples),
         stats(direct_samples),
         stats(reqwest_samples),
     );
@@ -567,33 +632,47 @@ async fn egress(executor: &Arc<Executor>, caller: &Caller, iterations: usize) {
     let direct_rate = throughput(8, Sender::Hyper).await;
     let reqwest_rate = throughput(8, Sender::Reqwest).await;
     println!(
-        "\n7. egress: GET from a guest through the full mediation path, against a direct pooled GET"
+        "\n7. egress: GET from a guest through the full mediation path, against a direct pooled GET{}",
+        if std::env::args().any(|a| a == "--current-thread") {
+            " (one-thread runtime)"
+        } else {
+            ""
+        }
     );
     println!(
-        "   {:<34} {:>10} {:>10} {:>14}",
-        "", "p50", "p99", "throughput"
+        "   {:<34} {:>10} {:>10} {:>14} {:>10}",
+        "", "p50", "p99", "throughput", "switches"
     );
-    println!(
-        "   {:<34} {:>8.1}µs {:>8.1}µs {:>12.0}/s",
+    let row = |label: &str, s: &Stats, rate: Option<f64>, switches: u64| {
+        println!(
+            "   {:<34} {:>8.1}µs {:>8.1}µs {:>14} {:>10.2}",
+            label,
+            us(s.p50),
+            us(s.p99),
+            rate.map_or("".to_owned(), |r| format!("{r:.0}/s")),
+            per_call(switches)
+        );
+    };
+    row(
         "guest (fresh instance + egress)",
-        us(g.p50),
-        us(g.p99),
-        guest_rate
+        &g,
+        Some(guest_rate),
+        switches[0],
     );
-    println!(
-        "   {:<34} {:>8.1}µs {:>8.1}µs {:>12.0}/s",
+    row("guest, request denied (no network)", &x, None, switches[1]);
+    row(
         "host, pooled reqwest client",
-        us(r.p50),
-        us(r.p99),
-        reqwest_rate
+        &r,
+        Some(reqwest_rate),
+        switches[2],
     );
-    println!(
-        "   {:<34} {:>8.1}µs {:>8.1}µs {:>12.0}/s",
+    row(
         "host, pooled hyper-util client",
-        us(d.p50),
-        us(d.p99),
-        direct_rate
+        &d,
+        Some(direct_rate),
+        switches[3],
     );
+    println!("   (switches: context switches of all the process's threads per call)");
     println!(
         "   ratio (p50) {:.2}x against reqwest, {:.2}x against hyper-util",
         us(g.p50) / us(r.p50),
