@@ -18,6 +18,33 @@ struct Setup {
     cp: ControlPlane,
     state: Arc<SqliteState>,
     dir: tempfile::TempDir,
+    key: String,
+}
+
+impl Setup {
+    /// Another control plane on the same store and key, as a second process would be.
+    fn second_plane(&self) -> ControlPlane {
+        let vault = Vault::from_base64(&self.key, "test").unwrap();
+        ControlPlane::new(
+            self.state.clone(),
+            small_executor(),
+            vault,
+            Arc::new(self.state.keyvalue()),
+        )
+    }
+}
+
+fn small_executor() -> Arc<Executor> {
+    Arc::new(
+        Executor::new(ExecutorOptions {
+            pool: PoolSize {
+                max_concurrent_instances: 32,
+                max_memory_bytes: 64 << 20,
+            },
+            cache_dir: Some(common::root().join("target/airlock-test-cache")),
+        })
+        .unwrap(),
+    )
 }
 
 async fn setup() -> Setup {
@@ -27,19 +54,16 @@ async fn setup() -> Setup {
             .await
             .unwrap(),
     );
-    let executor = Arc::new(
-        Executor::new(ExecutorOptions {
-            pool: PoolSize {
-                max_concurrent_instances: 32,
-                max_memory_bytes: 64 << 20,
-            },
-            cache_dir: Some(common::root().join("target/airlock-test-cache")),
-        })
-        .unwrap(),
-    );
-    let vault = Vault::from_base64(&generate_key(), "test").unwrap();
+    let executor = small_executor();
+    let key = generate_key();
+    let vault = Vault::from_base64(&key, "test").unwrap();
     let cp = ControlPlane::new(state.clone(), executor, vault, Arc::new(state.keyvalue()));
-    Setup { cp, state, dir }
+    Setup {
+        cp,
+        state,
+        dir,
+        key,
+    }
 }
 
 fn user(tenant: &str, role: Role) -> Principal {
@@ -717,6 +741,14 @@ async fn control_rate_limit_answers_with_the_time_to_wait() {
         err.to_string()
             .contains("allows 2 invocations per minute; retry in"),
         "{err}"
+    );
+    // The bucket is in the store: another process (each `airlock invoke` is one) finds it
+    // empty too, rather than a full bucket of its own.
+    let other = s.second_plane();
+    let err = other.invoke(&op, "crm", "list", list).await.unwrap_err();
+    assert!(
+        matches!(err, ControlError::RateLimited { .. }),
+        "a second process got past the limit: {err:?}"
     );
     // Lifting the limit lets calls through at once.
     let lift = ConnectionUpdate {

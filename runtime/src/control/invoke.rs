@@ -432,13 +432,18 @@ impl ControlPlane {
         let name = &resolved.record.name;
         if let Some(per_minute) = resolved.record.queries_per_minute {
             let per_minute = per_minute.clamp(1, u32::MAX.into()) as u32;
-            if let Err(retry_after) = self.rate_limits.take(&who.tenant, name, per_minute) {
-                let error = ControlError::RateLimited {
-                    connection: name.clone(),
-                    per_minute,
-                    retry_after,
-                };
-                return refuse("rate-limit", false, error);
+            match super::ratelimit::take(&*self.state, &who.tenant, name, per_minute).await {
+                Ok(Ok(())) => {}
+                Ok(Err(retry_after)) => {
+                    let error = ControlError::RateLimited {
+                        connection: name.clone(),
+                        per_minute,
+                        retry_after,
+                    };
+                    return refuse("rate-limit", false, error);
+                }
+                // Fail closed: a limit that cannot be checked is not waived.
+                Err(e) => return refuse("rate-limit", false, ControlError::State(e)),
             }
         }
         // A dry run applies nothing, so it needs no approver.

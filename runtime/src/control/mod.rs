@@ -187,7 +187,6 @@ pub struct ControlPlane {
     resolved: Mutex<ResolvedCache>,
     /// Each connection's pooled HTTP client, by (tenant, name).
     clients: Mutex<HashMap<(String, String), ConnectionTransport>>,
-    rate_limits: ratelimit::RateLimits,
     /// Read results, per tenant.
     cache: cache::ResponseCache,
     /// OAuth2 token caches by (tenant, connection, credential, version).
@@ -213,7 +212,6 @@ impl ControlPlane {
             loaded: Mutex::new(HashMap::new()),
             resolved: Mutex::new(HashMap::new()),
             clients: Mutex::new(HashMap::new()),
-            rate_limits: ratelimit::RateLimits::default(),
             tokens: Mutex::new(HashMap::new()),
             cache: cache::ResponseCache::default(),
         }

@@ -66,6 +66,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "approval preview",
         include_str!("../../migrations/0010_approval_preview.sql"),
     ),
+    (
+        11,
+        "rate buckets",
+        include_str!("../../migrations/0011_rate_buckets.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -355,6 +360,17 @@ pub trait StateStore: Send + Sync + 'static {
     ) -> Result<bool>;
     /// A tenant's breakers that are not closed.
     async fn tripped_breakers(&self, tenant: &str) -> Result<Vec<BreakerRecord>>;
+
+    /// Takes one token from the connection's bucket (`per_minute` tokens, refilling
+    /// continuously; a bucket whose limit changed starts full), atomically across processes.
+    /// `Err(wait_ms)`: empty, and how long until a token is there.
+    async fn take_rate_token(
+        &self,
+        tenant: &str,
+        connection: &str,
+        per_minute: u32,
+        now_ms: i64,
+    ) -> Result<std::result::Result<(), i64>>;
 
     /// Appends records (time, tenant, JSON text) after the last one; with `chain`, each gets
     /// the hash of the one before and its own (see `audit::chain_hash`). Returns the last
@@ -1159,6 +1175,63 @@ impl StateStore for SqliteState {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn take_rate_token(
+        &self,
+        tenant: &str,
+        connection: &str,
+        per_minute: u32,
+        now_ms: i64,
+    ) -> Result<std::result::Result<(), i64>> {
+        // A new bucket, or one whose limit changed, starts full.
+        sqlx::query(
+            "INSERT INTO rate_buckets (tenant, connection, per_minute, tokens, at_ms)
+             VALUES (?1, ?2, ?3, ?3, ?4)
+             ON CONFLICT (tenant, connection) DO UPDATE SET per_minute = excluded.per_minute,
+                tokens = excluded.tokens, at_ms = excluded.at_ms
+             WHERE rate_buckets.per_minute <> excluded.per_minute",
+        )
+        .bind(tenant)
+        .bind(connection)
+        .bind(i64::from(per_minute))
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        // One statement refills and takes: SQLite runs writes one at a time, so two processes
+        // can never both take the last token.
+        macro_rules! refilled {
+            () => {
+                "MIN(per_minute, tokens + MAX(0, ?3 - at_ms) * per_minute / 60000.0)"
+            };
+        }
+        let taken = sqlx::query(concat!(
+            "UPDATE rate_buckets SET tokens = ",
+            refilled!(),
+            " - 1, at_ms = MAX(at_ms, ?3) WHERE tenant = ?1 AND connection = ?2 AND ",
+            refilled!(),
+            " >= 1"
+        ))
+        .bind(tenant)
+        .bind(connection)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        if taken.rows_affected() == 1 {
+            return Ok(Ok(()));
+        }
+        let tokens: f64 = sqlx::query_scalar(concat!(
+            "SELECT ",
+            refilled!(),
+            " FROM rate_buckets WHERE tenant = ?1 AND connection = ?2"
+        ))
+        .bind(tenant)
+        .bind(connection)
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        let per_ms = f64::from(per_minute) / 60_000.0;
+        Ok(Err(((1.0 - tokens) / per_ms).ceil().max(1.0) as i64))
     }
 
     async fn tripped_breakers(&self, tenant: &str) -> Result<Vec<BreakerRecord>> {
