@@ -479,3 +479,65 @@ async fn cli_dry_run_env_turns_a_prototypes_default_dry_run_off() {
     assert_eq!(sent[0].path, "/v1.0/me/sendMail");
     assert_eq!(answer(&runs[2]), serde_json::json!({"sent": true}));
 }
+
+/// The seeds' CONNECTOR_RBAC_ROLE raises the role every invocation needs; a value that is not a
+/// role refuses invocations (fails closed) and says which variable is wrong.
+#[test]
+fn cli_connector_rbac_role_raises_the_role_invocations_need() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = airlock_as(d, None, &["keygen"]).stdout.trim().to_owned();
+    let k = Some(key.as_str());
+    let admin = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--role", "admin"]);
+        airlock_as(d, k, &all)
+    };
+    assert_eq!(admin(&["connector", "register", &path("sandbox")]).code, 0);
+    assert_eq!(
+        admin(&["connection", "create", "crm", "--connector", "sandbox"]).code,
+        0
+    );
+    let list = |rbac_role: Option<&str>, role: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock"));
+        cmd.args([
+            "invoke",
+            "crm",
+            "list",
+            "--params",
+            r#"{"type":"items"}"#,
+            "--role",
+            role,
+        ])
+        .env("AIRLOCK_DATA_DIR", d)
+        .env("AIRLOCK_TENANT", "acme")
+        .env("AIRLOCK_MASTER_KEY", &key)
+        .env_remove("CONNECTOR_RBAC_ROLE");
+        if let Some(value) = rbac_role {
+            cmd.env("CONNECTOR_RBAC_ROLE", value);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(list(None, "operator").0, Some(0));
+    let (code, stderr) = list(Some("admin"), "operator");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("host-required-role"), "{stderr}");
+    assert!(
+        stderr.contains("need role Admin or higher (CONNECTOR_RBAC_ROLE)"),
+        "{stderr}"
+    );
+    assert_eq!(list(Some("Admin"), "admin").0, Some(0));
+    // It never lowers the table's requirement: a viewer still cannot invoke.
+    let (code, stderr) = list(Some("viewer"), "viewer");
+    assert_eq!(code, Some(2), "{stderr}");
+    let (code, stderr) = list(Some("bosss"), "admin");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("CONNECTOR_RBAC_ROLE: unknown role `bosss`"),
+        "{stderr}"
+    );
+}

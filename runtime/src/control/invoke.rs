@@ -29,6 +29,19 @@ pub(crate) struct Resolved {
     pub approval: super::approvals::ApprovalPolicy,
 }
 
+/// The seeds' `CONNECTOR_RBAC_ROLE`: the lowest role any invocation on this host needs (default
+/// Operator, which the RBAC table asks anyway). It can raise the table's requirement, never
+/// lower it. A value that is not a role refuses every invocation, naming the variable: a typo in a
+/// security setting must not open the host.
+pub(crate) fn host_invoke_role() -> std::result::Result<Role, String> {
+    match std::env::var("CONNECTOR_RBAC_ROLE") {
+        Err(_) => Ok(Role::Operator),
+        Ok(text) => text.trim().parse().map_err(|e| {
+            format!("CONNECTOR_RBAC_ROLE: {e}; every invocation is refused until it names a role")
+        }),
+    }
+}
+
 /// An answer the host gives without running the guest (a cache hit, a dry run's report).
 fn host_outcome(output: String, started: Instant) -> Outcome {
     Outcome {
@@ -548,6 +561,19 @@ impl ControlPlane {
         );
         if !decision.allowed {
             return decision;
+        }
+        match &self.invoke_role {
+            Err(reason) => return deny("host-required-role", reason.clone()),
+            Ok(host_role) if who.role < *host_role => {
+                return deny(
+                    "host-required-role",
+                    format!(
+                        "invocations on this host need role {host_role:?} or higher (CONNECTOR_RBAC_ROLE); {} has {:?}",
+                        who.id, who.role
+                    ),
+                );
+            }
+            Ok(_) => {}
         }
         if access == Access::Write && !record.writes_enabled {
             return deny(

@@ -189,6 +189,8 @@ pub struct ControlPlane {
     clients: Mutex<HashMap<(String, String), ConnectionTransport>>,
     /// Read results, per tenant.
     cache: cache::ResponseCache,
+    /// The lowest role any invocation needs on this host (`CONNECTOR_RBAC_ROLE`), or why none.
+    invoke_role: std::result::Result<crate::Role, String>,
     /// OAuth2 token caches by (tenant, connection, credential, version).
     tokens: Mutex<HashMap<TokenKey, Arc<crate::egress::oauth::TokenCache>>>,
 }
@@ -214,6 +216,7 @@ impl ControlPlane {
             clients: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
             cache: cache::ResponseCache::default(),
+            invoke_role: invoke::host_invoke_role(),
         }
     }
 
