@@ -1,0 +1,193 @@
+//! The control-plane commands, one module per noun. Here is what they share: who is acting,
+//! opening the control plane, tables, times, JSON, and how errors become exit codes.
+
+use super::{EXIT_OK, report_invoke_error, report_outcome};
+use crate::capability::keyvalue::KeyValueStore;
+use crate::control::state::SqliteState;
+use crate::control::vault::Vault;
+use crate::control::{
+    ConnectionSpec, ConnectionUpdate, ControlError, ControlPlane, Principal, PrincipalKind,
+};
+use crate::executor::{Executor, ExecutorOptions};
+use crate::invocation::Role;
+use crate::limits::Limits;
+use clap::{Args, Subcommand};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+mod approvals;
+mod audit;
+mod connections;
+mod connectors;
+mod credentials;
+mod health;
+
+pub use approvals::{ApprovalsCommand, approvals};
+pub use audit::{audit, audit_checkpoint, audit_export, audit_verify};
+pub use connections::{ConnectionCommand, connection};
+pub use connectors::{ConnectorCommand, connector};
+pub use credentials::{CredentialCommand, credential};
+pub use health::health;
+
+/// Who is acting, from flags or the environment (as the seeds' CLI did).
+#[derive(Args, Clone)]
+pub struct Identity {
+    // Global, so that they can stand before or after the subcommand.
+    /// The tenant to act in.
+    #[arg(long, global = true, env = "AIRLOCK_TENANT")]
+    tenant: Option<String>,
+    /// The user acting (default: the login name).
+    #[arg(long, global = true, env = "AIRLOCK_USER", conflicts_with = "agent")]
+    user: Option<String>,
+    /// Act as this agent instead of a user: agents need a grant per connection and operation.
+    #[arg(long, global = true, env = "AIRLOCK_AGENT")]
+    agent: Option<String>,
+    /// viewer, author, operator, auditor, compliance or admin (default viewer: least privilege).
+    #[arg(long, global = true, env = "AIRLOCK_ROLE")]
+    role: Option<Role>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+impl Identity {
+    pub(crate) fn principal(&self) -> anyhow::Result<Principal> {
+        let tenant = self
+            .tenant
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("no tenant: pass --tenant or set AIRLOCK_TENANT"))?;
+        crate::invocation::validate_id("tenant", &tenant).map_err(anyhow::Error::msg)?;
+        let (id, kind) = match (&self.agent, &self.user) {
+            (Some(agent), _) => (agent.clone(), PrincipalKind::Agent),
+            (None, Some(user)) => (user.clone(), PrincipalKind::User),
+            (None, None) => (
+                std::env::var("USER").unwrap_or_else(|_| "cli".into()),
+                PrincipalKind::User,
+            ),
+        };
+        crate::invocation::validate_id("principal", &id).map_err(anyhow::Error::msg)?;
+        Ok(Principal {
+            tenant,
+            id,
+            kind,
+            role: self.role.unwrap_or(Role::Viewer),
+        })
+    }
+}
+
+fn parse_json(flag: &str, text: &str) -> anyhow::Result<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| anyhow::anyhow!("{flag} is not valid JSON ({e})"))
+}
+
+/// Opens the control plane over the data directory's state store. Refuses without a master key.
+pub async fn open(data_dir: &Path, vault: Vault) -> anyhow::Result<ControlPlane> {
+    let state = Arc::new(SqliteState::open(&data_dir.join("airlock.db")).await?);
+    let keyvalue: Arc<dyn KeyValueStore> = Arc::new(state.keyvalue());
+    let executor = Arc::new(Executor::new(ExecutorOptions {
+        cache_dir: Some(data_dir.join("cache")),
+        ..Default::default()
+    })?);
+    Ok(ControlPlane::new(state, executor, vault, keyvalue))
+}
+
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut t = comfy_table::Table::new();
+    t.load_style(comfy_table::presets::UTF8_BORDERS_ONLY)
+        .set_header(header.iter().copied());
+    for row in rows {
+        t.add_row(row);
+    }
+    t.to_string()
+}
+
+fn when(ms: Option<i64>) -> String {
+    match ms {
+        None => "-".into(),
+        Some(ms) => {
+            let secs = ms / 1000;
+            let (d, s) = (secs / 86_400, secs % 86_400);
+            // Days since the epoch to a civil date (Howard Hinnant's algorithm).
+            let z = d + 719_468;
+            let era = z.div_euclid(146_097);
+            let doe = z - era * 146_097;
+            let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+            let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+            let mp = (5 * doy + 2) / 153;
+            let day = doy - (153 * mp + 2) / 5 + 1;
+            let month = if mp < 10 { mp + 3 } else { mp - 9 };
+            let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
+            format!(
+                "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z",
+                s / 3600,
+                s % 3600 / 60,
+                s % 60
+            )
+        }
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serializable")
+    );
+}
+
+/// The exit code for a control-plane error, after printing it.
+pub fn report_error(e: &ControlError) -> u8 {
+    match e {
+        ControlError::Denied { .. } => eprintln!("denied: {e}"),
+        ControlError::Pending(_) => eprintln!("pending: {e}"),
+        ControlError::Invoke(inner) => return report_invoke_error(inner),
+        ControlError::Invalid(problems) => {
+            eprintln!("error: invalid input:");
+            for p in problems {
+                eprintln!("  - {p}");
+            }
+        }
+        other => eprintln!("error: {other}"),
+    }
+    e.exit_code()
+}
+
+pub async fn invoke(
+    cp: &ControlPlane,
+    who: &Identity,
+    connection: &str,
+    operation: &str,
+    params: &str,
+    rationale: Option<&str>,
+) -> anyhow::Result<u8> {
+    let principal = who.principal()?;
+    let result = cp
+        .invoke_with(&principal, connection, operation, params, rationale)
+        .await;
+    flush(cp).await;
+    Ok(match result {
+        Ok(outcome) => report_outcome(&outcome),
+        Err(ControlError::Pending(ticket)) if who.json => {
+            print_json(&serde_json::json!({"status": "pending", "ticket": ticket}));
+            4
+        }
+        Err(e) => report_error(&e),
+    })
+}
+
+/// Waits for the audit records to be stored; says so loudly when they cannot be.
+async fn flush(cp: &ControlPlane) {
+    if let Err(e) = cp.flush_audit().await {
+        eprintln!("error: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_formats_timestamps_as_utc() {
+        assert_eq!(super::when(Some(0)), "1970-01-01 00:00:00Z");
+        assert_eq!(super::when(Some(1_795_000_000_000)), "2026-11-18 11:06:40Z");
+        assert_eq!(super::when(None), "-");
+    }
+}
