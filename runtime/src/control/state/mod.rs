@@ -1,0 +1,402 @@
+//! The state store: connectors, connections, grants, history and audit.
+//!
+//! [`StateStore`] is the interface; [`SqliteState`] is the embedded default (one file under the
+//! data directory, created and migrated on first use). The migrations in `runtime/migrations/` are
+//! written to run on PostgreSQL too, so a PostgreSQL backend implements the same trait with the
+//! same migrations and passes the same tests (`tests/state.rs` is generic over the trait).
+//! Every query that reads tenant data takes the tenant as part of its key.
+
+mod sqlite;
+
+pub use sqlite::SqliteState;
+
+/// The migrations, in order. Applied ones are recorded in `schema_migrations`.
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "control plane",
+        include_str!("../../../migrations/0001_control_plane.sql"),
+    ),
+    (
+        2,
+        "connection egress",
+        include_str!("../../../migrations/0002_connection_egress.sql"),
+    ),
+    (
+        3,
+        "credentials",
+        include_str!("../../../migrations/0003_credentials.sql"),
+    ),
+    (
+        4,
+        "rate limit",
+        include_str!("../../../migrations/0004_rate_limit.sql"),
+    ),
+    (
+        5,
+        "read routes",
+        include_str!("../../../migrations/0005_read_routes.sql"),
+    ),
+    (
+        6,
+        "circuit breakers",
+        include_str!("../../../migrations/0006_circuit_breakers.sql"),
+    ),
+    (
+        7,
+        "audit chain",
+        include_str!("../../../migrations/0007_audit_chain.sql"),
+    ),
+    (
+        8,
+        "approvals",
+        include_str!("../../../migrations/0008_approvals.sql"),
+    ),
+    (
+        9,
+        "data policy",
+        include_str!("../../../migrations/0009_data_policy.sql"),
+    ),
+    (
+        10,
+        "approval preview",
+        include_str!("../../../migrations/0010_approval_preview.sql"),
+    ),
+    (
+        11,
+        "rate buckets",
+        include_str!("../../../migrations/0011_rate_buckets.sql"),
+    ),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state store: {0}")]
+    Storage(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StateError {
+    fn from(e: sqlx::Error) -> Self {
+        StateError::Storage(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StateError>;
+
+/// A registered version of a connector.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ConnectorRecord {
+    pub tenant: String,
+    pub id: String,
+    pub version: String,
+    pub digest: String,
+    /// The manifest as JSON text, as read at registration.
+    pub manifest: String,
+    pub enabled: bool,
+    pub registered_by: String,
+    pub registered_at: i64,
+}
+
+/// One change to the registry.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct HistoryEntry {
+    pub seq: i64,
+    pub connector: String,
+    pub version: String,
+    pub action: String,
+    pub actor: String,
+    pub at: i64,
+    pub detail: serde_json::Value,
+}
+
+/// A tenant's configured instance of a connector.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ConnectionRecord {
+    pub tenant: String,
+    pub name: String,
+    pub connector: String,
+    /// `None` follows the latest registered version.
+    pub connector_version: Option<String>,
+    #[serde(skip)]
+    pub config_sealed: Vec<u8>,
+    pub status: String,
+    pub allowed_operations: Option<Vec<String>>,
+    pub allowed_objects: Option<Vec<String>>,
+    /// Operation -> role name, where higher than the default.
+    pub required_roles: std::collections::BTreeMap<String, String>,
+    pub writes_enabled: bool,
+    pub limits: serde_json::Value,
+    /// Egress grants, `scheme://host[:port][/path]`.
+    pub egress: Vec<String>,
+    /// Invocations per minute; `None`: no limit.
+    pub queries_per_minute: Option<i64>,
+    /// Whether the connector's declared read routes are honoured.
+    pub accept_read_routes: bool,
+    /// The approval policy as JSON (see `control::approvals::ApprovalPolicy`); null: defaults.
+    pub approval_policy: serde_json::Value,
+    /// Classification, masking and caching as JSON (see `control::shaping::DataPolicy`).
+    pub data_policy: serde_json::Value,
+    pub last_test_at: Option<i64>,
+    pub last_test_ok: Option<bool>,
+    pub last_test_message: Option<String>,
+    pub created_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// Increases with every change; caches compare it.
+    pub revision: i64,
+}
+
+/// A stored credential: metadata and the sealed secret.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CredentialRecord {
+    pub connection: String,
+    pub name: String,
+    pub kind: String,
+    /// The placement as JSON (see `egress::credential::Placement`).
+    pub placement: serde_json::Value,
+    pub hosts: Vec<String>,
+    #[serde(skip)]
+    pub secret_sealed: Vec<u8>,
+    pub created_by: String,
+    pub created_at: i64,
+    pub rotated_at: Option<i64>,
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Grant {
+    pub connection: String,
+    pub agent: String,
+    pub operation: String,
+    pub granted_by: String,
+    pub granted_at: i64,
+}
+
+/// One stored audit record with its place in the chain.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub at: i64,
+    pub tenant: String,
+    pub record: String,
+    pub prev_hash: Option<String>,
+    pub hash: Option<String>,
+}
+
+/// A signed statement that the chain reached `hash` at `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    pub seq: i64,
+    pub hash: String,
+    pub at: i64,
+    pub signature: String,
+}
+
+/// An approval request as stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ApprovalRecord {
+    pub tenant: String,
+    pub id: String,
+    pub connection: String,
+    pub connector_digest: String,
+    pub operation: String,
+    #[serde(skip)]
+    pub params_sealed: Vec<u8>,
+    pub action_hash: String,
+    pub risk: String,
+    pub rationale: Option<String>,
+    pub requested_by: String,
+    pub requester_kind: String,
+    pub requester_role: String,
+    pub requested_at: i64,
+    pub expires_at: i64,
+    pub status: String,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+    pub reason: Option<String>,
+    pub lease_until: Option<i64>,
+    pub finished_at: Option<i64>,
+    #[serde(skip)]
+    pub output_sealed: Option<Vec<u8>>,
+    pub error: Option<String>,
+    /// The dry run's effects and answer, as JSON text (secrets never in it).
+    #[serde(skip)]
+    pub preview: Option<String>,
+}
+
+/// A circuit breaker's shared state (see `egress::resilience`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BreakerRecord {
+    pub connection: String,
+    pub origin: String,
+    /// `closed`, `open` or `half-open`.
+    pub state: String,
+    /// Open: when one probe may go. Half-open: when the probe's lease ends.
+    pub until_ms: i64,
+    pub updated_at: i64,
+}
+
+/// What the state store keeps. Implementations: [`SqliteState`]; PostgreSQL later.
+#[async_trait::async_trait]
+pub trait StateStore: Send + Sync + 'static {
+    /// Stores component bytes under their digest; storing the same digest again is a no-op.
+    async fn put_component(&self, digest: &str, bytes: &[u8]) -> Result<()>;
+    async fn get_component(&self, digest: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Inserts a connector version; a version already registered is a conflict.
+    async fn insert_connector(&self, record: &ConnectorRecord) -> Result<()>;
+    async fn connector_versions(&self, tenant: &str, id: &str) -> Result<Vec<ConnectorRecord>>;
+    async fn list_connectors(&self, tenant: &str) -> Result<Vec<ConnectorRecord>>;
+    /// Sets `enabled` on one version; returns false if there is no such version.
+    async fn set_connector_enabled(
+        &self,
+        tenant: &str,
+        id: &str,
+        version: &str,
+        enabled: bool,
+    ) -> Result<bool>;
+    /// Appends to the registry history, assigning the next sequence number.
+    async fn append_history(&self, tenant: &str, entry: &HistoryEntry) -> Result<i64>;
+    async fn history(&self, tenant: &str, connector: Option<&str>) -> Result<Vec<HistoryEntry>>;
+
+    async fn insert_connection(&self, record: &ConnectionRecord) -> Result<()>;
+    /// Replaces a connection if its revision is still `record.revision - 1`.
+    async fn update_connection(&self, record: &ConnectionRecord) -> Result<()>;
+    async fn get_connection(&self, tenant: &str, name: &str) -> Result<Option<ConnectionRecord>>;
+    async fn list_connections(&self, tenant: &str) -> Result<Vec<ConnectionRecord>>;
+
+    async fn put_grant(&self, tenant: &str, grant: &Grant) -> Result<()>;
+    async fn delete_grant(
+        &self,
+        tenant: &str,
+        connection: &str,
+        agent: &str,
+        operation: &str,
+    ) -> Result<bool>;
+    async fn has_grant(
+        &self,
+        tenant: &str,
+        connection: &str,
+        agent: &str,
+        operation: &str,
+    ) -> Result<bool>;
+    async fn list_grants(&self, tenant: &str, connection: &str) -> Result<Vec<Grant>>;
+
+    /// Creates or replaces a credential.
+    async fn put_credential(&self, tenant: &str, record: &CredentialRecord) -> Result<()>;
+    async fn list_credentials(
+        &self,
+        tenant: &str,
+        connection: &str,
+    ) -> Result<Vec<CredentialRecord>>;
+    async fn delete_credential(&self, tenant: &str, connection: &str, name: &str) -> Result<bool>;
+
+    /// Appends audit records (JSON), assigning consecutive sequence numbers; returns the last.
+    async fn insert_approval(&self, record: &ApprovalRecord) -> Result<()>;
+    async fn approval(&self, tenant: &str, id: &str) -> Result<Option<ApprovalRecord>>;
+    /// A tenant's requests, newest first; `open_only`: pending, approved and executing ones.
+    async fn list_approvals(&self, tenant: &str, open_only: bool) -> Result<Vec<ApprovalRecord>>;
+    /// Moves a pending, unexpired request to `approved` or `denied`: true for exactly one caller.
+    async fn decide_approval(
+        &self,
+        tenant: &str,
+        id: &str,
+        approve: bool,
+        by: &str,
+        reason: Option<&str>,
+        now_ms: i64,
+    ) -> Result<bool>;
+    /// Marks pending requests past their expiry `expired` (for good: nothing moves them back).
+    async fn expire_approvals(&self, tenant: &str, now_ms: i64) -> Result<u64>;
+    /// Takes an approved request to run it (`approved` -> `executing`, leased until
+    /// `lease_until`): true for exactly one caller, in whichever process.
+    async fn claim_approval(&self, tenant: &str, id: &str, lease_until: i64) -> Result<bool>;
+    /// Records how an execution ended (`executed` or `failed`).
+    async fn finish_approval(
+        &self,
+        tenant: &str,
+        id: &str,
+        status: &str,
+        output_sealed: Option<&[u8]>,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> Result<()>;
+    /// Approved requests not yet started, and executions whose lease ran out, in every tenant.
+    async fn approvals_to_resume(&self, now_ms: i64) -> Result<Vec<ApprovalRecord>>;
+
+    /// One circuit breaker's shared state.
+    async fn breaker(
+        &self,
+        tenant: &str,
+        connection: &str,
+        origin: &str,
+    ) -> Result<Option<BreakerRecord>>;
+    /// Sets a breaker's state (`closed` or `open` until `until_ms`).
+    async fn set_breaker(
+        &self,
+        tenant: &str,
+        connection: &str,
+        origin: &str,
+        state: &str,
+        until_ms: i64,
+    ) -> Result<()>;
+    /// Takes the one probe of an open circuit whose cooldown has passed, or of a half-open one
+    /// whose probe's lease has run out: true for exactly one caller across all processes.
+    async fn take_breaker_probe(
+        &self,
+        tenant: &str,
+        connection: &str,
+        origin: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool>;
+    /// A tenant's breakers that are not closed.
+    async fn tripped_breakers(&self, tenant: &str) -> Result<Vec<BreakerRecord>>;
+
+    /// Takes one token from the connection's bucket (`per_minute` tokens, refilling
+    /// continuously; a bucket whose limit changed starts full), atomically across processes.
+    /// `Err(wait_ms)`: empty, and how long until a token is there.
+    async fn take_rate_token(
+        &self,
+        tenant: &str,
+        connection: &str,
+        per_minute: u32,
+        now_ms: i64,
+    ) -> Result<std::result::Result<(), i64>>;
+
+    /// Appends records (time, tenant, JSON text) after the last one; with `chain`, each gets
+    /// the hash of the one before and its own (see `audit::chain_hash`). Returns the last
+    /// record's sequence number and hash.
+    async fn append_audit(
+        &self,
+        records: &[(i64, String, String)],
+        chain: bool,
+    ) -> Result<(i64, Option<String>)>;
+    /// Stored records after `after_seq`, in order, at most `limit`.
+    async fn audit_rows(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditRow>>;
+    /// A tenant's records with `since_ms <= at < until_ms` after `after_seq`, at most `limit`.
+    async fn audit_range(
+        &self,
+        tenant: &str,
+        since_ms: i64,
+        until_ms: i64,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>>;
+    async fn append_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()>;
+    /// Every checkpoint, oldest first.
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>>;
+    /// The newest `limit` records of a tenant, oldest first.
+    async fn list_audit(&self, tenant: &str, limit: i64) -> Result<Vec<(i64, String)>>;
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
