@@ -129,18 +129,36 @@ fn cli_guest_output_is_logged_with_the_invocation() {
 }
 
 fn airlock_as(data_dir: &std::path::Path, key: Option<&str>, args: &[&str]) -> Run {
+    airlock_with(data_dir, key, &[], args)
+}
+
+/// As [`airlock_as`], with the host settings in `settings` (`DRY_RUN`, `CONNECTOR_RBAC_ROLE`...)
+/// and none of them inherited from the test's own environment.
+fn airlock_with(
+    data_dir: &std::path::Path,
+    key: Option<&str>,
+    settings: &[(&str, &str)],
+    args: &[&str],
+) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock"));
     cmd.args(args)
         .env("AIRLOCK_DATA_DIR", data_dir)
-        .env("AIRLOCK_TENANT", "acme")
-        .env_remove("AIRLOCK_USER")
-        .env_remove("AIRLOCK_AGENT")
-        .env_remove("AIRLOCK_ROLE")
-        .env_remove("AIRLOCK_MASTER_KEY")
-        .env_remove("AIRLOCK_MASTER_KEY_FILE");
+        .env("AIRLOCK_TENANT", "acme");
+    for inherited in [
+        "AIRLOCK_USER",
+        "AIRLOCK_AGENT",
+        "AIRLOCK_ROLE",
+        "AIRLOCK_MASTER_KEY",
+        "AIRLOCK_MASTER_KEY_FILE",
+        "DRY_RUN",
+        "CONNECTOR_RBAC_ROLE",
+    ] {
+        cmd.env_remove(inherited);
+    }
     if let Some(key) = key {
         cmd.env("AIRLOCK_MASTER_KEY", key);
     }
+    cmd.envs(settings.iter().copied());
     let out = cmd.output().expect("run airlock");
     Run {
         code: out.status.code().expect("exit code"),
@@ -431,38 +449,33 @@ async fn cli_dry_run_env_turns_a_prototypes_default_dry_run_off() {
             "critical",
         ]);
         assert_eq!(created.code, 0, "{}", created.stderr);
-        let send = |dry_run_env: Option<&str>| {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock"));
-            cmd.args([
-                "invoke",
-                "mail",
-                "send_mail",
-                "--params",
-                r#"{"to":["ada@example.com"],"subject":"Report","body":"attached"}"#,
-                "--role",
-                "operator",
-            ])
-            .env("AIRLOCK_DATA_DIR", &d)
-            .env("AIRLOCK_TENANT", "acme")
-            .env("AIRLOCK_MASTER_KEY", &key)
-            .env_remove("DRY_RUN");
-            if let Some(value) = dry_run_env {
-                cmd.env("DRY_RUN", value);
-            }
-            let out = cmd.output().unwrap();
-            (
-                out.status.code(),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
+        let send = |settings: &[(&str, &str)]| {
+            airlock_with(
+                &d,
+                Some(&key),
+                settings,
+                &[
+                    "invoke",
+                    "mail",
+                    "send_mail",
+                    "--params",
+                    r#"{"to":["ada@example.com"],"subject":"Report","body":"attached"}"#,
+                    "--role",
+                    "operator",
+                ],
             )
         };
-        [send(None), send(Some("true")), send(Some("false"))]
+        [
+            send(&[]),
+            send(&[("DRY_RUN", "true")]),
+            send(&[("DRY_RUN", "false")]),
+        ]
     })
     .await
     .unwrap();
-    let answer = |run: &(Option<i32>, String, String)| -> serde_json::Value {
-        assert_eq!(run.0, Some(0), "{}", run.2);
-        serde_json::from_str(&run.1).unwrap_or_else(|e| panic!("{e}: {}", run.1))
+    let answer = |run: &Run| -> serde_json::Value {
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
     };
     for run in &runs[..2] {
         let dry = answer(run);
@@ -475,7 +488,12 @@ async fn cli_dry_run_env_turns_a_prototypes_default_dry_run_off() {
         );
     }
     let sent: Vec<_> = api.seen();
-    assert_eq!(sent.len(), 1, "only DRY_RUN=false sends: {:?}", runs[2]);
+    assert_eq!(
+        sent.len(),
+        1,
+        "only DRY_RUN=false sends: {}",
+        runs[2].stderr
+    );
     assert_eq!(sent[0].path, "/v1.0/me/sendMail");
     assert_eq!(answer(&runs[2]), serde_json::json!({"sent": true}));
 }
@@ -499,43 +517,40 @@ fn cli_connector_rbac_role_raises_the_role_invocations_need() {
         0
     );
     let list = |rbac_role: Option<&str>, role: &str| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock"));
-        cmd.args([
-            "invoke",
-            "crm",
-            "list",
-            "--params",
-            r#"{"type":"items"}"#,
-            "--role",
-            role,
-        ])
-        .env("AIRLOCK_DATA_DIR", d)
-        .env("AIRLOCK_TENANT", "acme")
-        .env("AIRLOCK_MASTER_KEY", &key)
-        .env_remove("CONNECTOR_RBAC_ROLE");
-        if let Some(value) = rbac_role {
-            cmd.env("CONNECTOR_RBAC_ROLE", value);
-        }
-        let out = cmd.output().unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let settings: Vec<(&str, &str)> = rbac_role
+            .map(|value| ("CONNECTOR_RBAC_ROLE", value))
+            .into_iter()
+            .collect();
+        let run = airlock_with(
+            d,
+            k,
+            &settings,
+            &[
+                "invoke",
+                "crm",
+                "list",
+                "--params",
+                r#"{"type":"items"}"#,
+                "--role",
+                role,
+            ],
+        );
+        (run.code, run.stderr)
     };
-    assert_eq!(list(None, "operator").0, Some(0));
+    assert_eq!(list(None, "operator").0, 0);
     let (code, stderr) = list(Some("admin"), "operator");
-    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("host-required-role"), "{stderr}");
     assert!(
         stderr.contains("need role Admin or higher (CONNECTOR_RBAC_ROLE)"),
         "{stderr}"
     );
-    assert_eq!(list(Some("Admin"), "admin").0, Some(0));
+    assert_eq!(list(Some("Admin"), "admin").0, 0);
     // It never lowers the table's requirement: a viewer still cannot invoke.
     let (code, stderr) = list(Some("viewer"), "viewer");
-    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(code, 2, "{stderr}");
     let (code, stderr) = list(Some("bosss"), "admin");
-    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(code, 2, "{stderr}");
     assert!(
         stderr.contains("CONNECTOR_RBAC_ROLE: unknown role `bosss`"),
         "{stderr}"
