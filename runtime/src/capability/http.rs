@@ -143,10 +143,7 @@ fn without_phantom_body(request: http::Request<WasiBody>) -> http::Request<WasiB
     }
     let (parts, body) = request.into_parts();
     drain_in_background(body);
-    let empty = http_body_util::Empty::<bytes::Bytes>::new()
-        .map_err(|never| match never {})
-        .boxed_unsync();
-    http::Request::from_parts(parts, empty)
+    http::Request::from_parts(parts, full_body(bytes::Bytes::new()))
 }
 
 /// Headers a response may carry.
@@ -160,6 +157,23 @@ pub const RULE_CIRCUIT_OPEN: &str = "circuit-open";
 pub const MAX_REPLAYABLE_BODY_BYTES: usize = 1 << 20;
 
 type Incoming = http::Response<hyper::body::Incoming>;
+
+/// A request body read whole, up to [`MAX_REPLAYABLE_BODY_BYTES`]: to send again, to sign, or to
+/// record in a dry run.
+async fn read_whole(body: WasiBody) -> Result<bytes::Bytes, HttpError> {
+    http_body_util::Limited::new(body, MAX_REPLAYABLE_BODY_BYTES)
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes())
+        .map_err(|_| HttpError::HttpRequestBodySize(None))
+}
+
+/// A body of known bytes.
+fn full_body(bytes: bytes::Bytes) -> WasiBody {
+    http_body_util::Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
 
 /// Sends `request`, retrying idempotent ones on connection failures and on 429/502/503/504 (after
 /// `Retry-After` or a jittered backoff) while the deadline allows, and reports each outcome to
@@ -197,19 +211,9 @@ async fn send_with_retries(
     }
     // Keep the body so it can be sent again.
     let (parts, body) = request.into_parts();
-    let bytes = match http_body_util::Limited::new(body, MAX_REPLAYABLE_BODY_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => return Err(HttpError::HttpRequestBodySize(None)),
-    };
+    let bytes = read_whole(body).await?;
     let build = || {
-        let mut request = http::Request::new(
-            http_body_util::Full::new(bytes.clone())
-                .map_err(|never| match never {})
-                .boxed_unsync(),
-        );
+        let mut request = http::Request::new(full_body(bytes.clone()));
         *request.method_mut() = parts.method.clone();
         *request.uri_mut() = parts.uri.clone();
         *request.version_mut() = parts.version;
@@ -263,13 +267,7 @@ async fn dry_run(
 ) -> Result<(http::Response<WasiBody>, IoFuture), HttpError> {
     let credential = destination.credential(egress).map(|c| c.name.clone());
     let (parts, body) = request.into_parts();
-    let bytes = match http_body_util::Limited::new(body, MAX_REPLAYABLE_BODY_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => return Err(HttpError::HttpRequestBodySize(None)),
-    };
+    let bytes = read_whole(body).await?;
     let headers = parts
         .headers
         .iter()
@@ -293,11 +291,7 @@ async fn dry_run(
         .status(200)
         .header(http::header::CONTENT_TYPE, "application/json")
         .header("x-airlock-dry-run", "1")
-        .body(
-            http_body_util::Full::new(bytes::Bytes::from_static(br#"{"dry_run":true}"#))
-                .map_err(|never| match never {})
-                .boxed_unsync(),
-        )
+        .body(full_body(bytes::Bytes::from_static(br#"{"dry_run":true}"#)))
         .expect("a fixed response is valid");
     Ok((response, Box::new(async { Ok(()) }) as IoFuture))
 }
@@ -378,20 +372,11 @@ impl WasiHttpHooks for EgressHooks {
                 if credential.signs_body() {
                     // Read the body whole (bounded) to sign it, then send those bytes.
                     let (mut parts, body) = request.into_parts();
-                    let bytes = match http_body_util::Limited::new(body, MAX_REPLAYABLE_BODY_BYTES)
-                        .collect()
-                        .await
-                    {
-                        Ok(collected) => collected.to_bytes(),
-                        Err(_) => return Err(HttpError::HttpRequestBodySize(None)),
-                    };
+                    let bytes = read_whole(body).await?;
                     if let Some((name, value)) = credential.signature(&bytes) {
                         parts.headers.insert(name, value);
                     }
-                    let body = http_body_util::Full::new(bytes)
-                        .map_err(|never| match never {})
-                        .boxed_unsync();
-                    request = http::Request::from_parts(parts, body);
+                    request = http::Request::from_parts(parts, full_body(bytes));
                 }
             }
             let first_byte = options
