@@ -4,7 +4,7 @@
 use crate::common;
 
 use airlock::control::state::{SqliteState, StateStore};
-use airlock::control::vault::{Vault, generate_key};
+use airlock::control::vault::generate_key;
 use airlock::control::{
     ConnectionSpec, ConnectionUpdate, ControlError, ControlPlane, Principal, PrincipalKind,
 };
@@ -24,13 +24,7 @@ struct Setup {
 impl Setup {
     /// Another control plane on the same store and key, as a second process would be.
     fn second_plane(&self) -> ControlPlane {
-        let vault = Vault::from_base64(&self.key, "test").unwrap();
-        ControlPlane::new(
-            self.state.clone(),
-            small_executor(),
-            vault,
-            Arc::new(self.state.keyvalue()),
-        )
+        common::control_plane_on(&self.state, small_executor(), &self.key)
     }
 }
 
@@ -54,10 +48,8 @@ async fn setup() -> Setup {
             .await
             .unwrap(),
     );
-    let executor = small_executor();
     let key = generate_key();
-    let vault = Vault::from_base64(&key, "test").unwrap();
-    let cp = ControlPlane::new(state.clone(), executor, vault, Arc::new(state.keyvalue()));
+    let cp = common::control_plane_on(&state, small_executor(), &key);
     Setup {
         cp,
         state,

@@ -738,9 +738,9 @@ async fn egress_oauth2_fifty_concurrent_invocations_cause_one_token_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn egress_oauth2_refresh_tokens_rotate_and_the_rotation_is_stored() {
     use airlock::Role;
+    use airlock::control::ConnectionSpec;
     use airlock::control::state::SqliteState;
-    use airlock::control::vault::{Vault, generate_key};
-    use airlock::control::{ConnectionSpec, ControlPlane};
+    use airlock::control::vault::generate_key;
     use airlock::egress::credential::Placement;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -775,13 +775,7 @@ async fn egress_oauth2_refresh_tokens_rotate_and_the_rotation_is_stored() {
         let path = dir.path().join("airlock.db");
         async move {
             let state = Arc::new(SqliteState::open(&path).await.unwrap());
-            let executor = Arc::new(executor());
-            ControlPlane::new(
-                state.clone(),
-                executor,
-                Vault::from_base64(&key, "test").unwrap(),
-                Arc::new(state.keyvalue()),
-            )
+            control_plane_on(&state, Arc::new(executor()), &key)
         }
     };
     let cp = plane(key.clone()).await;
@@ -942,9 +936,9 @@ async fn egress_declared_read_routes_count_only_where_the_connection_accepts_the
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn egress_breaker_state_is_kept_in_the_store_across_processes() {
     use airlock::Role;
+    use airlock::control::ConnectionSpec;
     use airlock::control::state::{SqliteState, now_ms};
-    use airlock::control::vault::{Vault, generate_key};
-    use airlock::control::{ConnectionSpec, ControlPlane};
+    use airlock::control::vault::generate_key;
     use http_server::Reply;
     use std::sync::Arc;
     // Five failures open the circuit (CB_FAILURES_TO_OPEN's default); the probe then succeeds.
@@ -960,12 +954,7 @@ async fn egress_breaker_state_is_kept_in_the_store_across_processes() {
         let (path, key) = (path.clone(), key.clone());
         async move {
             let state = Arc::new(SqliteState::open(&path).await.unwrap());
-            let cp = ControlPlane::new(
-                state.clone(),
-                Arc::new(executor()),
-                Vault::from_base64(&key, "test").unwrap(),
-                Arc::new(state.keyvalue()),
-            );
+            let cp = control_plane_on(&state, Arc::new(executor()), &key);
             (cp, state)
         }
     };
@@ -1068,8 +1057,8 @@ fn verified_claims(jwt: &str, public_key: &[u8]) -> Option<serde_json::Value> {
 async fn egress_oauth2_jwt_bearer_assertions_are_signed_by_the_host() {
     use airlock::Role;
     use airlock::control::state::SqliteState;
-    use airlock::control::vault::{Vault, generate_key};
-    use airlock::control::{ConnectionSpec, ControlError, ControlPlane};
+    use airlock::control::vault::generate_key;
+    use airlock::control::{ConnectionSpec, ControlError};
     use airlock::egress::credential::Placement;
     use airlock::egress::jwt::Algorithm;
     use base64::Engine as _;
@@ -1142,12 +1131,7 @@ async fn egress_oauth2_jwt_bearer_assertions_are_signed_by_the_host() {
             .await
             .unwrap(),
     );
-    let cp = ControlPlane::new(
-        state.clone(),
-        Arc::new(executor()),
-        Vault::from_base64(&generate_key(), "test").unwrap(),
-        Arc::new(state.keyvalue()),
-    );
+    let cp = control_plane_on(&state, Arc::new(executor()), &generate_key());
     let admin = principal("acme", Role::Admin);
     let op = principal("acme", Role::Operator);
     cp.register(

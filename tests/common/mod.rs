@@ -90,17 +90,25 @@ pub async fn control_plane(
     Arc<airlock::control::state::SqliteState>,
 ) {
     use airlock::control::state::SqliteState;
-    use airlock::control::vault::{Vault, generate_key};
     let state = Arc::new(SqliteState::open(&dir.join("airlock.db")).await.unwrap());
-    let executor = Arc::new(executor());
-    let vault = Vault::from_base64(&generate_key(), "test").unwrap();
-    let cp = airlock::control::ControlPlane::new(
+    let key = airlock::control::vault::generate_key();
+    let cp = control_plane_on(&state, Arc::new(executor()), &key);
+    (cp, state)
+}
+
+/// A control plane over `state` with master key `key`, its connector storage in the same store.
+/// Two of them on one store stand for two processes (or a restart).
+pub fn control_plane_on(
+    state: &Arc<airlock::control::state::SqliteState>,
+    executor: Arc<Executor>,
+    key: &str,
+) -> airlock::control::ControlPlane {
+    airlock::control::ControlPlane::new(
         state.clone(),
         executor,
-        vault,
+        airlock::control::vault::Vault::from_base64(key, "test").unwrap(),
         Arc::new(state.keyvalue()),
-    );
-    (cp, state)
+    )
 }
 
 pub fn principal(tenant: &str, role: Role) -> airlock::control::Principal {
