@@ -12,19 +12,25 @@ struct Run {
     stderr: String,
 }
 
-fn airlock(data_dir: &std::path::Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(args)
-        .env("AIRLOCK_DATA_DIR", data_dir)
-        .env_remove("AIRLOCK_TENANT")
-        .env("AIRLOCK_LOG", "info")
-        .output()
-        .expect("run airlock");
-    Run {
-        code: out.status.code().expect("exit code"),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+impl Run {
+    fn of(cmd: &mut Command) -> Run {
+        let out = cmd.output().expect("run airlock");
+        Run {
+            code: out.status.code().expect("exit code"),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
+}
+
+fn airlock(data_dir: &std::path::Path, args: &[&str]) -> Run {
+    Run::of(
+        Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args(args)
+            .env("AIRLOCK_DATA_DIR", data_dir)
+            .env_remove("AIRLOCK_TENANT")
+            .env("AIRLOCK_LOG", "info"),
+    )
 }
 
 fn path(name: &str) -> String {
@@ -159,12 +165,7 @@ fn airlock_with(
         cmd.env("AIRLOCK_MASTER_KEY", key);
     }
     cmd.envs(settings.iter().copied());
-    let out = cmd.output().expect("run airlock");
-    Run {
-        code: out.status.code().expect("exit code"),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::of(&mut cmd)
 }
 
 #[test]

@@ -357,6 +357,7 @@ mod tests {
                 "ip": "192.168.10.20"
             }
         ]);
+        let near_misses = records[1].clone();
         let changed = m.apply(&mut records);
         let real = &records[0];
         assert_eq!(real["name"], "Jane Doe");
@@ -370,25 +371,7 @@ mod tests {
         assert_eq!(real["mobile"], "[PHONE]");
         assert_eq!(changed, 8);
         // Near misses: Luhn-invalid digits, a bad IBAN checksum, dates, amounts, versions...
-        let near = records[1].clone();
-        assert_eq!(
-            near,
-            json!({
-                "order": "4111 1111 1111 1112",
-                "order_number": 1234567890123456u64,
-                "iban_like": "DE00 3704 0044 0532 0130 00",
-                "date": "2026-11-22",
-                "when": "2026-11-22T08:15:00Z",
-                "amount": "1,234,567.89",
-                "version": "1.2.3",
-                "zip": "10115",
-                "sku": "AB-123-4567",
-                "handle": "@jane",
-                "text": "see section 4.1.2 of the 2026 report, page 12345",
-                "ip": "192.168.10.20"
-            }),
-            "a near miss was masked"
-        );
+        assert_eq!(records[1], near_misses, "a near miss was masked");
     }
 
     #[test]
