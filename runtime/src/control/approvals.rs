@@ -49,18 +49,11 @@ pub struct ApprovalPolicy {
 
 impl ApprovalPolicy {
     pub fn from_value(value: &serde_json::Value) -> Self {
-        if value.is_null() {
-            return ApprovalPolicy::default();
-        }
-        serde_json::from_value(value.clone()).unwrap_or_default()
+        super::policy_from_value(value)
     }
 
     pub fn to_value(&self) -> serde_json::Value {
-        if *self == ApprovalPolicy::default() {
-            serde_json::Value::Null
-        } else {
-            serde_json::to_value(self).expect("policies serialize")
-        }
+        super::policy_to_value(self)
     }
 
     /// The higher of the manifest's claim and this policy's risk for `operation`.
@@ -673,22 +666,7 @@ impl ControlPlane {
                 reason: decision.reason,
             });
         }
-        let call = Call::Invoke {
-            operation: record.operation.clone(),
-            params,
-        };
-        let outcome = self
-            .executor
-            .call(
-                &resolved.connector,
-                &resolved.caller(who),
-                &resolved.env,
-                call,
-            )
-            .await
-            .map_err(ControlError::Invoke)?;
-        let mut outcome = outcome;
-        resolved.shape(&record.operation, &mut outcome);
+        let outcome = self.run(who, &resolved, &record.operation, params).await?;
         Ok(outcome.output)
     }
 }

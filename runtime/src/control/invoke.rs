@@ -345,24 +345,7 @@ impl ControlPlane {
             .await;
             return Ok(outcome);
         }
-        let call = Call::Invoke {
-            operation: operation.into(),
-            params: params.into(),
-        };
-        let result = self
-            .executor
-            .call(
-                &resolved.connector,
-                &resolved.caller(who),
-                &resolved.env,
-                call,
-            )
-            .await
-            .map_err(ControlError::Invoke)
-            .map(|mut outcome| {
-                resolved.shape(operation, &mut outcome);
-                outcome
-            });
+        let result = self.run(who, &resolved, operation, params.into()).await;
         if let Ok(outcome) = &result {
             match (cache_key, cache_ttl) {
                 (Some(key), Some(ttl)) => self.cache.put(
@@ -395,6 +378,33 @@ impl ControlPlane {
         )
         .await;
         result
+    }
+
+    /// Runs `operation` in the sandbox as `who` and shapes its result (classification, masking):
+    /// the one place an allowed call reaches the guest, whether it runs at once or after approval.
+    pub(super) async fn run(
+        &self,
+        who: &Principal,
+        resolved: &Resolved,
+        operation: &str,
+        params: String,
+    ) -> Result<Outcome> {
+        let call = Call::Invoke {
+            operation: operation.into(),
+            params,
+        };
+        let mut outcome = self
+            .executor
+            .call(
+                &resolved.connector,
+                &resolved.caller(who),
+                &resolved.env,
+                call,
+            )
+            .await
+            .map_err(ControlError::Invoke)?;
+        resolved.shape(operation, &mut outcome);
+        Ok(outcome)
     }
 
     /// After the operation-level decision, in order: the decision itself, the audit store

@@ -43,6 +43,23 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vault::Vault;
 
+/// A connection's policy as stored in its JSON column (approvals, data shaping): `null` is the
+/// default, and the default is stored as `null`.
+fn policy_from_value<P: serde::de::DeserializeOwned + Default>(value: &serde_json::Value) -> P {
+    if value.is_null() {
+        return P::default();
+    }
+    serde_json::from_value(value.clone()).unwrap_or_default()
+}
+
+fn policy_to_value<P: serde::Serialize + Default + PartialEq>(policy: &P) -> serde_json::Value {
+    if *policy == P::default() {
+        serde_json::Value::Null
+    } else {
+        serde_json::to_value(policy).expect("policies serialize")
+    }
+}
+
 /// Why a control-plane request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {

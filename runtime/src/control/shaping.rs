@@ -87,18 +87,11 @@ impl Masking {
 
 impl DataPolicy {
     pub fn from_value(value: &Value) -> Self {
-        if value.is_null() {
-            return DataPolicy::default();
-        }
-        serde_json::from_value(value.clone()).unwrap_or_default()
+        super::policy_from_value(value)
     }
 
     pub fn to_value(&self) -> Value {
-        if *self == DataPolicy::default() {
-            Value::Null
-        } else {
-            serde_json::to_value(self).expect("policies serialize")
-        }
+        super::policy_to_value(self)
     }
 
     /// The higher of the manifest's classification and this policy's for `operation`.
