@@ -6,10 +6,10 @@ use crate::http_server;
 use common::guest;
 use std::process::Command;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 impl Run {
@@ -33,7 +33,7 @@ fn airlock(data_dir: &std::path::Path, args: &[&str]) -> Run {
     )
 }
 
-fn path(name: &str) -> String {
+pub(crate) fn path(name: &str) -> String {
     guest(name).display().to_string()
 }
 
@@ -134,13 +134,13 @@ fn cli_guest_output_is_logged_with_the_invocation() {
     );
 }
 
-fn airlock_as(data_dir: &std::path::Path, key: Option<&str>, args: &[&str]) -> Run {
+pub(crate) fn airlock_as(data_dir: &std::path::Path, key: Option<&str>, args: &[&str]) -> Run {
     airlock_with(data_dir, key, &[], args)
 }
 
 /// As [`airlock_as`], with the host settings in `settings` (`DRY_RUN`, `CONNECTOR_RBAC_ROLE`...)
 /// and none of them inherited from the test's own environment.
-fn airlock_with(
+pub(crate) fn airlock_with(
     data_dir: &std::path::Path,
     key: Option<&str>,
     settings: &[(&str, &str)],

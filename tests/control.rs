@@ -575,6 +575,8 @@ async fn control_audit_records_every_decision_with_secrets_redacted() {
     let expect = [
         ("connector.register", "ok", "admin-manages-registry"),
         ("connection.create", "ok", "admin-configures-connections"),
+        // A write's record is stored before it runs, its outcome after.
+        ("invoke.write", "started", "operator-invokes"),
         ("invoke.write", "ok", "operator-invokes"),
         ("invoke.read", "denied", "operator-invokes"),
         ("audit.list", "denied", "auditor-reads-audit"),
@@ -586,7 +588,11 @@ async fn control_audit_records_every_decision_with_secrets_redacted() {
             "record {i}: {summary:?}"
         );
     }
-    let write = &records[2];
+    let write = &records[3];
+    assert_eq!(
+        records[2].invocation_id, write.invocation_id,
+        "the started and the finished record of one write share its invocation id"
+    );
     assert_eq!(write.principal, "operator");
     assert_eq!(write.operation.as_deref(), Some("create"));
     assert!(write.invocation_id.is_some());

@@ -828,8 +828,10 @@ async fn egress_oauth2_refresh_tokens_rotate_and_the_rotation_is_stored() {
         body(cp.invoke(&op, "api", "fetch", &fetch).await.unwrap()),
         "fresh"
     );
-    // Another process (a new control plane on the same store) starts from the stored, rotated
-    // refresh token; the original one was spent and would be refused.
+    // Another process (a new control plane on the same store), once the shared access token is
+    // due for a refresh, starts from the stored, rotated refresh token; the original one was
+    // spent and would be refused.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
     let other = plane(key).await;
     assert_eq!(
         body(other.invoke(&op, "api", "fetch", &fetch).await.unwrap()),

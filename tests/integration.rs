@@ -15,6 +15,7 @@ mod control;
 mod egress;
 mod executor;
 mod guests;
+mod hardening;
 mod isolation;
 mod keyvalue;
 mod loading;

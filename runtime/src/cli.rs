@@ -257,47 +257,54 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             // Everything else goes through the control plane, which needs the master key.
             let vault = crate::control::vault::Vault::from_env()?;
             let cp = control::open(&data_dir, vault).await?;
-            match command {
-                Command::Connector(c) => control::connector(&cp, &who, c).await,
-                Command::Connection(c) => control::connection(&cp, &who, c).await,
-                Command::Credential(c) => control::credential(&cp, &who, c).await,
-                Command::Invoke {
-                    connection,
-                    operation,
-                    params,
-                    rationale,
-                } => {
-                    control::invoke(
-                        &cp,
-                        &who,
-                        &connection,
-                        &operation,
-                        &params,
-                        rationale.as_deref(),
-                    )
-                    .await
-                }
-                Command::Approvals(c) => control::approvals(&cp, &who, c).await,
-                Command::Audit(AuditCommand::List { limit }) => {
-                    control::audit(&cp, &who, limit).await
-                }
-                Command::Audit(AuditCommand::Verify { checkpoint }) => {
-                    control::audit_verify(&cp, &who, &checkpoint).await
-                }
-                Command::Audit(AuditCommand::Export { since, until }) => {
-                    control::audit_export(&cp, &who, since.as_deref(), until.as_deref()).await
-                }
-                Command::Audit(AuditCommand::Checkpoint) => {
-                    control::audit_checkpoint(&cp, &who).await
-                }
-                Command::Health {
-                    component: None,
-                    window,
-                    ..
-                } => control::health(&cp, &who, window).await,
-                _ => unreachable!("handled above"),
-            }
+            let code = control_command(&cp, &who, command).await;
+            // Records the store refused are spooled (or printed) now, never dropped at exit.
+            let closed = control::close(&cp).await;
+            code.map(|code| code.max(closed))
         }
+    }
+}
+
+async fn control_command(
+    cp: &crate::control::ControlPlane,
+    who: &control::Identity,
+    command: Command,
+) -> anyhow::Result<u8> {
+    match command {
+        Command::Connector(c) => control::connector(cp, who, c).await,
+        Command::Connection(c) => control::connection(cp, who, c).await,
+        Command::Credential(c) => control::credential(cp, who, c).await,
+        Command::Invoke {
+            connection,
+            operation,
+            params,
+            rationale,
+        } => {
+            control::invoke(
+                cp,
+                who,
+                &connection,
+                &operation,
+                &params,
+                rationale.as_deref(),
+            )
+            .await
+        }
+        Command::Approvals(c) => control::approvals(cp, who, c).await,
+        Command::Audit(AuditCommand::List { limit }) => control::audit(cp, who, limit).await,
+        Command::Audit(AuditCommand::Verify { checkpoint }) => {
+            control::audit_verify(cp, who, &checkpoint).await
+        }
+        Command::Audit(AuditCommand::Export { since, until }) => {
+            control::audit_export(cp, who, since.as_deref(), until.as_deref()).await
+        }
+        Command::Audit(AuditCommand::Checkpoint) => control::audit_checkpoint(cp, who).await,
+        Command::Health {
+            component: None,
+            window,
+            ..
+        } => control::health(cp, who, window).await,
+        _ => unreachable!("handled above"),
     }
 }
 

@@ -33,7 +33,8 @@ impl Default for PoolSize {
 const CORE_INSTANCES_PER_COMPONENT: u32 = 50;
 const MEMORIES_PER_COMPONENT: u32 = 2;
 const TABLES_PER_COMPONENT: u32 = 8;
-const TABLE_ELEMENTS: usize = 20_000;
+/// Elements of one core table (function references): a real guest has a few hundred.
+pub(crate) const TABLE_ELEMENTS: usize = 20_000;
 /// Per memory slot, bytes kept mapped between invocations. A Rust connector dirties a few hundred
 /// KiB (its shadow stack top, data and heap); more than that is returned to the OS.
 const KEEP_RESIDENT_BYTES: usize = 1 << 20;

@@ -72,9 +72,53 @@ pub enum InvokeError {
     Invalid(String),
     #[error("host error: {0}")]
     Host(String),
+    /// A bug in the host, caught at the invocation's boundary: this invocation failed, the
+    /// process and every other invocation go on.
+    #[error("internal error in the host, this invocation was stopped: {message}; please report it")]
+    HostPanic { message: String },
 }
 
 impl InvokeError {
+    /// Masks the invocation's injected secrets in every text this error carries (the guest's
+    /// messages, the host's reasons): an upstream may have echoed one into them.
+    pub fn scrub(&mut self, secrets: &crate::secrets::Secrets) {
+        use crate::manifest::ConnectorError as C;
+        let text: Vec<&mut String> = match self {
+            InvokeError::Connector(
+                C::InvalidParams { message }
+                | C::NotFound { message }
+                | C::Unauthorized { message }
+                | C::Upstream { message, .. }
+                | C::RateLimited { message, .. }
+                | C::Internal { message },
+            ) => vec![message],
+            InvokeError::Denied {
+                denial,
+                guest_error,
+            } => {
+                let mut all = vec![&mut denial.effect, &mut denial.reason];
+                all.extend(guest_error.as_mut());
+                all
+            }
+            InvokeError::UnknownOperation { operation, .. } => vec![operation],
+            InvokeError::BadParams(m)
+            | InvokeError::InvalidOutput(m)
+            | InvokeError::Invalid(m)
+            | InvokeError::Host(m)
+            | InvokeError::HostPanic { message: m }
+            | InvokeError::Panic { message: m }
+            | InvokeError::Trap { message: m }
+            | InvokeError::Busy { message: m } => vec![m],
+            InvokeError::Deadline { .. }
+            | InvokeError::MemoryLimit { .. }
+            | InvokeError::StackOverflow { .. }
+            | InvokeError::OutputTooLarge { .. } => Vec::new(),
+        };
+        for t in text {
+            secrets.scrub_in_place(t);
+        }
+    }
+
     /// The CLI exit code for this error, as in the seeds: 2 when policy denied, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {

@@ -15,7 +15,9 @@ use crate::invocation::{Access, Invocation, Role};
 use crate::limits::{EPOCH_TICK, Limits, MAX_WASM_STACK_BYTES};
 use crate::manifest::{ConnectorError, Manifest, ObjectInfo};
 use crate::policy::Denial;
+use crate::secrets::Secrets;
 use crate::{bindings, capability};
+use futures_util::FutureExt as _;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -246,6 +248,7 @@ impl Executor {
                 })
             })
             .await
+            .0
             .map_err(|e| LoadError::BadManifest(format!("calling `manifest` failed: {e}")))?;
         let (value, _denials) = raw;
         let value =
@@ -260,6 +263,19 @@ impl Executor {
         caller: &Caller,
         env: &Environment,
         call: Call,
+    ) -> Result<Outcome, InvokeError> {
+        self.call_with_id(connector, caller, env, call, None).await
+    }
+
+    /// [`Executor::call`] under an invocation id chosen by the caller (the control plane
+    /// records it before the guest runs), or a fresh one.
+    pub async fn call_with_id(
+        &self,
+        connector: &Connector,
+        caller: &Caller,
+        env: &Environment,
+        call: Call,
+        invocation_id: Option<String>,
     ) -> Result<Outcome, InvokeError> {
         let started = Instant::now();
         let access = match &call {
@@ -291,22 +307,28 @@ impl Executor {
             access,
         )
         .map_err(InvokeError::Invalid)?;
+        let invocation = match invocation_id {
+            Some(id) => Invocation { id, ..invocation },
+            None => invocation,
+        };
         let invocation_id = invocation.id.clone();
         let limits = env.limits.clone();
 
-        let (result, denials) = match call {
+        let (ran, secrets) = match call {
             Call::Health => {
-                let (r, d) = self
+                let (ran, secrets) = self
                     .sandboxed(&connector.pre, invocation, env, |guest, store| {
                         Box::pin(async move {
                             guest.airlock_connector_connector().call_health(store).await
                         })
                     })
-                    .await?;
-                (r.map(|msg| serde_json::Value::String(msg).to_string()), d)
+                    .await;
+                let ran =
+                    ran.map(|(r, d)| (r.map(|msg| serde_json::Value::String(msg).to_string()), d));
+                (ran, secrets)
             }
             Call::Discover => {
-                let (r, d) = self
+                let (ran, secrets) = self
                     .sandboxed(&connector.pre, invocation, env, |guest, store| {
                         Box::pin(async move {
                             guest
@@ -315,13 +337,16 @@ impl Executor {
                                 .await
                         })
                     })
-                    .await?;
-                let r = r.map(|objects| {
-                    let objects: Vec<ObjectInfo> =
-                        objects.into_iter().map(ObjectInfo::from).collect();
-                    serde_json::to_string(&objects).expect("object infos serialize")
+                    .await;
+                let ran = ran.map(|(r, d)| {
+                    let r = r.map(|objects| {
+                        let objects: Vec<ObjectInfo> =
+                            objects.into_iter().map(ObjectInfo::from).collect();
+                        serde_json::to_string(&objects).expect("object infos serialize")
+                    });
+                    (r, d)
                 });
-                (r, d)
+                (ran, secrets)
             }
             Call::Invoke { operation, params } => {
                 self.sandboxed(&connector.pre, invocation, env, move |guest, store| {
@@ -332,11 +357,10 @@ impl Executor {
                             .await
                     })
                 })
-                .await?
+                .await
             }
         };
-
-        match result {
+        let result = ran.and_then(|(result, denials)| match result {
             Ok(output) => {
                 if output.len() > limits.max_output_bytes {
                     return Err(InvokeError::OutputTooLarge {
@@ -366,6 +390,20 @@ impl Executor {
                     None => Err(InvokeError::Connector(error)),
                 }
             }
+        });
+        // Nothing leaves with a secret the host injected: not the output, not an error.
+        match result {
+            Ok(mut outcome) => {
+                secrets.scrub_in_place(&mut outcome.output);
+                for denial in &mut outcome.denials {
+                    scrub_denial(&secrets, denial);
+                }
+                Ok(outcome)
+            }
+            Err(mut error) => {
+                error.scrub(&secrets);
+                Err(error)
+            }
         }
     }
 
@@ -386,32 +424,51 @@ impl Executor {
                     + 'a,
             >,
         >,
-    ) -> Result<(Result<R, bindings::types::ConnectorError>, Vec<Denial>), InvokeError> {
+    ) -> (
+        Result<(Result<R, bindings::types::ConnectorError>, Vec<Denial>), InvokeError>,
+        Arc<Secrets>,
+    ) {
         let limits = env.limits.clone();
         let started = Instant::now();
-        let mut store = self.new_store(invocation, env, started + limits.deadline);
+        let mut store = self.new_store(
+            invocation,
+            env,
+            crate::time::after(started, limits.deadline),
+        );
 
         let run = async {
             let instance = pre.instantiate_async(&mut store).await?;
             f(&instance, &mut store).await
         };
+        // A panic anywhere under this invocation (a host function, a task it joined, a backend)
+        // ends this invocation, never the process: the Store is dropped with everything in it.
+        let run = std::panic::AssertUnwindSafe(run).catch_unwind();
         // The epoch callback stops guest code; this stops a guest parked in a slow host call.
-        let outcome = tokio::time::timeout(limits.deadline + 2 * EPOCH_TICK, run).await;
-        let denials = store.data().denials.take();
-        match outcome {
+        let outcome =
+            tokio::time::timeout(limits.deadline.saturating_add(2 * EPOCH_TICK), run).await;
+        let (denials, denied) = store.data().denials.take();
+        let secrets = store.data().secrets.clone();
+        let ran = match outcome {
             Err(_elapsed) => Err(InvokeError::Deadline {
                 limit: limits.deadline,
                 elapsed: started.elapsed(),
             }),
-            Ok(Ok(result)) => Ok((result, denials)),
-            Ok(Err(error)) => Err(classify_trap(
+            Ok(Err(panic)) => {
+                let message = panic_payload(panic.as_ref());
+                tracing::error!(invocation = %store.data().invocation.id, "host panicked during an invocation: {message}");
+                Err(InvokeError::HostPanic { message })
+            }
+            Ok(Ok(Ok(result))) => Ok((result, denials)),
+            Ok(Ok(Err(error))) => Err(classify_trap(
                 &error,
                 store.data(),
                 &limits,
                 started.elapsed(),
                 denials,
+                denied,
             )),
-        }
+        };
+        (ran, secrets)
     }
 }
 
@@ -438,9 +495,12 @@ impl Executor {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
+        store.epoch_deadline_callback(move |ctx| {
             if Instant::now() >= deadline {
                 Err(DeadlineReached.into())
+            } else if ctx.data().denials.exhausted() {
+                // A guest hammering denied effects is stopped, whatever it was asking for.
+                Err(capability::TooManyDenials.into())
             } else {
                 // Yield to the async runtime once per tick so a busy guest cannot starve others
                 // sharing its thread.
@@ -482,7 +542,8 @@ impl Executor {
             )
             .map_err(anyhow::Error::msg)?;
             let t0 = Instant::now();
-            let mut store = self.new_store(invocation, env, t0 + env.limits.deadline);
+            let mut store =
+                self.new_store(invocation, env, crate::time::after(t0, env.limits.deadline));
             let t1 = Instant::now();
             let instance = connector.pre.instantiate_async(&mut store).await?;
             let t2 = Instant::now();
@@ -569,7 +630,25 @@ fn classify_trap(
     limits: &Limits,
     elapsed: Duration,
     denials: Vec<Denial>,
+    denied: usize,
 ) -> InvokeError {
+    if error.downcast_ref::<capability::TooManyDenials>().is_some() {
+        let first = denials
+            .first()
+            .map(|d| format!("; the first: {d}"))
+            .unwrap_or_default();
+        return InvokeError::Denied {
+            denial: Denial {
+                rule: crate::policy::RULE_TOO_MANY_DENIALS,
+                effect: "the invocation".into(),
+                reason: format!(
+                    "the guest was denied {denied} effects, over the limit of {}, and was stopped{first}",
+                    capability::MAX_DENIALS
+                ),
+            },
+            guest_error: None,
+        };
+    }
     if error.downcast_ref::<DeadlineReached>().is_some() {
         return InvokeError::Deadline {
             limit: limits.deadline,
@@ -603,6 +682,21 @@ fn classify_trap(
     }
     let text = format!("{error:#}");
     InvokeError::Trap { message: text }
+}
+
+/// Masks injected secrets in a denial's texts.
+fn scrub_denial(secrets: &Secrets, denial: &mut Denial) {
+    secrets.scrub_in_place(&mut denial.effect);
+    secrets.scrub_in_place(&mut denial.reason);
+}
+
+/// The text of a caught panic.
+fn panic_payload(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// Extracts "message (at file:line:col)" from a Rust panic report on stderr.

@@ -7,10 +7,11 @@ use crate::capability::DenialLog;
 use crate::capability::config::{ConfigCtx, ConfigView};
 use crate::capability::http::EgressHooks;
 use crate::capability::keyvalue::{KeyValueCtx, KeyValueView};
-use crate::capability::logging::LoggingView;
+use crate::capability::logging::{GuestLog, LoggingView};
 use crate::capability::wasi::{StderrTail, no_authority_ctx};
 use crate::invocation::Invocation;
 use crate::limits::Limits;
+use crate::secrets::Secrets;
 use std::sync::Arc;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
@@ -27,6 +28,9 @@ pub struct HostState {
     pub(crate) keyvalue: KeyValueCtx,
     pub(crate) config: ConfigCtx,
     pub(crate) denials: DenialLog,
+    /// What the host injected: scrubbed from responses, output, errors and logs.
+    pub(crate) secrets: Arc<Secrets>,
+    pub(crate) log: GuestLog,
     pub(crate) stderr: StderrTail,
     pub(crate) memory: MemoryLimiter,
 }
@@ -41,17 +45,23 @@ impl HostState {
     ) -> Self {
         let denials = DenialLog::default();
         let stderr = StderrTail::default();
+        let secrets = Arc::new(Secrets::default());
+        let log = GuestLog::new(invocation.clone(), secrets.clone());
         let mut table = ResourceTable::new();
         table.set_max_capacity(limits.max_resources);
         HostState {
-            wasi: no_authority_ctx(&invocation, &stderr),
+            wasi: no_authority_ctx(&log, &stderr),
             http: WasiHttpCtx::new(),
             egress: EgressHooks {
                 invocation: invocation.clone(),
                 denials: denials.clone(),
+                secrets: secrets.clone(),
                 egress,
-                deadline: std::time::Instant::now() + limits.deadline,
+                deadline: crate::time::from_now(limits.deadline),
+                max_request_body_bytes: limits.max_request_body_bytes,
             },
+            secrets,
+            log,
             memory: MemoryLimiter::new(limits.max_memory_bytes),
             invocation,
             limits,
@@ -78,7 +88,7 @@ impl HostState {
 
     pub(crate) fn logging(&mut self) -> LoggingView<'_> {
         LoggingView {
-            invocation: &self.invocation,
+            log: &self.log,
             max_call_bytes: self.limits.max_host_call_bytes,
         }
     }
@@ -111,8 +121,9 @@ pub struct MemoryLimiter {
     pub(crate) refused: Option<usize>,
 }
 
-/// Core tables (function references) are small in real guests; this bounds a hostile one.
-const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// Core tables (function references) are small in real guests; this bounds a hostile one, at
+/// what the pooling allocator's table slots hold.
+const MAX_TABLE_ELEMENTS: usize = crate::engine::TABLE_ELEMENTS;
 
 impl MemoryLimiter {
     fn new(max_bytes: usize) -> Self {

@@ -67,8 +67,24 @@ pub fn validate_id(kind: &str, id: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "invalid {kind} `{}`: use 1-128 characters of letters, digits and . _ : @ -",
-            id.escape_debug()
+            shown(id)
         ))
+    }
+}
+
+/// A name as it may appear in a message: escaped (no control characters or terminal sequences
+/// reach a log line or a terminal) and cut to 64 characters, with its full length said.
+pub fn shown(name: &str) -> String {
+    const SHOWN_CHARS: usize = 64;
+    let escaped: String = name
+        .chars()
+        .take(SHOWN_CHARS)
+        .flat_map(char::escape_debug)
+        .collect();
+    if name.chars().count() > SHOWN_CHARS {
+        format!("{escaped}... ({} bytes)", name.len())
+    } else {
+        escaped
     }
 }
 

@@ -13,11 +13,14 @@
 //! - [`capability`]: what a guest can import, one module per WASI interface, all of the same shape.
 //! - [`egress`]: what the `wasi:http` capability uses: the grant grammar, address classification,
 //!   the per-connection pooled client, credentials (static, OAuth2, HMAC), retries and breakers.
+//! - [`secrets`]: the secrets injected into an invocation, scrubbed from all that leaves it.
 //! - [`host`]: the Store's data, tying the capabilities to one invocation.
 //! - [`cache`]: compiled components on disk, keyed by digest and engine configuration.
 //! - [`manifest`], [`error`]: the host's types for what connectors declare and how calls fail.
 //! - [`control`]: the control plane above the executor: the state store, the connector registry,
 //!   tenants' connections, RBAC (one rules table), encryption at rest and the audit log.
+//! - [`time`]: deadlines from outside values (an upstream's `Retry-After`, an operator's
+//!   timeout), saturating instead of panicking.
 //! - [`cli`]: the `airlock` command.
 
 mod bindings;
@@ -35,7 +38,9 @@ pub mod invocation;
 pub mod limits;
 pub mod manifest;
 pub mod policy;
+pub mod secrets;
 pub mod settings;
+pub mod time;
 
 pub use error::{InvokeError, LoadError};
 pub use executor::{Call, Caller, Connector, Environment, Executor, ExecutorOptions, Outcome};

@@ -22,6 +22,9 @@ pub struct Limits {
     pub max_resources: usize,
     /// Bytes of the JSON text `invoke` may return.
     pub max_output_bytes: usize,
+    /// Bytes of one outgoing HTTP request body. A body past it fails the request (the guest
+    /// reads `HTTP-request-body-size`) instead of streaming on until the deadline.
+    pub max_request_body_bytes: usize,
 }
 
 /// The default wall-clock deadline: generous for an API round trip, short enough that a stuck
@@ -35,6 +38,11 @@ pub const DEFAULT_MAX_HOST_CALL_BYTES: usize = 1 << 20;
 pub const DEFAULT_MAX_RESOURCES: usize = 1_000;
 /// 4 MiB of output: a page of results, not a database dump.
 pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 4 << 20;
+/// 16 MiB per outgoing request body: an upload of a document, not of a disk image.
+pub const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 16 << 20;
+/// The longest deadline a connection may set: an invocation holds a pooled instance slot for
+/// that long.
+pub const MAX_DEADLINE: Duration = Duration::from_secs(15 * 60);
 
 /// The wasm stack a guest may use. Fixed per engine (wasmtime sets it in the `Config`), so not
 /// per connection. Deep recursion beyond it traps with "call stack exhausted".
@@ -54,6 +62,62 @@ impl Default for Limits {
             max_host_call_bytes: DEFAULT_MAX_HOST_CALL_BYTES,
             max_resources: DEFAULT_MAX_RESOURCES,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            max_request_body_bytes: DEFAULT_MAX_REQUEST_BODY_BYTES,
+        }
+    }
+}
+
+impl Limits {
+    /// The defaults with an operator's overrides (`--deadline-ms`, `--memory-mib`), checked:
+    /// each problem names the flag, the bound and the value given.
+    pub fn with_overrides(
+        base: Limits,
+        deadline_ms: Option<u64>,
+        memory_mib: Option<usize>,
+        memory_ceiling: usize,
+    ) -> Result<Limits, Vec<String>> {
+        let mut limits = base;
+        if let Some(ms) = deadline_ms {
+            limits.deadline = Duration::from_millis(ms);
+        }
+        if let Some(mib) = memory_mib {
+            limits.max_memory_bytes = mib.saturating_mul(1 << 20);
+        }
+        limits.check(memory_ceiling).map(|()| limits)
+    }
+
+    /// Checks every bound against what this host can honour: a limit it would silently lower
+    /// (memory above the pool's slot size) or never reach is refused, naming it.
+    pub fn check(&self, memory_ceiling: usize) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        if self.deadline.is_zero() || self.deadline > MAX_DEADLINE {
+            problems.push(format!(
+                "deadline: {} ms is outside 1..={} ms; pass --deadline-ms within it",
+                self.deadline.as_millis(),
+                MAX_DEADLINE.as_millis()
+            ));
+        }
+        if self.max_memory_bytes < 1 << 20 || self.max_memory_bytes > memory_ceiling {
+            problems.push(format!(
+                "memory: {} MiB is outside 1..={} MiB, this host's largest instance slot; pass --memory-mib within it",
+                self.max_memory_bytes >> 20,
+                memory_ceiling >> 20
+            ));
+        }
+        for (what, value) in [
+            ("host-call bytes", self.max_host_call_bytes),
+            ("resources", self.max_resources),
+            ("output bytes", self.max_output_bytes),
+            ("request body bytes", self.max_request_body_bytes),
+        ] {
+            if value == 0 {
+                problems.push(format!("{what}: 0 allows nothing; give a positive number"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
         }
     }
 }

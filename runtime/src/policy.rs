@@ -74,6 +74,10 @@ pub const RULE_EGRESS_PATH: &str = "egress-path-traversal";
 /// Rule: loopback, private, link-local and metadata addresses only when a grant names the address.
 pub const RULE_EGRESS_ADDRESS: &str = "egress-non-global-address";
 
+/// Rule: a guest denied more than `capability::MAX_DENIALS` effects in one invocation is
+/// stopped.
+pub const RULE_TOO_MANY_DENIALS: &str = "too-many-denials";
+
 /// Methods a `read` operation may send.
 const SAFE_METHODS: [&str; 3] = ["GET", "HEAD", "OPTIONS"];
 
@@ -177,14 +181,20 @@ pub fn authorize(invocation: &Invocation, effect: &Effect<'_>) -> Result<(), Den
         Effect::KeyValueOpen { bucket } => crate::invocation::validate_id("bucket", bucket)
             .map_err(|reason| Denial {
                 rule: RULE_BUCKET_NAME,
-                effect: format!("open key-value bucket {bucket:?}"),
+                effect: format!(
+                    "open key-value bucket \"{}\"",
+                    crate::invocation::shown(bucket)
+                ),
                 reason,
             }),
         Effect::KeyValueWrite { bucket } => match invocation.access {
             Access::Write => Ok(()),
             Access::Read => Err(Denial {
                 rule: RULE_READ_ONLY_OPERATION,
-                effect: format!("write to key-value bucket {bucket:?}"),
+                effect: format!(
+                    "write to key-value bucket \"{}\"",
+                    crate::invocation::shown(bucket)
+                ),
                 reason: format!(
                     "operation `{}` is declared `read`; declare it `write` in the manifest to let it change storage",
                     invocation.operation

@@ -32,10 +32,19 @@ pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct EgressHooks {
     pub invocation: Arc<Invocation>,
     pub denials: DenialLog,
+    /// Every secret injected into this invocation's requests, masked in what comes back.
+    pub secrets: Arc<crate::secrets::Secrets>,
     pub egress: Egress,
     /// The invocation's deadline: no retry waits past it.
     pub deadline: std::time::Instant,
+    /// The largest request body a guest may send.
+    pub max_request_body_bytes: usize,
 }
+
+/// The longest request target (scheme, authority, path and query) a guest may send; longer
+/// ones are refused before any decision, so a guest cannot make the host copy megabytes of URL
+/// into denials and logs.
+pub const MAX_URI_BYTES: usize = 8 << 10;
 
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
 type ResponseFuture =
@@ -240,7 +249,8 @@ async fn send_with_retries(
             ) => policy.retry.backoff(attempt),
             _ => return result,
         };
-        let fits = std::time::Instant::now() + wait < deadline;
+        // Saturating: `Retry-After` is the upstream's number, and may be any u64.
+        let fits = wait < crate::time::remaining(deadline);
         if attempt >= policy.retry.max_attempts
             || !fits
             || egress
@@ -296,9 +306,27 @@ async fn dry_run(
     Ok((response, Box::new(async { Ok(()) }) as IoFuture))
 }
 
+/// Caps the body the guest streams: past `limit` bytes the request fails with
+/// `HTTP-request-body-size` instead of streaming on until the deadline.
+fn with_body_limit(request: http::Request<WasiBody>, limit: usize) -> http::Request<WasiBody> {
+    request.map(|body| {
+        http_body_util::Limited::new(body, limit)
+            .map_err(move |e| match e.downcast::<HttpError>() {
+                Ok(inner) => *inner,
+                Err(_) => HttpError::HttpRequestBodySize(Some(limit as u64)),
+            })
+            .boxed_unsync()
+    })
+}
+
 fn client_error(error: hyper_util::client::legacy::Error) -> HttpError {
     let text = format!("{error:?}");
-    if text.contains("resolves to") {
+    if text.contains("LengthLimitError")
+        || text.contains("length limit exceeded")
+        || text.contains("HttpRequestBodySize")
+    {
+        HttpError::HttpRequestBodySize(None)
+    } else if text.contains("resolves to") {
         HttpError::DestinationIpProhibited
     } else if text.contains("TooLarge") {
         // hyper refuses a response head over its limit (100 headers) before we see it.
@@ -327,6 +355,14 @@ impl WasiHttpHooks for EgressHooks {
         options: Option<RequestOptions>,
         _fut: IoFuture,
     ) -> ResponseFuture {
+        if request.uri().to_string().len() > MAX_URI_BYTES {
+            drain_in_background(request.into_body());
+            return Box::new(async { Err(HttpError::HttpRequestUriTooLong) });
+        }
+        if self.denials.exhausted() {
+            drain_in_background(request.into_body());
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        }
         let destination = Destination::of(&request);
         if let Err(denial) = authorize(
             &self.invocation,
@@ -340,6 +376,8 @@ impl WasiHttpHooks for EgressHooks {
         let egress = self.egress.clone();
         let deadline = self.deadline;
         let operation = self.invocation.operation.clone();
+        let secrets = self.secrets.clone();
+        let request = with_body_limit(request, self.max_request_body_bytes);
         Box::new(async move {
             if !destination.is_ip_literal() {
                 let resolved = resolve_global(&destination.host).await.map(|_| ());
@@ -361,14 +399,24 @@ impl WasiHttpHooks for EgressHooks {
                 return dry_run(capture, &egress, &destination, request).await;
             }
             // After every check: a credential goes only where its own host grants say.
+            let credentialed = destination.credential(&egress).is_some();
             if let Some(credential) = destination.credential(&egress) {
-                if let Err(reason) = credential.apply(&egress.client, &mut request).await {
+                if let Err(reason) = credential
+                    .apply(&egress.client, &mut request, &secrets)
+                    .await
+                {
+                    let reason = secrets.scrub(&reason).into_owned();
                     tracing::warn!(credential = %credential.name, "{reason}");
                     return Err(HttpError::InternalError(Some(format!(
                         "credential `{}`: {reason}",
                         credential.name
                     ))));
                 }
+                // A compressed answer could carry an echoed secret past the scrubber.
+                request.headers_mut().insert(
+                    http::header::ACCEPT_ENCODING,
+                    http::HeaderValue::from_static("identity"),
+                );
                 if credential.signs_body() {
                     // Read the body whole (bounded) to sign it, then send those bytes.
                     let (mut parts, body) = request.into_parts();
@@ -400,22 +448,43 @@ impl WasiHttpHooks for EgressHooks {
                 drain_in_background(request.into_body());
                 return Err(HttpError::ConnectionRefused);
             }
-            let response =
+            let mut response =
                 send_with_retries(&egress, &origin, request, first_byte, deadline).await?;
             if response.headers().len() > MAX_RESPONSE_HEADERS {
                 return Err(HttpError::HttpResponseHeaderSectionSize(None));
             }
+            let encoded = response
+                .headers()
+                .get(http::header::CONTENT_ENCODING)
+                .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+            if credentialed && encoded {
+                // Asked for `identity`; a compressed body cannot be checked for the credential.
+                return Err(HttpError::HttpResponseContentCoding(Some(
+                    "a response to a request carrying a credential must not be compressed (the host asks for identity)".into(),
+                )));
+            }
+            let matcher = secrets.matcher();
+            if let Some(matcher) = &matcher {
+                matcher.scrub_headers(response.headers_mut());
+            }
             // A body past the cap ends in an error the guest can read, not in host memory.
-            let response = response.map(|body| {
-                http_body_util::Limited::new(body, MAX_RESPONSE_BODY_BYTES)
-                    .map_err(|e| match e.downcast::<hyper::Error>() {
-                        Ok(hyper) => HttpError::from(*hyper),
-                        Err(_) => {
-                            HttpError::HttpResponseBodySize(Some(MAX_RESPONSE_BODY_BYTES as u64))
+            let response =
+                response.map(|body| {
+                    let limited = http_body_util::Limited::new(body, MAX_RESPONSE_BODY_BYTES)
+                        .map_err(|e| match e.downcast::<hyper::Error>() {
+                            Ok(hyper) => HttpError::from(*hyper),
+                            Err(_) => HttpError::HttpResponseBodySize(Some(
+                                MAX_RESPONSE_BODY_BYTES as u64,
+                            )),
+                        });
+                    // Whatever the upstream echoes of an injected secret is masked as it streams.
+                    match matcher {
+                        Some(matcher) => {
+                            crate::secrets::ScrubbedBody::new(limited, matcher).boxed_unsync()
                         }
-                    })
-                    .boxed_unsync()
-            });
+                        None => limited.boxed_unsync(),
+                    }
+                });
             // The pooled client drives its connections itself.
             Ok((response, Box::new(async { Ok(()) }) as IoFuture))
         })

@@ -24,26 +24,66 @@ pub mod wasi;
 use crate::policy::Denial;
 use std::sync::{Arc, Mutex};
 
+/// A guest past this many denied effects in one invocation is stopped: it is hammering the
+/// policy, not doing work.
+pub const MAX_DENIALS: usize = 1_000;
+/// Denials kept (and logged) per invocation; the rest are counted.
+pub const KEPT_DENIALS: usize = 16;
+/// Bytes of a denial's effect or reason kept: names in them come from the guest.
+pub const MAX_DENIAL_TEXT: usize = 512;
+
 /// The denials of one invocation, shared by its capabilities so the caller learns about a denied
-/// effect even when the guest hides the error.
+/// effect even when the guest hides the error. Bounded in count and bytes: the first
+/// [`KEPT_DENIALS`] are kept and logged, the rest counted, and past [`MAX_DENIALS`] the
+/// invocation is stopped (see [`DenialLog::exhausted`]).
 #[derive(Clone, Default, Debug)]
-pub struct DenialLog(Arc<Mutex<Vec<Denial>>>);
+pub struct DenialLog(Arc<Mutex<Denials>>);
+
+#[derive(Default, Debug)]
+struct Denials {
+    kept: Vec<Denial>,
+    count: usize,
+}
+
+/// Cuts a guest-influenced text to [`MAX_DENIAL_TEXT`] bytes.
+fn bounded(text: &mut String) {
+    if text.len() > MAX_DENIAL_TEXT {
+        *text = logging::truncate(text, MAX_DENIAL_TEXT).into_owned();
+    }
+}
 
 impl DenialLog {
-    pub fn record(&self, denial: Denial) -> Denial {
-        // A denial is policy working, not a fault: info, and the caller gets it as a value.
-        tracing::info!(rule = denial.rule, effect = %denial.effect, "{}", denial.reason);
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(denial.clone());
+    pub fn record(&self, mut denial: Denial) -> Denial {
+        bounded(&mut denial.effect);
+        bounded(&mut denial.reason);
+        let mut denials = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        denials.count += 1;
+        if denials.kept.len() < KEPT_DENIALS {
+            // A denial is policy working, not a fault: info, and the caller gets it as a value.
+            tracing::info!(rule = denial.rule, effect = %denial.effect, "{}", denial.reason);
+            denials.kept.push(denial.clone());
+        }
         denial
     }
 
-    pub fn take(&self) -> Vec<Denial> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    /// The kept denials, and how many there were in all.
+    pub fn take(&self) -> (Vec<Denial>, usize) {
+        let mut denials = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = std::mem::take(&mut denials.count);
+        (std::mem::take(&mut denials.kept), count)
+    }
+
+    /// Whether the guest has been denied more than [`MAX_DENIALS`] times: the executor then stops
+    /// it at its next epoch check, and capabilities refuse outright.
+    pub fn exhausted(&self) -> bool {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).count > MAX_DENIALS
     }
 }
+
+/// The error that stops a guest that keeps asking for denied effects.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped after more than {MAX_DENIALS} denied effects")]
+pub struct TooManyDenials;
 
 /// Refuses a guest argument larger than the per-call limit, naming what was too big.
 pub(crate) fn check_call_bytes(what: &str, len: usize, limit: usize) -> Result<(), String> {

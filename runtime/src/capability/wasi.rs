@@ -6,7 +6,8 @@
 //! sockets and no name lookups, and stdin is closed. Stdout and stderr become log lines tagged
 //! with the invocation; the tail of stderr is kept so a guest's panic message can reach the caller.
 
-use crate::invocation::Invocation;
+use super::logging::{GuestLog, Source};
+use crate::bindings::wasi::logging::logging::Level;
 use bytes::Bytes;
 use std::sync::{Arc, Mutex};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
@@ -19,12 +20,12 @@ pub const STDERR_TAIL_BYTES: usize = 8 << 10;
 const MAX_LOG_LINE_BYTES: usize = 4 << 10;
 
 /// Builds the WASI context of one invocation.
-pub fn no_authority_ctx(invocation: &Arc<Invocation>, stderr_tail: &StderrTail) -> WasiCtx {
+pub fn no_authority_ctx(log: &GuestLog, stderr_tail: &StderrTail) -> WasiCtx {
     let mut builder = WasiCtxBuilder::new();
     builder
-        .stdout(GuestOutput::new(invocation.clone(), "stdout", None))
+        .stdout(GuestOutput::new(log.clone(), "stdout", None))
         .stderr(GuestOutput::new(
-            invocation.clone(),
+            log.clone(),
             "stderr",
             Some(stderr_tail.clone()),
         ))
@@ -56,18 +57,14 @@ impl StderrTail {
 /// A guest's stdout or stderr: complete lines go to `tracing` with the invocation's tags.
 #[derive(Clone)]
 struct GuestOutput {
-    invocation: Arc<Invocation>,
+    log: GuestLog,
     stream: &'static str,
     tail: Option<StderrTail>,
 }
 
 impl GuestOutput {
-    fn new(invocation: Arc<Invocation>, stream: &'static str, tail: Option<StderrTail>) -> Self {
-        GuestOutput {
-            invocation,
-            stream,
-            tail,
-        }
+    fn new(log: GuestLog, stream: &'static str, tail: Option<StderrTail>) -> Self {
+        GuestOutput { log, stream, tail }
     }
 }
 
@@ -98,16 +95,11 @@ struct LineLogger {
 
 impl LineLogger {
     fn emit(&self, line: &[u8]) {
-        let inv = &self.out.invocation;
         let text = String::from_utf8_lossy(line);
-        tracing::info!(
-            target: "airlock::guest",
-            invocation = %inv.id,
-            tenant = %inv.tenant,
-            connection = %inv.connection,
-            stream = self.out.stream,
-            "{}",
-            text.trim_end()
+        self.out.log.line(
+            Level::Info,
+            Source::Stream(self.out.stream),
+            text.trim_end(),
         );
     }
 }

@@ -214,10 +214,14 @@ impl ControlPlane {
             operation: operation.into(),
             params: params.into(),
         };
-        let result = self
-            .executor
-            .call(&resolved.connector, &resolved.caller(who), &env, call)
-            .await;
+        let result = match self.loaded(resolved).await {
+            Ok(connector) => self
+                .executor
+                .call(connector, &resolved.caller(who), &env, call)
+                .await
+                .map_err(ControlError::Invoke),
+            Err(e) => Err(e),
+        };
         let mut answer = serde_json::json!({
             "dry_run": true,
             "effects": capture.effects(),
@@ -235,7 +239,7 @@ impl ControlPlane {
 
     /// Whether `operation` on this connection waits for approval, and at what risk.
     pub(crate) fn approval_needed(&self, resolved: &Resolved, operation: &str) -> Option<Risk> {
-        let claimed = resolved.connector.manifest.operation(operation)?.risk;
+        let claimed = resolved.manifest.operation(operation)?.risk;
         let risk = resolved.approval.risk(operation, claimed);
         resolved.approval.needs_approval(risk).then_some(risk)
     }
@@ -252,7 +256,7 @@ impl ControlPlane {
     ) -> Result<Ticket> {
         let id = format!("apr-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
         let connection = &resolved.record.name;
-        let digest = &resolved.connector.digest;
+        let digest = &resolved.digest;
         let now = now_ms();
         let expires_at = now + timeout().as_millis() as i64;
         let record = ApprovalRecord {
@@ -491,7 +495,7 @@ impl ControlPlane {
         id: &str,
         timeout: Duration,
     ) -> Result<ApprovalView> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::time::from_now(timeout);
         loop {
             let view = self.approval_show(who, id).await?;
             if view.is_final() || Instant::now() >= deadline {
@@ -651,7 +655,7 @@ impl ControlPlane {
         }
         self.forget_connection(&who.tenant, &record.connection);
         let resolved = self.resolve(&who.tenant, &record.connection).await?;
-        if resolved.connector.digest != record.connector_digest {
+        if resolved.digest != record.connector_digest {
             return Err(ControlError::Conflict(format!(
                 "connection `{}` runs another connector version than the one approved; nothing was run; request again",
                 record.connection
@@ -666,7 +670,16 @@ impl ControlPlane {
                 reason: decision.reason,
             });
         }
-        let outcome = self.run(who, &resolved, &record.operation, params).await?;
+        let outcome = self
+            .run(
+                who,
+                &resolved,
+                &record.operation,
+                params,
+                &record.id,
+                "approval-granted",
+            )
+            .await?;
         Ok(outcome.output)
     }
 }

@@ -5,6 +5,16 @@ use super::state::StateStore;
 use crate::egress::resilience::{BreakerLedger, Shared};
 use std::sync::Arc;
 
+fn shared(state: &str, until_ms: i64) -> Shared {
+    match state {
+        "open" => Shared::Open { until_ms },
+        "half-open" => Shared::HalfOpen {
+            lease_until_ms: until_ms,
+        },
+        _ => Shared::Closed,
+    }
+}
+
 pub struct StoreLedger {
     pub state: Arc<dyn StateStore>,
     pub tenant: String,
@@ -21,16 +31,29 @@ impl BreakerLedger for StoreLedger {
             .map_err(|e| e.to_string())?;
         Ok(match record {
             None => Shared::Closed,
-            Some(r) => match r.state.as_str() {
-                "open" => Shared::Open {
-                    until_ms: r.until_ms,
-                },
-                "half-open" => Shared::HalfOpen {
-                    lease_until_ms: r.until_ms,
-                },
-                _ => Shared::Closed,
-            },
+            Some(r) => shared(&r.state, r.until_ms),
         })
+    }
+
+    async fn failure(
+        &self,
+        origin: &str,
+        threshold: u32,
+        open_until_ms: i64,
+    ) -> Result<(Shared, u32), String> {
+        let r = self
+            .state
+            .count_breaker_failure(
+                &self.tenant,
+                &self.connection,
+                origin,
+                threshold,
+                open_until_ms,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let failures = u32::try_from(r.failures).unwrap_or(u32::MAX);
+        Ok((shared(&r.state, r.until_ms), failures))
     }
 
     async fn open(&self, origin: &str, until_ms: i64) -> Result<(), String> {

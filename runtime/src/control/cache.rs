@@ -53,7 +53,7 @@ impl Entry {
             output,
             classification,
             masked,
-            expires: Instant::now() + ttl,
+            expires: crate::time::from_now(ttl),
         }
     }
 }

@@ -456,24 +456,15 @@ impl ControlPlane {
     pub async fn connection_test(&self, who: &Principal, name: &str) -> Result<TestReport> {
         self.audited(who, Action::ConnectionTest, name, None, async {
             let resolved = self.resolve(&who.tenant, name).await?;
+            let connector = self.loaded(&resolved).await?;
             let caller = resolved.caller(who);
             let health = self
                 .executor
-                .call(
-                    &resolved.connector,
-                    &caller,
-                    &resolved.env,
-                    crate::Call::Health,
-                )
+                .call(connector, &caller, &resolved.env, crate::Call::Health)
                 .await;
             let objects = self
                 .executor
-                .call(
-                    &resolved.connector,
-                    &caller,
-                    &resolved.env,
-                    crate::Call::Discover,
-                )
+                .call(connector, &caller, &resolved.env, crate::Call::Discover)
                 .await;
             let ok = health.is_ok() && objects.is_ok();
             let report = TestReport {

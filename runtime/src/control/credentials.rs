@@ -226,6 +226,17 @@ impl ControlPlane {
                 ))
                 .or_default()
                 .clone();
+            if placement.token_url().is_some() {
+                // One token for every process serving the connection (see `control::tokens`).
+                tokens.share_through(std::sync::Arc::new(super::tokens::StoreTokens {
+                    state: self.state.clone(),
+                    vault: self.vault.clone(),
+                    tenant: tenant.to_owned(),
+                    connection: connection.to_owned(),
+                    credential: record.name.clone(),
+                    version: record.version,
+                }));
+            }
             if matches!(placement, Placement::OAuth2RefreshToken { .. }) {
                 // A rotated refresh token replaces the stored one (sealed), keeping the version so
                 // the token cache carries on.

@@ -13,10 +13,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// A connection with everything an invocation needs, built once and reused for
-/// [`RESOLVED_TTL`]: the record, the loaded connector and the opened config.
+/// [`RESOLVED_TTL`]: the record, the connector's manifest (as registered) and the opened config.
+/// The component itself is loaded only when a call is allowed to run ([`ControlPlane::loaded`]):
+/// a refusal never pays for compiling or loading it.
 pub(crate) struct Resolved {
     pub record: super::state::ConnectionRecord,
-    pub connector: Connector,
+    pub manifest: Arc<crate::manifest::Manifest>,
+    /// The registered component's sha256.
+    pub digest: String,
+    connector: tokio::sync::OnceCell<Connector>,
     pub connector_enabled: bool,
     pub env: Environment,
     /// (agent, operation) pairs granted on this connection.
@@ -58,8 +63,7 @@ fn host_outcome(output: String, started: Instant) -> Outcome {
 impl Resolved {
     /// How `operation` is declared; an unknown one counts as a read (the guest refuses it).
     pub fn access(&self, operation: &str) -> Access {
-        self.connector
-            .manifest
+        self.manifest
             .operation(operation)
             .map_or(Access::Read, |o| o.access)
     }
@@ -67,15 +71,16 @@ impl Resolved {
     /// Whether this call is a write on a connection in dry-run mode: the connection's setting,
     /// or by default, for a prototype connector, the seeds' `DRY_RUN` (true unless set false).
     pub fn dry_run(&self, operation: &str) -> bool {
-        let on = self.approval.dry_run.unwrap_or_else(|| {
-            self.connector.manifest.prototype && crate::settings::flag("DRY_RUN", true)
-        });
+        let on = self
+            .approval
+            .dry_run
+            .unwrap_or_else(|| self.manifest.prototype && crate::settings::flag("DRY_RUN", true));
         on && self.access(operation) == Access::Write
     }
 
     /// Tags the result with its classification and masks it per the connection's policy.
     pub fn shape(&self, operation: &str, outcome: &mut Outcome) {
-        if let Some(op) = self.connector.manifest.operation(operation) {
+        if let Some(op) = self.manifest.operation(operation) {
             outcome.classification = Some(self.data.classification(operation, op.classification));
         }
         if let Some(masker) = &self.masker
@@ -154,11 +159,18 @@ impl ControlPlane {
                 record.connector_version.as_deref(),
             )
             .await?;
-        let connector = self.connector_for(&connector_record.digest).await?;
+        let manifest: Arc<crate::manifest::Manifest> = Arc::new(
+            serde_json::from_str(&connector_record.manifest).map_err(|e| {
+                ControlError::State(super::state::StateError::Corrupt(format!(
+                    "stored manifest of connector `{}`: {e}",
+                    connector_record.id
+                )))
+            })?,
+        );
         let mut egress = self.egress_for(tenant, name, &record.egress).await?;
         if record.accept_read_routes {
             let mut routes = std::collections::HashMap::new();
-            for op in &connector.manifest.operations {
+            for op in &manifest.operations {
                 let parsed: Vec<_> = op
                     .read_routes
                     .iter()
@@ -196,7 +208,9 @@ impl ControlPlane {
                 limits,
                 egress,
             },
-            connector,
+            manifest,
+            digest: connector_record.digest,
+            connector: tokio::sync::OnceCell::new(),
             connector_enabled: connector_record.enabled,
             record,
             grants,
@@ -317,7 +331,7 @@ impl ControlPlane {
                 who,
                 name,
                 resolved.record.revision,
-                &resolved.connector.digest,
+                &resolved.digest,
                 operation,
                 (parsed.as_ref(), params),
             )
@@ -345,7 +359,17 @@ impl ControlPlane {
             .await;
             return Ok(outcome);
         }
-        let result = self.run(who, &resolved, operation, params.into()).await;
+        let invocation_id = uuid::Uuid::new_v4().simple().to_string();
+        let result = self
+            .run(
+                who,
+                &resolved,
+                operation,
+                params.into(),
+                &invocation_id,
+                decision.rule,
+            )
+            .await;
         if let Ok(outcome) = &result {
             match (cache_key, cache_ttl) {
                 (Some(key), Some(ttl)) => self.cache.put(
@@ -364,7 +388,6 @@ impl ControlPlane {
                 _ => {}
             }
         }
-        let invocation_id = result.as_ref().ok().map(|o| o.invocation_id.clone());
         self.audit(
             who,
             action,
@@ -374,7 +397,7 @@ impl ControlPlane {
             result.as_ref().map(|_| ()),
             started,
             parsed.as_ref(),
-            invocation_id.as_deref(),
+            Some(&invocation_id),
         )
         .await;
         result
@@ -388,23 +411,81 @@ impl ControlPlane {
         resolved: &Resolved,
         operation: &str,
         params: String,
+        invocation_id: &str,
+        allowed_by: &'static str,
     ) -> Result<Outcome> {
+        if resolved.access(operation) == Access::Write {
+            self.record_intent(who, resolved, operation, &params, invocation_id, allowed_by)
+                .await?;
+        }
         let call = Call::Invoke {
             operation: operation.into(),
             params,
         };
+        let connector = self.loaded(resolved).await?;
         let mut outcome = self
             .executor
-            .call(
-                &resolved.connector,
+            .call_with_id(
+                connector,
                 &resolved.caller(who),
                 &resolved.env,
                 call,
+                Some(invocation_id.to_owned()),
             )
             .await
             .map_err(ControlError::Invoke)?;
         resolved.shape(operation, &mut outcome);
         Ok(outcome)
+    }
+
+    /// The connection's component, loaded (or compiled) on first use.
+    pub(super) async fn loaded<'r>(&self, resolved: &'r Resolved) -> Result<&'r Connector> {
+        resolved
+            .connector
+            .get_or_try_init(|| self.connector_for(&resolved.digest))
+            .await
+    }
+
+    /// Fail closed for real: a write changes the outside world, so its record ("started") is
+    /// stored, durably, before the guest runs; if the store will not take it, nothing runs.
+    /// The outcome follows in a second record with the same invocation id.
+    async fn record_intent(
+        &self,
+        who: &Principal,
+        resolved: &Resolved,
+        operation: &str,
+        params: &str,
+        invocation_id: &str,
+        allowed_by: &'static str,
+    ) -> Result<()> {
+        let parsed: Option<serde_json::Value> = serde_json::from_str(params).ok();
+        let allowed = Decision {
+            allowed: true,
+            rule: allowed_by,
+            reason: String::new(),
+        };
+        let mut record = self.audit_record(
+            who,
+            Action::InvokeWrite,
+            &resolved.record.name,
+            Some(operation),
+            &allowed,
+            Ok(()),
+            Instant::now(),
+            parsed.as_ref(),
+            Some(invocation_id),
+        );
+        record.outcome = super::audit::OUTCOME_STARTED.into();
+        self.audit
+            .record_durable(record)
+            .await
+            .map_err(|e| ControlError::Denied {
+                rule: super::RULE_AUDIT_UNAVAILABLE.into(),
+                reason: format!(
+                    "{}; a write runs only once its audit record is stored, so nothing was sent. Fix the store (disk space, permissions, locks) and retry",
+                    e.reason
+                ),
+            })
     }
 
     /// After the operation-level decision, in order: the decision itself, the audit store
@@ -444,10 +525,10 @@ impl ControlPlane {
             // Fail closed: nothing runs unrecorded. This record is held and written once the
             // store takes writes again.
             return refuse(
-                "audit-unavailable",
+                super::RULE_AUDIT_UNAVAILABLE,
                 false,
                 ControlError::Denied {
-                    rule: "audit-unavailable".into(),
+                    rule: super::RULE_AUDIT_UNAVAILABLE.into(),
                     reason: "the audit store cannot be written, so nothing runs unrecorded; fix the store (disk space, permissions, locks) and retry".into(),
                 },
             );
@@ -522,13 +603,13 @@ impl ControlPlane {
                 "connector-disabled",
                 format!(
                     "connector `{}` version {} is disabled in the registry",
-                    record.connector, resolved.connector.manifest.version
+                    record.connector, resolved.manifest.version
                 ),
             );
         }
         if let Some(allowed) = &record.allowed_operations
             && !allowed.iter().any(|op| op == operation)
-            && resolved.connector.manifest.operation(operation).is_some()
+            && resolved.manifest.operation(operation).is_some()
         {
             return deny(
                 "operation-not-allowed",

@@ -110,6 +110,8 @@ pub fn summarize(records: &[AuditRecord], t: &Thresholds) -> Vec<OperationStats>
             "denied" => acc.denied += 1,
             // Not run (yet): the run, if approved, leaves its own record.
             "pending" => acc.pending += 1,
+            // The write's outcome comes in its own record.
+            super::audit::OUTCOME_STARTED => {}
             outcome => {
                 acc.durations.push(r.duration_us as f64 / 1000.0);
                 if outcome != "ok" && !caller_error(r.error_kind.as_deref()) {

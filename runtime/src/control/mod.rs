@@ -26,6 +26,7 @@ mod registry;
 pub mod schema;
 pub mod shaping;
 pub mod state;
+mod tokens;
 pub mod vault;
 
 pub use authz::{Action, Principal, PrincipalKind};
@@ -59,6 +60,9 @@ fn policy_to_value<P: serde::Serialize + Default + PartialEq>(policy: &P) -> ser
         serde_json::to_value(policy).expect("policies serialize")
     }
 }
+
+/// Rule: the audit store does not take writes, so nothing that needs a record runs.
+pub const RULE_AUDIT_UNAVAILABLE: &str = "audit-unavailable";
 
 /// Why a control-plane request failed.
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +150,7 @@ impl ControlError {
                 InvokeError::InvalidOutput(_) => "invalid-output",
                 InvokeError::Busy { .. } => "busy",
                 InvokeError::Invalid(_) | InvokeError::Host(_) => "host",
+                InvokeError::HostPanic { .. } => "internal",
             },
         }
     }
@@ -251,6 +256,13 @@ impl ControlPlane {
     pub fn without_audit_chain(mut self) -> Self {
         self.audit = AuditLog::start(self.state.clone(), self.vault.clone(), false);
         self
+    }
+
+    /// The last thing a process does: stores the audit records it holds, or spools them for the
+    /// next process when the store refuses (see `audit::Closed`). Later records are printed to
+    /// the error log.
+    pub async fn shutdown(&self) -> audit::Closed {
+        self.audit.close().await
     }
 
     /// Waits until all audit records so far are stored and a signed checkpoint covers them.
@@ -489,6 +501,37 @@ impl ControlPlane {
         params: Option<&serde_json::Value>,
         invocation_id: Option<&str>,
     ) {
+        let record = self.audit_record(
+            who,
+            action,
+            target,
+            operation,
+            decision,
+            result,
+            started,
+            params,
+            invocation_id,
+        );
+        self.audit.record(record).await;
+    }
+
+    /// One audit record, as [`ControlPlane::audit`] appends it.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one record, many fields; a builder would only move them"
+    )]
+    fn audit_record(
+        &self,
+        who: &Principal,
+        action: Action,
+        target: &str,
+        operation: Option<&str>,
+        decision: &Decision,
+        result: std::result::Result<(), &ControlError>,
+        started: Instant,
+        params: Option<&serde_json::Value>,
+        invocation_id: Option<&str>,
+    ) -> AuditRecord {
         let (outcome, rule, message) = match result {
             Ok(()) => ("ok", decision.rule.to_owned(), None),
             Err(e) => {
@@ -506,30 +549,28 @@ impl ControlPlane {
                 (outcome, rule, Some(e.to_string()))
             }
         };
-        self.audit
-            .record(AuditRecord {
-                at: state::now_ms(),
-                tenant: who.tenant.clone(),
-                principal: who.id.clone(),
-                principal_kind: format!("{:?}", who.kind).to_lowercase(),
-                role: format!("{:?}", who.role),
-                action: action.name().into(),
-                target: target.into(),
-                operation: operation.map(Into::into),
-                decision: if decision.allowed && outcome != "denied" {
-                    "allowed".into()
-                } else {
-                    "denied".into()
-                },
-                rule,
-                outcome: outcome.into(),
-                error_kind: result.err().map(|e| e.kind().to_owned()),
-                message,
-                duration_us: started.elapsed().as_micros() as u64,
-                params: params.map(audit::redact),
-                invocation_id: invocation_id.map(Into::into),
-            })
-            .await;
+        AuditRecord {
+            at: state::now_ms(),
+            tenant: who.tenant.clone(),
+            principal: who.id.clone(),
+            principal_kind: format!("{:?}", who.kind).to_lowercase(),
+            role: format!("{:?}", who.role),
+            action: action.name().into(),
+            target: target.into(),
+            operation: operation.map(Into::into),
+            decision: if decision.allowed && outcome != "denied" {
+                "allowed".into()
+            } else {
+                "denied".into()
+            },
+            rule,
+            outcome: outcome.into(),
+            error_kind: result.err().map(|e| e.kind().to_owned()),
+            message,
+            duration_us: started.elapsed().as_micros() as u64,
+            params: params.map(audit::redact),
+            invocation_id: invocation_id.map(Into::into),
+        }
     }
 
     /// The loaded connector for a digest, loading it from the stored bytes once.

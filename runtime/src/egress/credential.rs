@@ -150,12 +150,18 @@ impl Credential {
             .any(|g| g.matches(scheme, host, port, path))
     }
 
-    /// Adds the credential to the request, getting an OAuth2 token first where needed.
+    /// Adds the credential to the request, getting an OAuth2 token first where needed, and
+    /// tells `secrets` what went on the wire so that an echo of it is masked.
     pub async fn apply<B>(
         &self,
         client: &super::EgressClient,
         request: &mut http::Request<B>,
+        secrets: &crate::secrets::Secrets,
     ) -> Result<(), String> {
+        match &self.placement {
+            Placement::Basic { username } => secrets.add_basic(username, &self.secret),
+            _ => secrets.add(&self.secret),
+        }
         let token = match &self.placement {
             Placement::OAuth2ClientCredentials {
                 token_url,
@@ -205,6 +211,7 @@ impl Credential {
             _ => None,
         };
         if let Some((token_url, token)) = token {
+            secrets.add(&token);
             if !header_safe(&token) {
                 return Err(format!(
                     "token endpoint {token_url} returned an access token that cannot travel in a header"

@@ -31,6 +31,29 @@ struct Token {
     refresh_at: Instant,
 }
 
+/// Where a token is shared with other processes (the control plane's store, sealed), so that
+/// N processes serving one connection ask the token endpoint once, not N times.
+#[async_trait::async_trait]
+pub trait TokenStore: Send + Sync {
+    /// The stored token and when to refresh it (Unix ms), if one is stored and readable.
+    async fn load(&self) -> Result<Option<(Zeroizing<String>, i64)>, String>;
+    /// The right to fetch a token until `until_ms`, for one caller at a time.
+    async fn take_lease(&self, now_ms: i64, until_ms: i64) -> Result<bool, String>;
+    /// Stores a fetched token (and frees the lease).
+    async fn save(&self, token: &str, refresh_at_ms: i64) -> Result<(), String>;
+    /// Frees the lease after a failed fetch.
+    async fn release(&self) -> Result<(), String>;
+}
+
+/// How often a process waiting for another's token fetch looks again.
+const SHARED_POLL: Duration = Duration::from_millis(50);
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// One credential's current token. Shared by the connection's invocations.
 #[derive(Default)]
 pub struct TokenCache {
@@ -38,6 +61,7 @@ pub struct TokenCache {
     /// The refresh token in use, once the endpoint has rotated the stored one.
     refresh: Mutex<Option<Zeroizing<String>>>,
     rotate: std::sync::OnceLock<RotateHook>,
+    shared: std::sync::OnceLock<std::sync::Arc<dyn TokenStore>>,
     /// Tokens fetched so far (for tests and health).
     fetched: std::sync::atomic::AtomicU64,
 }
@@ -158,6 +182,48 @@ impl TokenCache {
         let _ = self.rotate.set(hook);
     }
 
+    /// Shares tokens with other processes through `store`.
+    pub fn share_through(&self, store: std::sync::Arc<dyn TokenStore>) {
+        let _ = self.shared.set(store);
+    }
+
+    /// A token another process fetched, or the right to fetch one: waits while another
+    /// process holds the lease, up to the fetch timeout. A store that fails is reported and
+    /// passed over (a token is fetched here): the shared token saves requests, it is not an
+    /// access rule.
+    async fn shared_token(&self, store: &dyn TokenStore) -> Option<Token> {
+        let waited = std::time::Instant::now();
+        loop {
+            let now = unix_ms();
+            match store.load().await {
+                Ok(Some((access, refresh_at_ms))) if now < refresh_at_ms => {
+                    let left = Duration::from_millis((refresh_at_ms - now) as u64);
+                    return Some(Token {
+                        access,
+                        refresh_at: crate::time::from_now(left),
+                    });
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!("shared token store: {e}");
+                    return None;
+                }
+            }
+            let lease = (TOKEN_TIMEOUT + Duration::from_secs(1)).as_millis() as i64;
+            match store.take_lease(now, now.saturating_add(lease)).await {
+                Ok(true) => return None,
+                Ok(false) if waited.elapsed() < TOKEN_TIMEOUT => {
+                    tokio::time::sleep(SHARED_POLL).await
+                }
+                Ok(false) => return None,
+                Err(e) => {
+                    tracing::warn!("shared token store: {e}");
+                    return None;
+                }
+            }
+        }
+    }
+
     async fn token_for(
         &self,
         client: &EgressClient,
@@ -171,7 +237,54 @@ impl TokenCache {
         {
             return Ok(token.access.clone());
         }
+        let shared = self.shared.get().cloned();
+        if let Some(store) = &shared
+            && let Some(token) = self.shared_token(store.as_ref()).await
+        {
+            let access = token.access.clone();
+            *slot = Some(token);
+            return Ok(access);
+        }
         let mut current_refresh = self.refresh.lock().await;
+        let fetched = self
+            .fetch(client, token_url, grant, &mut current_refresh)
+            .await;
+        let (access, fresh_for) = match fetched {
+            Ok(fetched) => fetched,
+            Err(e) => {
+                // Let the next process try at once instead of waiting out the lease.
+                if let Some(store) = &shared
+                    && let Err(e) = store.release().await
+                {
+                    tracing::warn!("shared token store: {e}");
+                }
+                return Err(e);
+            }
+        };
+        self.fetched
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(store) = &shared {
+            let refresh_at_ms =
+                unix_ms().saturating_add(i64::try_from(fresh_for.as_millis()).unwrap_or(i64::MAX));
+            if let Err(e) = store.save(&access, refresh_at_ms).await {
+                tracing::warn!("shared token store: {e}");
+            }
+        }
+        *slot = Some(Token {
+            access: access.clone(),
+            refresh_at: crate::time::from_now(fresh_for),
+        });
+        Ok(access)
+    }
+
+    /// Asks the token endpoint: the access token and how long to use it before refreshing.
+    async fn fetch(
+        &self,
+        client: &EgressClient,
+        token_url: &str,
+        grant: Grant<'_>,
+        current_refresh: &mut Option<Zeroizing<String>>,
+    ) -> Result<(Zeroizing<String>, Duration), String> {
         let form = Zeroizing::new(match grant {
             Grant::ClientCredentials {
                 client_id,
@@ -257,15 +370,12 @@ impl TokenCache {
             }
             *current_refresh = Some(rotated);
         }
+        // `expires_in` is the endpoint's number: saturating arithmetic only.
         let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(3600));
         let ahead = safety_window().min(lifetime / 2);
-        let access = Zeroizing::new(parsed.access_token);
-        self.fetched
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        *slot = Some(Token {
-            access: access.clone(),
-            refresh_at: Instant::now() + lifetime - ahead,
-        });
-        Ok(access)
+        Ok((
+            Zeroizing::new(parsed.access_token),
+            lifetime.saturating_sub(ahead),
+        ))
     }
 }

@@ -116,15 +116,19 @@ pub fn retryable_status(status: http::StatusCode) -> bool {
     matches!(status.as_u16(), 429 | 502 | 503 | 504)
 }
 
-/// `Retry-After` as seconds or an HTTP date.
+/// `Retry-After` as seconds or an HTTP date. Any value the upstream sends is safe here: it is
+/// only compared with the time left (see `crate::time`), never added to an `Instant`.
 pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
     let value = headers
         .get(http::header::RETRY_AFTER)?
         .to_str()
         .ok()?
         .trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // More digits than a u64 holds still means "a very long time", not "no header".
+        return Some(Duration::from_secs(
+            value.parse::<u64>().unwrap_or(u64::MAX),
+        ));
     }
     let when = httpdate::parse_http_date(value).ok()?;
     Some(
@@ -140,6 +144,14 @@ pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
 #[async_trait::async_trait]
 pub trait BreakerLedger: Send + Sync {
     async fn load(&self, origin: &str) -> Result<Shared, String>;
+    /// Counts one failure of a closed breaker for every process; at `threshold` consecutive
+    /// failures the breaker opens until `open_until_ms`. Returns the state and the count.
+    async fn failure(
+        &self,
+        origin: &str,
+        threshold: u32,
+        open_until_ms: i64,
+    ) -> Result<(Shared, u32), String>;
     async fn open(&self, origin: &str, until_ms: i64) -> Result<(), String>;
     async fn close(&self, origin: &str) -> Result<(), String>;
     /// True for exactly one caller once the cooldown (or a probe's lease) has run out.
@@ -188,6 +200,9 @@ struct Local {
     state: State,
     /// When the ledger was last read for this origin.
     synced_ms: i64,
+    /// The shared count of consecutive failures as last seen: a success clears it for every
+    /// process when it is not zero.
+    shared_failures: u32,
 }
 
 /// Circuit breakers by origin (`scheme://host:port`), one set per connection.
@@ -213,7 +228,7 @@ pub struct Open {
 
 fn open_for(until_ms: i64, now: i64) -> Open {
     Open {
-        retry_in: Duration::from_millis((until_ms - now).max(0) as u64),
+        retry_in: Duration::from_millis(until_ms.saturating_sub(now).max(0) as u64),
     }
 }
 
@@ -231,6 +246,7 @@ impl Breakers {
         let local = states.entry(origin.to_owned()).or_insert(Local {
             state: State::Closed { failures: 0 },
             synced_ms: i64::MIN,
+            shared_failures: 0,
         });
         f(local)
     }
@@ -259,19 +275,19 @@ impl Breakers {
             return decided;
         }
         let ledger = self.ledger.as_ref().expect("only shared breakers get here");
-        let lease_until = now + policy.cooldown.as_millis() as i64;
+        let lease_until = now.saturating_add(policy.cooldown.as_millis() as i64);
         let outcome = match ledger.load(origin).await {
             Ok(Shared::Closed) => Ok(State::Closed { failures: 0 }),
             Ok(Shared::Open { until_ms }) if now < until_ms => Err(until_ms),
             // Ask again soon: the probe may close it well before its lease ends.
             Ok(Shared::HalfOpen { lease_until_ms }) if now < lease_until_ms => {
-                Err(lease_until_ms.min(now + SHARED_STATE_REFRESH_MS))
+                Err(lease_until_ms.min(now.saturating_add(SHARED_STATE_REFRESH_MS)))
             }
             Ok(Shared::Open { .. } | Shared::HalfOpen { .. }) => {
                 match ledger.take_probe(origin, now, lease_until).await {
                     Ok(true) => Ok(State::HalfOpen),
                     // Another caller took it a moment ago; ask again soon.
-                    Ok(false) => Err(now + SHARED_STATE_REFRESH_MS),
+                    Ok(false) => Err(now.saturating_add(SHARED_STATE_REFRESH_MS)),
                     Err(e) => {
                         tracing::warn!(origin, "circuit breaker store: {e}");
                         Ok(State::HalfOpen)
@@ -311,7 +327,79 @@ impl Breakers {
     /// Reports an attempt's outcome.
     pub async fn record(&self, origin: &str, success: bool, policy: &BreakerPolicy) {
         let now = now_ms();
-        let (before, after) = self.with_local(origin, |local| {
+        if let Some(ledger) = &self.ledger {
+            // Shared: consecutive failures are counted in the ledger, by every process.
+            let before = self.with_local(origin, |l| (l.state, l.shared_failures));
+            match (before, success) {
+                ((State::Closed { .. }, 0), true) => {}
+                ((State::Closed { .. }, _), true) => {
+                    if let Err(e) = ledger.close(origin).await {
+                        tracing::warn!(origin, "circuit breaker store: {e}");
+                    }
+                    self.with_local(origin, |l| l.shared_failures = 0);
+                }
+                ((State::Closed { .. }, _), false) => {
+                    let until = now.saturating_add(policy.cooldown.as_millis() as i64);
+                    match ledger.failure(origin, policy.failures_to_open, until).await {
+                        Ok((shared, failures)) => self.with_local(origin, |l| {
+                            l.shared_failures = failures;
+                            l.synced_ms = now;
+                            l.state = match shared {
+                                Shared::Open { until_ms } => State::Open { until_ms },
+                                Shared::HalfOpen { lease_until_ms } => State::Open {
+                                    until_ms: lease_until_ms,
+                                },
+                                Shared::Closed => State::Closed { failures },
+                            };
+                        }),
+                        Err(e) => {
+                            tracing::warn!(origin, "circuit breaker store: {e}");
+                            self.record_locally(origin, false, policy, now);
+                        }
+                    }
+                }
+                _ => {
+                    self.record_shared_probe(ledger.as_ref(), origin, success, policy, now)
+                        .await
+                }
+            }
+            return;
+        }
+        self.record_locally(origin, success, policy, now);
+    }
+
+    /// A probe's outcome (or a late answer while open), written through to the ledger.
+    async fn record_shared_probe(
+        &self,
+        ledger: &dyn BreakerLedger,
+        origin: &str,
+        success: bool,
+        policy: &BreakerPolicy,
+        now: i64,
+    ) {
+        let (before, after) = self.record_locally(origin, success, policy, now);
+        let written = match (before, after) {
+            (State::HalfOpen, State::Closed { .. }) => {
+                self.with_local(origin, |l| l.shared_failures = 0);
+                ledger.close(origin).await
+            }
+            (State::HalfOpen, State::Open { until_ms }) => ledger.open(origin, until_ms).await,
+            _ => return,
+        };
+        if let Err(e) = written {
+            tracing::warn!(origin, "circuit breaker store: {e}");
+        }
+    }
+
+    /// The state machine of one process: (state before, state after).
+    fn record_locally(
+        &self,
+        origin: &str,
+        success: bool,
+        policy: &BreakerPolicy,
+        now: i64,
+    ) -> (State, State) {
+        self.with_local(origin, |local| {
             let before = local.state;
             local.state = match (before, success) {
                 (_, true) => State::Closed { failures: 0 },
@@ -323,24 +411,11 @@ impl Breakers {
                 // A request let through before the circuit opened does not extend it.
                 (State::Open { until_ms }, false) => State::Open { until_ms },
                 (_, false) => State::Open {
-                    until_ms: now + policy.cooldown.as_millis() as i64,
+                    until_ms: now.saturating_add(policy.cooldown.as_millis() as i64),
                 },
             };
             (before, local.state)
-        });
-        let Some(ledger) = &self.ledger else { return };
-        let written = match (before, after) {
-            // The probe succeeded: closed for everyone.
-            (State::HalfOpen, State::Closed { .. }) => ledger.close(origin).await,
-            // Opened here (from closed, or a failed probe): open for everyone.
-            (State::Closed { .. } | State::HalfOpen, State::Open { until_ms }) => {
-                ledger.open(origin, until_ms).await
-            }
-            _ => return,
-        };
-        if let Err(e) = written {
-            tracing::warn!(origin, "circuit breaker store: {e}");
-        }
+        })
     }
 
     /// `closed`, `open` or `half-open` as this process sees it, for reports and tests.

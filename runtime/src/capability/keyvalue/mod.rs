@@ -22,6 +22,9 @@ use crate::policy::{Denial, Effect, authorize};
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
+/// Bucket names are identifiers (see `invocation::validate_id`): 128 bytes at most.
+const MAX_BUCKET_NAME_BYTES: usize = 128;
+
 /// Per-invocation configuration of the key-value capability.
 pub struct KeyValueCtx {
     pub store: Arc<dyn KeyValueStore>,
@@ -108,9 +111,17 @@ impl KeyValueView<'_> {
                 .map(|()| b.namespace.clone()),
             Bucket::Read(_, denial) => {
                 self.denials.record(denial.clone());
-                Err(store::Error::AccessDenied)
+                return self.refused(store::Error::AccessDenied);
             }
         })
+    }
+
+    /// A refusal for the guest, or, once it has been refused too often, a trap that stops it.
+    fn refused<T>(&self, error: store::Error) -> KvResult<T> {
+        if self.denials.exhausted() {
+            return Err(super::TooManyDenials.into());
+        }
+        Ok(Err(error))
     }
 
     fn check_size(&self, len: usize) -> Result<(), store::Error> {
@@ -121,6 +132,19 @@ impl KeyValueView<'_> {
 
 impl store::Host for KeyValueView<'_> {
     async fn open(&mut self, identifier: String) -> KvResult<Resource<Bucket>> {
+        // Size before policy: a denial must not copy a megabyte of name around.
+        if let Err(e) = check_call_bytes(
+            "bucket name",
+            identifier.len(),
+            MAX_BUCKET_NAME_BYTES.min(self.ctx.max_call_bytes),
+        ) {
+            self.denials.record(Denial {
+                rule: crate::policy::RULE_BUCKET_NAME,
+                effect: "open key-value bucket".into(),
+                reason: e.clone(),
+            });
+            return self.refused(store::Error::Other(e));
+        }
         if let Err(denial) = authorize(
             self.invocation,
             &Effect::KeyValueOpen {
@@ -128,7 +152,7 @@ impl store::Host for KeyValueView<'_> {
             },
         ) {
             self.denials.record(denial);
-            return Ok(Err(store::Error::AccessDenied));
+            return self.refused(store::Error::AccessDenied);
         }
         let namespace = Namespace {
             tenant: self.invocation.tenant.as_str().into(),

@@ -182,6 +182,32 @@ async fn flush(cp: &ControlPlane) {
     }
 }
 
+/// Closes the audit log before the process exits and says where any record the store refused
+/// went. The exit code is 1 unless every record is stored or spooled.
+pub async fn close(cp: &ControlPlane) -> u8 {
+    use crate::control::audit::Closed;
+    match cp.shutdown().await {
+        Closed::Stored => super::EXIT_OK,
+        Closed::Spooled {
+            records,
+            path,
+            reason,
+        } => {
+            eprintln!(
+                "warning: {reason}; {records} record(s) kept in {} and stored by the next airlock command that can write",
+                path.display()
+            );
+            super::EXIT_OK
+        }
+        Closed::Printed { records, reason } => {
+            eprintln!(
+                "error: {reason}, and the spool could not be written either; the {records} record(s) are printed above, keep them"
+            );
+            super::EXIT_ERROR
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

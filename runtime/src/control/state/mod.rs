@@ -67,6 +67,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "rate buckets",
         include_str!("../../../migrations/0011_rate_buckets.sql"),
     ),
+    (
+        12,
+        "shared protection state",
+        include_str!("../../../migrations/0012_shared_protection.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +86,30 @@ pub enum StateError {
 
 impl From<sqlx::Error> for StateError {
     fn from(e: sqlx::Error) -> Self {
-        StateError::Storage(e.to_string())
+        StateError::Storage(storage_message(&e))
+    }
+}
+
+/// A database error in words an operator can act on. SQLite reports a full disk as
+/// `SQLITE_FULL` (13) or, when the WAL's shared memory cannot grow, as one of the `SQLITE_IOERR`
+/// family (10, e.g. 4874): both say "disk I/O error (code N)", which names neither cause nor fix.
+pub(crate) fn storage_message(e: &sqlx::Error) -> String {
+    let code = match e {
+        sqlx::Error::Database(db) => db.code().and_then(|c| c.parse::<i64>().ok()),
+        _ => None,
+    };
+    match code.map(|c| (c, c & 0xff)) {
+        Some((code, 13)) => format!(
+            "the disk holding the state store is full (SQLite code {code}); free space on it or move the data directory to a larger disk"
+        ),
+        Some((code, 10)) => format!(
+            "the state store could not read or write its files (SQLite code {code}, an I/O error: most often a full disk, \
+             else a failing or unmounted one); free space on the disk holding the data directory and retry"
+        ),
+        Some((code, 8)) => format!(
+            "the state store is read-only (SQLite code {code}); check the permissions of the data directory and its files"
+        ),
+        _ => e.to_string(),
     }
 }
 
@@ -238,6 +266,25 @@ pub struct BreakerRecord {
     /// Open: when one probe may go. Half-open: when the probe's lease ends.
     pub until_ms: i64,
     pub updated_at: i64,
+    /// Consecutive failures counted by every process while closed.
+    pub failures: i64,
+}
+
+/// A connection credential's OAuth2 access token as every process shares it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuthTokenRecord {
+    pub token_sealed: Option<Vec<u8>>,
+    pub refresh_at_ms: i64,
+    pub lease_until_ms: i64,
+}
+
+/// Which credential a shared OAuth2 token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenKey<'a> {
+    pub tenant: &'a str,
+    pub connection: &'a str,
+    pub credential: &'a str,
+    pub version: i64,
 }
 
 /// What the state store keeps. Implementations: [`SqliteState`]; PostgreSQL later.
@@ -376,6 +423,41 @@ pub trait StateStore: Send + Sync + 'static {
         records: &[(i64, String, String)],
         chain: bool,
     ) -> Result<(i64, Option<String>)>;
+    /// A directory on this node where audit records that could not be stored are kept until
+    /// the store takes them (see `audit`); none keeps them in memory only.
+    fn audit_spool_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+    /// Counts a failure against a closed breaker, opening it until `open_until_ms` when the
+    /// count reaches `threshold`, in one statement (any number of processes count together).
+    /// Returns the breaker as it now is.
+    async fn count_breaker_failure(
+        &self,
+        tenant: &str,
+        connection: &str,
+        origin: &str,
+        threshold: u32,
+        open_until_ms: i64,
+    ) -> Result<BreakerRecord>;
+    /// The shared OAuth2 token of a credential version, if any process stored one.
+    async fn oauth_token(&self, key: &TokenKey<'_>) -> Result<Option<OAuthTokenRecord>>;
+    /// Takes the right to fetch a token until `until_ms`, if nobody holds it at `now_ms`: true
+    /// for exactly one caller.
+    async fn take_oauth_lease(
+        &self,
+        key: &TokenKey<'_>,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool>;
+    /// Frees the lease (a fetch failed), keeping any stored token.
+    async fn release_oauth_lease(&self, key: &TokenKey<'_>) -> Result<()>;
+    /// Stores a fetched token and frees the lease.
+    async fn put_oauth_token(
+        &self,
+        key: &TokenKey<'_>,
+        token_sealed: &[u8],
+        refresh_at_ms: i64,
+    ) -> Result<()>;
     /// Stored records after `after_seq`, in order, at most `limit`.
     async fn audit_rows(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditRow>>;
     /// A tenant's records with `since_ms <= at < until_ms` after `after_seq`, at most `limit`.

@@ -11,6 +11,8 @@ use std::str::FromStr;
 
 pub struct SqliteState {
     pool: SqlitePool,
+    /// The database file's directory, where the audit spool lives.
+    dir: Option<std::path::PathBuf>,
 }
 
 impl SqliteState {
@@ -34,7 +36,10 @@ impl SqliteState {
             .map_err(|e| {
                 StateError::Storage(format!("cannot open state store {}: {e}", path.display()))
             })?;
-        let state = SqliteState { pool };
+        let state = SqliteState {
+            pool,
+            dir: path.parent().map(Path::to_path_buf),
+        };
         state.migrate().await?;
         Ok(state)
     }
@@ -71,6 +76,35 @@ impl SqliteState {
         let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
         sqlx::query(end).execute(&mut *conn).await?;
         result.map_err(|e| StateError::Storage(format!("migrating the state store: {e}")))
+    }
+
+    /// Runs `body` in a `BEGIN IMMEDIATE` transaction on one pooled connection: committed if it
+    /// succeeds, rolled back if it fails. A connection whose transaction cannot be ended (a
+    /// failed COMMIT and ROLLBACK on a full disk) is closed rather than returned to the pool, so
+    /// the next caller never inherits an open transaction. (sqlx's own `begin_with` left such a
+    /// connection in the pool: "begin_with at non-zero transaction depth" on every later try.)
+    async fn immediate<T>(
+        &self,
+        body: impl AsyncFnOnce(&mut sqlx::SqliteConnection) -> std::result::Result<T, sqlx::Error>,
+    ) -> Result<T> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        let result = body(&mut conn).await;
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        if let Err(end_error) = sqlx::query(end).execute(&mut *conn).await {
+            // A failed COMMIT leaves the transaction open: roll it back, or give up on the
+            // connection.
+            let closed =
+                result.is_ok() && sqlx::query("ROLLBACK").execute(&mut *conn).await.is_ok();
+            if !closed {
+                conn.close_on_drop();
+            }
+            return Err(match result {
+                Err(e) => e.into(),
+                Ok(_) => end_error.into(),
+            });
+        }
+        result.map_err(Into::into)
     }
 
     /// Key-value storage on the same database file.
@@ -125,6 +159,7 @@ fn breaker_row(r: &sqlx::sqlite::SqliteRow) -> BreakerRecord {
         state: r.get("state"),
         until_ms: r.get("until_ms"),
         updated_at: r.get("updated_at"),
+        failures: r.get("failures"),
     }
 }
 
@@ -741,10 +776,10 @@ impl StateStore for SqliteState {
         until_ms: i64,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO circuit_breakers (tenant, connection, origin, state, until_ms, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+            "INSERT INTO circuit_breakers (tenant, connection, origin, state, until_ms, updated_at, failures)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)
              ON CONFLICT (tenant, connection, origin) DO UPDATE SET state = excluded.state,
-                until_ms = excluded.until_ms, updated_at = excluded.updated_at",
+                until_ms = excluded.until_ms, updated_at = excluded.updated_at, failures = 0",
         )
         .bind(tenant)
         .bind(connection)
@@ -752,6 +787,119 @@ impl StateStore for SqliteState {
         .bind(state)
         .bind(until_ms)
         .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn count_breaker_failure(
+        &self,
+        tenant: &str,
+        connection: &str,
+        origin: &str,
+        threshold: u32,
+        open_until_ms: i64,
+    ) -> Result<BreakerRecord> {
+        // Counted only while closed: an open or probing breaker is decided by its lease.
+        let row = sqlx::query(
+            "INSERT INTO circuit_breakers (tenant, connection, origin, state, until_ms, updated_at, failures)
+             VALUES (?1, ?2, ?3, CASE WHEN ?4 <= 1 THEN 'open' ELSE 'closed' END,
+                     CASE WHEN ?4 <= 1 THEN ?5 ELSE 0 END, ?6, 1)
+             ON CONFLICT (tenant, connection, origin) DO UPDATE SET
+                state = CASE WHEN circuit_breakers.state = 'closed' AND circuit_breakers.failures + 1 >= ?4
+                             THEN 'open' ELSE circuit_breakers.state END,
+                until_ms = CASE WHEN circuit_breakers.state = 'closed' AND circuit_breakers.failures + 1 >= ?4
+                                THEN ?5 ELSE circuit_breakers.until_ms END,
+                failures = CASE WHEN circuit_breakers.state = 'closed'
+                                THEN circuit_breakers.failures + 1 ELSE circuit_breakers.failures END,
+                updated_at = ?6
+             RETURNING *",
+        )
+        .bind(tenant)
+        .bind(connection)
+        .bind(origin)
+        .bind(i64::from(threshold))
+        .bind(open_until_ms)
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(breaker_row(&row))
+    }
+
+    async fn oauth_token(&self, key: &TokenKey<'_>) -> Result<Option<OAuthTokenRecord>> {
+        let row = sqlx::query(
+            "SELECT token_sealed, refresh_at_ms, lease_until_ms FROM oauth_tokens
+             WHERE tenant = ?1 AND connection = ?2 AND credential = ?3 AND version = ?4",
+        )
+        .bind(key.tenant)
+        .bind(key.connection)
+        .bind(key.credential)
+        .bind(key.version)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| OAuthTokenRecord {
+            token_sealed: r.get("token_sealed"),
+            refresh_at_ms: r.get("refresh_at_ms"),
+            lease_until_ms: r.get("lease_until_ms"),
+        }))
+    }
+
+    async fn take_oauth_lease(
+        &self,
+        key: &TokenKey<'_>,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO oauth_tokens (tenant, connection, credential, version, token_sealed, refresh_at_ms, lease_until_ms)
+             VALUES (?1, ?2, ?3, ?4, NULL, 0, ?6)
+             ON CONFLICT (tenant, connection, credential, version) DO UPDATE SET lease_until_ms = ?6
+             WHERE oauth_tokens.lease_until_ms <= ?5",
+        )
+        .bind(key.tenant)
+        .bind(key.connection)
+        .bind(key.credential)
+        .bind(key.version)
+        .bind(now_ms)
+        .bind(until_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_oauth_lease(&self, key: &TokenKey<'_>) -> Result<()> {
+        sqlx::query(
+            "UPDATE oauth_tokens SET lease_until_ms = 0
+             WHERE tenant = ?1 AND connection = ?2 AND credential = ?3 AND version = ?4",
+        )
+        .bind(key.tenant)
+        .bind(key.connection)
+        .bind(key.credential)
+        .bind(key.version)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn put_oauth_token(
+        &self,
+        key: &TokenKey<'_>,
+        token_sealed: &[u8],
+        refresh_at_ms: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO oauth_tokens (tenant, connection, credential, version, token_sealed, refresh_at_ms, lease_until_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)
+             ON CONFLICT (tenant, connection, credential, version) DO UPDATE SET
+                token_sealed = excluded.token_sealed, refresh_at_ms = excluded.refresh_at_ms,
+                lease_until_ms = 0",
+        )
+        .bind(key.tenant)
+        .bind(key.connection)
+        .bind(key.credential)
+        .bind(key.version)
+        .bind(token_sealed)
+        .bind(refresh_at_ms)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -857,39 +1005,45 @@ impl StateStore for SqliteState {
         // IMMEDIATE: take the write lock before reading the last record; a deferred transaction
         // would fail with SQLITE_BUSY (no busy wait) if another connection wrote in between, and
         // two processes must never chain onto the same record.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?;
-        let (mut seq, mut prev): (i64, Option<String>) = last
-            .map(|r| (r.get("seq"), r.get("hash")))
-            .unwrap_or((0, None));
-        for (at, tenant, record) in records {
-            seq += 1;
-            let (prev_hash, hash) = if chain {
-                let prev_hash = prev
-                    .clone()
-                    .unwrap_or_else(|| crate::control::audit::GENESIS.to_owned());
-                let hash = crate::control::audit::chain_hash(&prev_hash, seq, *at, tenant, record);
-                (Some(prev_hash), Some(hash))
-            } else {
-                (None, None)
-            };
-            sqlx::query(
-                "INSERT INTO audit (seq, at, tenant, record, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .bind(seq)
-            .bind(at)
-            .bind(tenant)
-            .bind(record)
-            .bind(&prev_hash)
-            .bind(&hash)
-            .execute(&mut *tx)
-            .await?;
-            prev = hash;
-        }
-        tx.commit().await?;
-        Ok((seq, prev))
+        self.immediate(async |conn| {
+            let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *conn)
+                .await?;
+            let (mut seq, mut prev): (i64, Option<String>) = last
+                .map(|r| (r.get("seq"), r.get("hash")))
+                .unwrap_or((0, None));
+            for (at, tenant, record) in records {
+                seq += 1;
+                let (prev_hash, hash) = if chain {
+                    let prev_hash = prev
+                        .clone()
+                        .unwrap_or_else(|| crate::control::audit::GENESIS.to_owned());
+                    let hash =
+                        crate::control::audit::chain_hash(&prev_hash, seq, *at, tenant, record);
+                    (Some(prev_hash), Some(hash))
+                } else {
+                    (None, None)
+                };
+                sqlx::query(
+                    "INSERT INTO audit (seq, at, tenant, record, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .bind(seq)
+                .bind(at)
+                .bind(tenant)
+                .bind(record)
+                .bind(&prev_hash)
+                .bind(&hash)
+                .execute(&mut *conn)
+                .await?;
+                prev = hash;
+            }
+            Ok((seq, prev))
+        })
+        .await
+    }
+
+    fn audit_spool_dir(&self) -> Option<std::path::PathBuf> {
+        self.dir.as_ref().map(|d| d.join("audit-spool"))
     }
 
     async fn audit_rows(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditRow>> {

@@ -18,6 +18,8 @@
 //! retried, not dropped) and [`AuditLog::available`] turns false; the control plane refuses
 //! invocations until a write succeeds again.
 
+mod spool;
+
 use super::state::{AuditRow, Checkpoint, StateStore};
 use super::vault::Vault;
 use serde::Serialize;
@@ -39,6 +41,9 @@ const WRITE_ATTEMPTS: u32 = 5;
 const HELD_RETRY: Duration = Duration::from_millis(500);
 /// A signed checkpoint at least every this many records.
 pub const CHECKPOINT_EVERY: i64 = 1000;
+/// The outcome of a write's first record, stored durably before the guest runs; the outcome
+/// follows in a second record with the same invocation id.
+pub const OUTCOME_STARTED: &str = "started";
 /// The `prev_hash` of the first chained record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -91,7 +96,7 @@ pub struct AuditRecord {
     pub decision: String,
     /// The rule that decided.
     pub rule: String,
-    /// `ok`, `denied` or `error`.
+    /// `ok`, `denied`, `error`, `pending`, or `started` (a write about to run).
     pub outcome: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -115,9 +120,30 @@ pub struct Unavailable {
     pub held: usize,
 }
 
+/// What became of the records when the writer was closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Closed {
+    /// Every record is in the store.
+    Stored,
+    /// The store refused them; they are in this spool file and the next writer to start on
+    /// this data directory stores them.
+    Spooled {
+        records: usize,
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    /// Neither the store nor the spool took them; they were printed to the error log in full.
+    Printed { records: usize, reason: String },
+}
+
 enum Message {
     Record(Box<AuditRecord>),
+    /// Answered once every record sent before is stored and a checkpoint covers it.
     Flush(oneshot::Sender<Result<(), Unavailable>>),
+    /// Answered once every record sent before is stored (no checkpoint forced).
+    Durable(oneshot::Sender<Result<(), Unavailable>>),
+    /// Store what can be stored, spool the rest, stop.
+    Close(oneshot::Sender<Closed>),
 }
 
 /// A handle to the audit writer. Cloning shares the writer.
@@ -133,22 +159,49 @@ struct Writer {
     vault: Arc<Vault>,
     chain: bool,
     available: Arc<AtomicBool>,
-    batch: Vec<(i64, String, String)>,
+    batch: Vec<spool::Entry>,
     waiting: Vec<oneshot::Sender<Result<(), Unavailable>>>,
+    durable: Vec<oneshot::Sender<Result<(), Unavailable>>>,
     /// The last record written and whether a checkpoint covers it.
     last: Option<(i64, String)>,
     since_checkpoint: i64,
+    /// Where records go when the writer must stop before the store takes them.
+    spool_dir: Option<std::path::PathBuf>,
+    /// Spool files whose records are in `batch`: deleted once those are stored.
+    claimed: Vec<std::path::PathBuf>,
+    /// Why the store last refused a batch.
+    last_failure: Option<String>,
 }
 
 impl Writer {
-    fn take(&mut self, message: Message) {
+    fn take(&mut self, message: Message) -> Option<oneshot::Sender<Closed>> {
         match message {
             Message::Record(r) => {
                 let text = serde_json::to_string(&r).expect("audit records serialize");
                 self.batch.push((r.at, r.tenant, text));
             }
             Message::Flush(done) => self.waiting.push(done),
+            Message::Durable(done) => self.durable.push(done),
+            Message::Close(done) => return Some(done),
         }
+        None
+    }
+
+    /// Puts records spooled by earlier processes ahead of this one's.
+    fn claim_spool(&mut self) {
+        let Some(dir) = &self.spool_dir else { return };
+        let claimed = spool::claim(dir);
+        if claimed.entries.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            records = claimed.entries.len(),
+            "storing audit records spooled by an earlier process"
+        );
+        let mine = std::mem::take(&mut self.batch);
+        self.batch = claimed.entries;
+        self.batch.extend(mine);
+        self.claimed.extend(claimed.files);
     }
 
     /// Stores the batch (and a checkpoint when one is due); on failure keeps it.
@@ -162,11 +215,15 @@ impl Writer {
                         self.since_checkpoint += self.batch.len() as i64;
                         self.last = hash.map(|h| (seq, h));
                         self.batch.clear();
+                        for file in self.claimed.drain(..) {
+                            let _ = std::fs::remove_file(file);
+                        }
                         break;
                     }
                     Err(e) => {
                         attempt += 1;
                         if attempt >= WRITE_ATTEMPTS {
+                            self.last_failure = Some(e.to_string());
                             failure = Some(e.to_string());
                             break;
                         }
@@ -175,8 +232,20 @@ impl Writer {
                 }
             }
         }
+        let stored = failure.is_none();
+        let recovered = stored && !self.available.swap(true, Ordering::SeqCst);
+        let held = |reason: &str, held| Unavailable {
+            reason: reason.to_owned(),
+            held,
+        };
+        for done in self.durable.drain(..) {
+            let _ = done.send(match &failure {
+                None => Ok(()),
+                Some(reason) => Err(held(reason, self.batch.len())),
+            });
+        }
         let flushing = !self.waiting.is_empty();
-        if failure.is_none()
+        if stored
             && self.since_checkpoint > 0
             && (flushing || self.since_checkpoint >= CHECKPOINT_EVERY)
             && let Some((seq, hash)) = &self.last
@@ -193,26 +262,66 @@ impl Writer {
         }
         match &failure {
             None => {
-                if !self.available.swap(true, Ordering::SeqCst) {
-                    tracing::warn!("audit store writable again; invocations resume");
-                }
                 for done in self.waiting.drain(..) {
                     let _ = done.send(Ok(()));
                 }
             }
             Some(reason) => {
-                if self.available.swap(false, Ordering::SeqCst) {
-                    tracing::error!(error = %reason, held = self.batch.len(), "audit store cannot be written; invocations are refused until it can");
+                if stored {
+                    // Records are in; only the checkpoint failed.
+                } else if self.available.swap(false, Ordering::SeqCst) {
+                    tracing::error!(error = %reason, held = self.batch.len(), "audit store cannot be written; writes are refused until it can");
                 }
-                let error = Unavailable {
-                    reason: reason.clone(),
-                    held: self.batch.len(),
-                };
                 for done in self.waiting.drain(..) {
-                    let _ = done.send(Err(error.clone()));
+                    let _ = done.send(Err(held(reason, self.batch.len())));
                 }
             }
         }
+        if recovered {
+            tracing::warn!("audit store writable again; writes resume");
+            // Other processes may have spooled records meanwhile.
+            self.claim_spool();
+        }
+    }
+
+    /// The last try at the store, then the spool, then the error log.
+    async fn close(&mut self) -> Closed {
+        if !self.batch.is_empty() {
+            self.write().await;
+        }
+        if self.batch.is_empty() {
+            return Closed::Stored;
+        }
+        let records = self.batch.len();
+        let reason = format!(
+            "the audit store refused {records} record(s): {}",
+            self.last_failure.as_deref().unwrap_or("no answer")
+        );
+        if let Some(dir) = &self.spool_dir {
+            match spool::write(dir, &self.batch) {
+                Ok(path) => {
+                    // Their records are in the new file now.
+                    for file in self.claimed.drain(..) {
+                        let _ = std::fs::remove_file(file);
+                    }
+                    self.batch.clear();
+                    return Closed::Spooled {
+                        records,
+                        path,
+                        reason,
+                    };
+                }
+                Err(e) => {
+                    tracing::error!(dir = %dir.display(), "cannot write the audit spool: {e}")
+                }
+            }
+        }
+        // The last resort: the records go to the error log rather than nowhere.
+        for (_, _, text) in self.batch.drain(..) {
+            tracing::error!(target: "airlock::audit", record = %text, "audit record not stored");
+            eprintln!("airlock: audit record not stored: {text}");
+        }
+        Closed::Printed { records, reason }
     }
 }
 
@@ -223,17 +332,23 @@ impl AuditLog {
         let (tx, mut rx) = mpsc::channel::<Message>(QUEUE);
         let available = Arc::new(AtomicBool::new(true));
         let mut writer = Writer {
+            spool_dir: state.audit_spool_dir(),
             state,
             vault,
             chain,
             available: available.clone(),
             batch: Vec::new(),
             waiting: Vec::new(),
+            durable: Vec::new(),
             last: None,
             since_checkpoint: 0,
+            claimed: Vec::new(),
+            last_failure: None,
         };
         tokio::spawn(async move {
-            loop {
+            writer.claim_spool();
+            let mut closing = None;
+            while closing.is_none() {
                 // With records held back by a failing store, try again on a timer too.
                 let first = if writer.batch.is_empty() {
                     rx.recv().await
@@ -247,61 +362,90 @@ impl AuditLog {
                     }
                 };
                 let Some(first) = first else { break };
-                writer.take(first);
+                closing = writer.take(first);
                 // Take what is queued, up to a batch, without waiting for more.
-                while writer.batch.len() < BATCH {
+                while closing.is_none() && writer.batch.len() < BATCH {
                     match rx.try_recv() {
-                        Ok(m) => writer.take(m),
+                        Ok(m) => closing = writer.take(m),
                         Err(_) => break,
                     }
                 }
-                writer.write().await;
-            }
-            if !writer.batch.is_empty() {
-                writer.write().await;
-            }
-            if !writer.batch.is_empty() {
-                // The last resort: the records go to the error log rather than nowhere.
-                for (_, _, text) in &writer.batch {
-                    tracing::error!(target: "airlock::audit", record = %text, "audit record not stored");
+                if closing.is_none() {
+                    writer.write().await;
                 }
+            }
+            let closed = writer.close().await;
+            for done in writer.waiting.drain(..).chain(writer.durable.drain(..)) {
+                let _ = done.send(match &closed {
+                    Closed::Stored => Ok(()),
+                    Closed::Spooled { reason, .. } | Closed::Printed { reason, .. } => {
+                        Err(Unavailable {
+                            reason: reason.clone(),
+                            held: 0,
+                        })
+                    }
+                });
+            }
+            if let Some(done) = closing {
+                let _ = done.send(closed);
             }
         });
         AuditLog { tx, available }
     }
 
-    /// Whether the store took the last write. The control plane refuses invocations while not.
+    /// Whether the store took the last write.
     pub fn available(&self) -> bool {
         self.available.load(Ordering::SeqCst)
     }
 
     /// Queues a record.
     pub async fn record(&self, record: AuditRecord) {
-        if self
-            .tx
-            .send(Message::Record(Box::new(record)))
-            .await
-            .is_err()
+        if let Err(mpsc::error::SendError(Message::Record(record))) =
+            self.tx.send(Message::Record(Box::new(record))).await
         {
-            tracing::error!("audit writer has stopped; record lost");
+            // Closed already: the record goes to the error log rather than nowhere.
+            let text = serde_json::to_string(&record).unwrap_or_default();
+            tracing::error!(target: "airlock::audit", record = %text, "audit record not stored: the audit log is closed");
+            eprintln!("airlock: audit record not stored: {text}");
         }
+    }
+
+    /// Stores `record` and waits until it is durable: what must happen before an effect that
+    /// changes the outside world. An error means the record is not stored (it is held and
+    /// retried, and spooled if the writer must stop) and the effect must not run.
+    pub async fn record_durable(&self, record: AuditRecord) -> Result<(), Unavailable> {
+        self.record(record).await;
+        self.ask(Message::Durable).await
     }
 
     /// Waits until every record queued before this call is stored (and a checkpoint covers it).
     pub async fn flush(&self) -> Result<(), Unavailable> {
+        self.ask(Message::Flush).await
+    }
+
+    async fn ask(
+        &self,
+        message: fn(oneshot::Sender<Result<(), Unavailable>>) -> Message,
+    ) -> Result<(), Unavailable> {
+        let stopped = || Unavailable {
+            reason: "the audit writer has stopped".into(),
+            held: 0,
+        };
         let (done, wait) = oneshot::channel();
-        if self.tx.send(Message::Flush(done)).await.is_err() {
-            return Err(Unavailable {
-                reason: "the audit writer has stopped".into(),
-                held: 0,
-            });
+        if self.tx.send(message(done)).await.is_err() {
+            return Err(stopped());
         }
-        wait.await.unwrap_or_else(|_| {
-            Err(Unavailable {
-                reason: "the audit writer has stopped".into(),
-                held: 0,
-            })
-        })
+        wait.await.unwrap_or_else(|_| Err(stopped()))
+    }
+
+    /// Stores what the store takes, spools the rest, and stops the writer: the last thing a
+    /// process does with its audit log. Later records are printed to the error log.
+    pub async fn close(&self) -> Closed {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Message::Close(done)).await.is_err() {
+            return Closed::Stored;
+        }
+        wait.await.unwrap_or(Closed::Stored)
     }
 }
 

@@ -1,0 +1,681 @@
+//! Regressions of the hostile review (issue 9), written as the attacker worked: a hostile
+//! upstream, a hostile guest, a broken store, several processes. Each test names the item.
+
+use crate::cli::{Run, airlock_as, path};
+use crate::common::*;
+use crate::http_server::{Reply, TestServer};
+use airlock::capability::keyvalue::{BackendError, KeyPage, KeyValueStore, Namespace};
+use airlock::control::ConnectionSpec;
+use airlock::egress::Egress;
+use airlock::egress::credential::Placement;
+use airlock::{Environment, InvokeError, Role};
+use serde_json::json;
+use std::sync::Arc;
+
+fn env_with(grants: &[&str]) -> Environment {
+    let grants: Vec<String> = grants.iter().map(|g| g.to_string()).collect();
+    Environment {
+        egress: Egress::from_grants(&grants).unwrap(),
+        ..env()
+    }
+}
+
+/// Item 1: `Retry-After` values that overflow `Instant + Duration` (both integer spellings and a
+/// far HTTP date) fail, or end, that request; the host keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hardening_retry_after_overflow_does_not_crash_the_host() {
+    let executor = executor();
+    let probe = load(&executor, "egress-probe").await;
+    let who = caller("acme", "c1");
+    // (value, attempts): a wait past the deadline is not waited for; a value that is no
+    // duration is ignored and the usual backoff applies (3 attempts).
+    for (retry_after, attempts) in [
+        ("18446744073709551615", 1),
+        ("9223372036854775807", 1),
+        ("99999999999999999999999", 1),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", 1),
+        ("-1", 3),
+    ] {
+        let server = TestServer::scripted(
+            Vec::new(),
+            Reply::new(503, "busy").header("retry-after", retry_after),
+        )
+        .await;
+        let url = format!("http://127.0.0.1:{}/x", server.port);
+        let answer = invoke(
+            &executor,
+            &probe,
+            &who,
+            &env_with(&["http://127.0.0.1:*"]),
+            "fetch",
+            json!({"url": url}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("Retry-After {retry_after}: {e}"));
+        assert_eq!(answer["status"], 503, "Retry-After {retry_after}");
+        assert_eq!(server.seen().len(), attempts, "Retry-After {retry_after}");
+    }
+}
+
+/// A key-value backend that panics: a host bug under an invocation.
+struct PanickingStore;
+
+#[async_trait::async_trait]
+impl KeyValueStore for PanickingStore {
+    async fn get(&self, _: &Namespace, _: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        panic!("backend bug: get");
+    }
+    async fn set(&self, _: &Namespace, _: &str, _: Vec<u8>) -> Result<(), BackendError> {
+        panic!("backend bug: set");
+    }
+    async fn delete(&self, _: &Namespace, _: &str) -> Result<(), BackendError> {
+        panic!("backend bug: delete");
+    }
+    async fn exists(&self, _: &Namespace, _: &str) -> Result<bool, BackendError> {
+        panic!("backend bug: exists");
+    }
+    async fn list_keys(&self, _: &Namespace, _: u64) -> Result<KeyPage, BackendError> {
+        panic!("backend bug: list");
+    }
+    async fn increment(&self, _: &Namespace, _: &str, _: u64) -> Result<u64, BackendError> {
+        panic!("backend bug: increment");
+    }
+}
+
+/// Item 1, the class: a panic anywhere under one invocation fails that invocation with an
+/// internal error; concurrent and later invocations are untouched and the process lives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hardening_a_host_panic_fails_only_its_invocation() {
+    let executor = Arc::new(executor());
+    let sandbox = load(&executor, "sandbox").await;
+    let who = caller("acme", "c1");
+    let broken = Environment {
+        keyvalue: Arc::new(PanickingStore),
+        ..env()
+    };
+    let healthy = env();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (executor, sandbox, who) = (executor.clone(), sandbox.clone(), who.clone());
+        let env = if i % 2 == 0 {
+            broken.clone()
+        } else {
+            healthy.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            invoke(
+                &executor,
+                &sandbox,
+                &who,
+                &env,
+                "create",
+                json!({"type": "items", "data": {"n": i}}),
+            )
+            .await
+        }));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        let result = task
+            .await
+            .expect("the invocation's task itself never panics");
+        if i % 2 == 0 {
+            match result {
+                Err(InvokeError::HostPanic { message }) => {
+                    assert!(message.contains("backend bug"), "{message}")
+                }
+                other => panic!("expected an internal error, got {other:?}"),
+            }
+        } else {
+            result.unwrap();
+        }
+    }
+    let listed = invoke(
+        &executor,
+        &sandbox,
+        &who,
+        &healthy,
+        "list",
+        json!({"type": "items"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(listed["count"], 4);
+}
+
+/// An upstream that echoes whatever credential it was sent: in the body, in a header, in an
+/// error page, in the URL of a link.
+fn echoing_upstream(seen: &http_server_echo::Seen) -> Reply {
+    let auth = seen.header("authorization").unwrap_or("none").to_owned();
+    let key = seen.header("x-api-key").unwrap_or("none").to_owned();
+    let body = format!(
+        r#"{{"you_sent":"{auth}","key":"{key}","path":"{}"}}"#,
+        seen.path
+    );
+    let status = if seen.path.contains("fail") { 500 } else { 200 };
+    Reply::new(status, &body)
+        .header("x-echo-authorization", &auth)
+        .header("link", &format!("<https://api.example/next{}>", seen.path))
+}
+
+use crate::http_server as http_server_echo;
+
+/// Item 3: every credential form the host injects is masked in what the guest reads (body and
+/// headers), and so in the output, errors, audit records and the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hardening_upstream_echoes_of_credentials_are_scrubbed_everywhere() {
+    const BEARER: &str = "bearer-SECRET-9f3c1";
+    const QUERY: &str = "query secret/+&42";
+    const HEADER: &str = "header-SECRET-77aa";
+    const PASSWORD: &str = "basic-PASSWORD-0b1";
+    let api = TestServer::with_handler(echoing_upstream).await;
+    let origin = format!("http://127.0.0.1:{}", api.port);
+    let dir = tempfile::tempdir().unwrap();
+    let (cp, _state) = control_plane(dir.path()).await;
+    let admin = principal("acme", Role::Admin);
+    let operator = principal("acme", Role::Operator);
+    cp.register(
+        &admin,
+        &std::fs::read(guest("egress-probe")).unwrap(),
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    let secrets = [
+        ("bearer", Placement::Bearer, BEARER),
+        (
+            "query",
+            Placement::Query {
+                param: "api_key".into(),
+            },
+            QUERY,
+        ),
+        (
+            "header",
+            Placement::Header {
+                header: "x-api-key".into(),
+            },
+            HEADER,
+        ),
+        (
+            "basic",
+            Placement::Basic {
+                username: "ada".into(),
+            },
+            PASSWORD,
+        ),
+    ];
+    let basic_b64 = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("ada:{PASSWORD}"))
+    };
+    let mut outputs = Vec::new();
+    for (name, placement, secret) in &secrets {
+        let connection = format!("api-{name}");
+        cp.connection_create(
+            &admin,
+            ConnectionSpec {
+                name: connection.clone(),
+                connector: "egress-probe".into(),
+                egress: vec![origin.clone()],
+                writes_enabled: true,
+                ..ConnectionSpec::default()
+            },
+        )
+        .await
+        .unwrap();
+        cp.credential_set(
+            &admin,
+            &connection,
+            "cred",
+            placement.clone(),
+            vec![origin.clone()],
+            zeroize::Zeroizing::new(secret.to_string()),
+        )
+        .await
+        .unwrap();
+        for path in ["/ok", "/fail"] {
+            let params = json!({"url": format!("{origin}{path}")}).to_string();
+            let out = cp.invoke(&operator, &connection, "fetch", &params).await;
+            outputs.push(match out {
+                Ok(o) => o.output,
+                Err(e) => e.to_string(),
+            });
+        }
+    }
+    // The upstream did receive every credential: the scrubbing is on the way back.
+    let seen = api.seen();
+    assert!(
+        seen.iter()
+            .any(|s| s.header("authorization") == Some(&format!("Bearer {BEARER}")))
+    );
+    assert!(seen.iter().any(|s| s.header("x-api-key") == Some(HEADER)));
+    assert!(
+        seen.iter()
+            .any(|s| s.path.contains("api_key=query%20secret"))
+    );
+    cp.flush_audit().await.unwrap();
+    let auditor = principal("acme", Role::Auditor);
+    let audit = serde_json::to_string(&cp.audit_list(&auditor, 1000).await.unwrap()).unwrap();
+    let export =
+        serde_json::to_string(&cp.audit_export(&auditor, 0, i64::MAX).await.unwrap()).unwrap();
+    drop(cp);
+    let mut database = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            database.extend(std::fs::read(path).unwrap());
+        }
+    }
+    let database = String::from_utf8_lossy(&database);
+    let everything = format!("{}\n{audit}\n{export}\n{database}", outputs.join("\n"));
+    for leaked in [
+        BEARER,
+        HEADER,
+        PASSWORD,
+        QUERY,
+        "query%20secret%2F%2B%2642",
+        basic_b64.as_str(),
+    ] {
+        assert!(
+            !everything.contains(leaked),
+            "`{leaked}` leaked: {}",
+            outputs.join("\n")
+        );
+    }
+    assert!(outputs[0].contains("[REDACTED]"), "{}", outputs[0]);
+    // The masked answer is still the upstream's answer.
+    let first: serde_json::Value = serde_json::from_str(&outputs[0]).unwrap();
+    assert_eq!(first["status"], 200);
+}
+
+/// Item 4: a guest looping on denied opens with 1 MiB names is stopped, named by a rule, and
+/// leaves bounded denials, logs and audit messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hardening_a_guest_hammering_denied_effects_is_stopped_and_bounded() {
+    let executor = executor();
+    let hammer = load(&executor, "denial-hammer").await;
+    let who = caller("acme", "c1");
+    let started = std::time::Instant::now();
+    let err = invoke(
+        &executor,
+        &hammer,
+        &who,
+        &env(),
+        "hammer",
+        json!({"name_bytes": 1 << 20, "rounds": 1_000_000}),
+    )
+    .await
+    .unwrap_err();
+    let InvokeError::Denied { denial, .. } = &err else {
+        panic!("expected a denial, got {err:?}");
+    };
+    assert_eq!(denial.rule, airlock::policy::RULE_TOO_MANY_DENIALS, "{err}");
+    let text = err.to_string();
+    assert!(text.len() < 4096, "{} bytes of error", text.len());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "stopped well before the deadline (took {:?})",
+        started.elapsed()
+    );
+    // Short names too.
+    let err = invoke(
+        &executor,
+        &hammer,
+        &who,
+        &env(),
+        "hammer",
+        json!({"name_bytes": 200, "rounds": 1_000_000}),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("too-many-denials"), "{err}");
+}
+
+/// Installs (or removes) a trigger that makes every audit insert fail: a store that refuses
+/// writes, as a full disk, a lock held too long or a broken replica would.
+async fn refuse_audit_writes(db: &std::path::Path, refuse: bool) {
+    use sqlx::ConnectOptions;
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db)
+        .connect()
+        .await
+        .unwrap();
+    let sql = if refuse {
+        "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit refused by the test'); END"
+    } else {
+        "DROP TRIGGER refuse_audit"
+    };
+    sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+}
+
+fn sandbox_connection(name: &str) -> ConnectionSpec {
+    ConnectionSpec {
+        name: name.into(),
+        connector: "sandbox".into(),
+        writes_enabled: true,
+        approval: airlock::control::approvals::ApprovalPolicy {
+            require_from: Some(airlock::manifest::Risk::Critical),
+            ..Default::default()
+        },
+        ..ConnectionSpec::default()
+    }
+}
+
+/// Item 2: with the audit store refusing writes, a write does not run (its effect is not
+/// applied) and is refused by the rule `audit-unavailable`; once the store takes writes again,
+/// the same process recovers and every held record lands in a chain that verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hardening_a_write_runs_only_after_its_audit_record_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cp, _state) = control_plane(dir.path()).await;
+    let admin = principal("acme", Role::Admin);
+    let operator = principal("acme", Role::Operator);
+    cp.register(&admin, &std::fs::read(guest("sandbox")).unwrap(), &|_| {})
+        .await
+        .unwrap();
+    cp.connection_create(&admin, sandbox_connection("crm"))
+        .await
+        .unwrap();
+    let create = |id: &str| json!({"type": "items", "id": id, "data": {"name": id}}).to_string();
+    cp.invoke(&operator, "crm", "create", &create("before"))
+        .await
+        .unwrap();
+    let db = dir.path().join("airlock.db");
+    refuse_audit_writes(&db, true).await;
+    let refused = cp
+        .invoke(&operator, "crm", "create", &create("during"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.rule(), "audit-unavailable", "{refused}");
+    assert!(
+        refused.to_string().contains("nothing was sent"),
+        "{refused}"
+    );
+    // Reads do not change the outside world; their record waits for the store.
+    let listed = cp
+        .invoke(&operator, "crm", "list", r#"{"type":"items"}"#)
+        .await;
+    // Either refused (the store is known to be down) or served without the refused write.
+    if let Ok(listed) = listed {
+        assert!(!listed.output.contains("during"), "{}", listed.output);
+    }
+    refuse_audit_writes(&db, false).await;
+    // The writer retries on its own; a write goes through again in the same process.
+    let mut recovered = false;
+    for _ in 0..50 {
+        match cp
+            .invoke(&operator, "crm", "create", &create("after"))
+            .await
+        {
+            Ok(_) => {
+                recovered = true;
+                break;
+            }
+            Err(e) if e.rule() == "audit-unavailable" => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(recovered, "the writer never recovered");
+    cp.flush_audit().await.unwrap();
+    let auditor = principal("acme", Role::Auditor);
+    let records = cp.audit_list(&auditor, 1000).await.unwrap();
+    let denied = records
+        .iter()
+        .filter(|r| r.rule == "audit-unavailable" && r.outcome == "denied")
+        .count();
+    assert!(
+        denied >= 1,
+        "the refusal itself is recorded once the store is back"
+    );
+    let listed = cp
+        .invoke(&operator, "crm", "list", r#"{"type":"items"}"#)
+        .await
+        .unwrap();
+    assert!(!listed.output.contains("\"during\""), "{}", listed.output);
+    assert!(listed.output.contains("\"after\""), "{}", listed.output);
+    let report = cp.audit_verify(&auditor, &[]).await.unwrap();
+    assert!(report.problem.is_none(), "{report:?}");
+}
+
+/// Item 2 through the binary, as the attacker ran it: `airlock invoke` of a write with the
+/// audit insert failing exits 2 naming the rule, applies nothing, and the records it could not
+/// store are spooled, not dropped; the next command on a healthy store stores them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hardening_cli_write_with_a_failing_audit_store_is_refused_and_spooled() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let key = airlock_as(&d, None, &["keygen"]).stdout.trim().to_owned();
+    let run = {
+        let (d, key) = (d.clone(), key.clone());
+        move |args: &[&str]| -> Run { airlock_as(&d, Some(&key), args) }
+    };
+    let admin = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--role", "admin"]);
+        run(&all)
+    };
+    assert_eq!(admin(&["connector", "register", &path("sandbox")]).code, 0);
+    let created = admin(&[
+        "connection",
+        "create",
+        "crm",
+        "--connector",
+        "sandbox",
+        "--writes-enabled",
+        "true",
+        "--approval-from",
+        "critical",
+    ]);
+    assert_eq!(created.code, 0, "{}", created.stderr);
+    refuse_audit_writes(&d.join("airlock.db"), true).await;
+    let write = run(&[
+        "invoke",
+        "crm",
+        "create",
+        "--params",
+        r#"{"type":"items","id":"w1","data":{"name":"widget"}}"#,
+        "--role",
+        "operator",
+    ]);
+    assert_eq!(write.code, 2, "{}", write.stderr);
+    assert!(
+        write.stderr.contains("audit-unavailable"),
+        "{}",
+        write.stderr
+    );
+    assert!(write.stderr.contains("spool"), "{}", write.stderr);
+    let spooled: Vec<_> = std::fs::read_dir(d.join("audit-spool"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(spooled.len(), 1, "{spooled:?}");
+    refuse_audit_writes(&d.join("airlock.db"), false).await;
+    let listed = run(&[
+        "invoke",
+        "crm",
+        "list",
+        "--params",
+        r#"{"type":"items"}"#,
+        "--role",
+        "operator",
+    ]);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert!(listed.stdout.contains("\"count\": 0"), "{}", listed.stdout);
+    let audit = run(&["audit", "list", "--json", "--role", "auditor"]);
+    assert_eq!(audit.code, 0, "{}", audit.stderr);
+    assert!(
+        audit.stdout.contains("audit-unavailable"),
+        "the spooled refusal is in the trail: {}",
+        audit.stdout
+    );
+    assert!(
+        std::fs::read_dir(d.join("audit-spool"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "the spool is emptied once its records are stored"
+    );
+    let verified = run(&["audit", "verify", "--role", "auditor"]);
+    assert_eq!(verified.code, 0, "{}", verified.stderr);
+}
+
+/// Item 5: each "process" (a control plane of its own on one store) fails once against an
+/// upstream that is always down; together they open the circuit as one process would, after
+/// `CB_FAILURES_TO_OPEN` (5) failures, and the rest are refused without a request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hardening_breaker_failures_are_counted_across_processes() {
+    use airlock::control::state::SqliteState;
+    let server = TestServer::start(503, "down").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("airlock.db");
+    let key = airlock::control::vault::generate_key();
+    let executor = Arc::new(executor());
+    let plane = || async {
+        let state = Arc::new(SqliteState::open(&path).await.unwrap());
+        control_plane_on(&state, executor.clone(), &key)
+    };
+    let admin = principal("acme", Role::Admin);
+    let operator = principal("acme", Role::Operator);
+    let first = plane().await;
+    first
+        .register(
+            &admin,
+            &std::fs::read(guest("egress-probe")).unwrap(),
+            &|_| {},
+        )
+        .await
+        .unwrap();
+    first
+        .connection_create(
+            &admin,
+            ConnectionSpec {
+                name: "api".into(),
+                connector: "egress-probe".into(),
+                egress: vec!["http://127.0.0.1:*".into()],
+                writes_enabled: true,
+                approval: airlock::control::approvals::ApprovalPolicy {
+                    require_from: Some(airlock::manifest::Risk::Critical),
+                    ..Default::default()
+                },
+                ..ConnectionSpec::default()
+            },
+        )
+        .await
+        .unwrap();
+    // A POST without an idempotency key is never retried: one attempt per process.
+    let send =
+        json!({"url": format!("http://127.0.0.1:{}/x", server.port), "method": "POST"}).to_string();
+    let mut refused = 0;
+    for _ in 0..12 {
+        let process = plane().await;
+        match process.invoke(&operator, "api", "send", &send).await {
+            Err(e) if e.rule() == "circuit-open" => refused += 1,
+            Ok(outcome) => assert!(outcome.output.contains("503"), "{}", outcome.output),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(
+        server.seen().len(),
+        5,
+        "five failures in all open the circuit, whichever processes they were in"
+    );
+    assert_eq!(refused, 7);
+}
+
+/// Item 5: ten processes invoking at once with an OAuth2 credential ask the token endpoint once;
+/// the others use the token it stored (sealed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hardening_oauth_tokens_are_shared_by_processes() {
+    use airlock::control::state::SqliteState;
+    let tokens = TestServer::with_handler(|_| {
+        Reply::new(
+            200,
+            r#"{"access_token":"tok-shared-123","expires_in":3600,"token_type":"Bearer"}"#,
+        )
+        .after(std::time::Duration::from_millis(200))
+    })
+    .await;
+    let api = TestServer::start(200, "data").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("airlock.db");
+    let key = airlock::control::vault::generate_key();
+    let executor = Arc::new(executor());
+    let admin = principal("acme", Role::Admin);
+    let setup = {
+        let state = Arc::new(SqliteState::open(&path).await.unwrap());
+        control_plane_on(&state, executor.clone(), &key)
+    };
+    setup
+        .register(
+            &admin,
+            &std::fs::read(guest("egress-probe")).unwrap(),
+            &|_| {},
+        )
+        .await
+        .unwrap();
+    setup
+        .connection_create(
+            &admin,
+            ConnectionSpec {
+                name: "sf".into(),
+                connector: "egress-probe".into(),
+                egress: vec!["http://127.0.0.1:*".into()],
+                ..ConnectionSpec::default()
+            },
+        )
+        .await
+        .unwrap();
+    setup
+        .credential_set(
+            &admin,
+            "sf",
+            "oauth",
+            Placement::OAuth2ClientCredentials {
+                token_url: format!("http://127.0.0.1:{}/token", tokens.port),
+                client_id: "app".into(),
+                scope: None,
+            },
+            vec![
+                format!("http://127.0.0.1:{}", tokens.port),
+                format!("http://127.0.0.1:{}", api.port),
+            ],
+            zeroize::Zeroizing::new("client-secret-shared".into()),
+        )
+        .await
+        .unwrap();
+    let fetch = json!({"url": format!("http://127.0.0.1:{}/q", api.port)}).to_string();
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let (path, key, executor, fetch) =
+            (path.clone(), key.clone(), executor.clone(), fetch.clone());
+        tasks.push(tokio::spawn(async move {
+            let state = Arc::new(SqliteState::open(&path).await.unwrap());
+            let process = control_plane_on(&state, executor, &key);
+            process
+                .invoke(&principal("acme", Role::Operator), "sf", "fetch", &fetch)
+                .await
+                .map(|o| o.output)
+        }));
+    }
+    for task in tasks {
+        let output = task.await.unwrap().unwrap();
+        assert!(output.contains("200"), "{output}");
+    }
+    assert_eq!(
+        tokens.seen().len(),
+        1,
+        "one token request for ten processes"
+    );
+    assert_eq!(api.seen().len(), 10);
+    assert!(
+        api.seen()
+            .iter()
+            .all(|s| s.header("authorization") == Some("Bearer tok-shared-123"))
+    );
+    // Stored sealed: the token is not in the database file in clear.
+    drop(setup);
+    let db = std::fs::read(&path).unwrap();
+    assert!(!String::from_utf8_lossy(&db).contains("tok-shared-123"));
+}
