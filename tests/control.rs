@@ -765,7 +765,7 @@ async fn control_rate_limit_answers_with_the_time_to_wait() {
     assert!(
         audit
             .iter()
-            .any(|r| r.rule == "rate-limit" && r.outcome == "error"),
+            .any(|r| r.rule == "rate-limit" && r.outcome == "denied"),
         "{audit:?}"
     );
 }

@@ -679,3 +679,172 @@ async fn hardening_oauth_tokens_are_shared_by_processes() {
     let db = std::fs::read(&path).unwrap();
     assert!(!String::from_utf8_lossy(&db).contains("tok-shared-123"));
 }
+
+/// Item 8: a guest streaming a request body past its limit gets `HTTP-request-body-size`, and
+/// the upstream does not receive the whole of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hardening_request_bodies_are_capped() {
+    let server = TestServer::start(200, "ok").await;
+    let executor = executor();
+    let probe = load(&executor, "egress-probe").await;
+    let mut env = env_with(&["http://127.0.0.1:*"]);
+    env.limits.max_request_body_bytes = 4 << 10;
+    let send = |bytes: usize| {
+        json!({
+            "url": format!("http://127.0.0.1:{}/upload", server.port),
+            "method": "POST",
+            "headers": [["content-type", "text/plain"]],
+            "body": "x".repeat(bytes),
+        })
+    };
+    let small = invoke(
+        &executor,
+        &probe,
+        &caller("acme", "c1"),
+        &env,
+        "send",
+        send(1 << 10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(small["status"], 200);
+    let big = invoke(
+        &executor,
+        &probe,
+        &caller("acme", "c1"),
+        &env,
+        "send",
+        send(64 << 10),
+    )
+    .await
+    .unwrap_err();
+    assert!(big.to_string().contains("BodySize"), "{big}");
+    assert!(
+        server.seen().iter().all(|s| s.body.len() <= 4 << 10),
+        "the upstream received a body past the cap"
+    );
+}
+
+/// Item 8: a rate-limit refusal is a denial (exit 2) that names its rule.
+#[test]
+fn hardening_cli_rate_limit_refusals_exit_2_naming_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = airlock_as(d, None, &["keygen"]).stdout.trim().to_owned();
+    let run = |args: &[&str]| airlock_as(d, Some(&key), args);
+    assert_eq!(
+        run(&["connector", "register", &path("sandbox"), "--role", "admin"]).code,
+        0
+    );
+    let created = run(&[
+        "connection",
+        "create",
+        "crm",
+        "--connector",
+        "sandbox",
+        "--queries-per-minute",
+        "1",
+        "--role",
+        "admin",
+    ]);
+    assert_eq!(created.code, 0, "{}", created.stderr);
+    let list = || {
+        run(&[
+            "invoke",
+            "crm",
+            "list",
+            "--params",
+            r#"{"type":"items"}"#,
+            "--role",
+            "operator",
+        ])
+    };
+    assert_eq!(list().code, 0);
+    let limited = list();
+    assert_eq!(limited.code, 2, "{}", limited.stderr);
+    assert!(
+        limited.stderr.contains("rule `rate-limit`"),
+        "{}",
+        limited.stderr
+    );
+}
+
+/// Item 8: names carrying terminal escapes (ESC, OSC, BEL, CR) are escaped in error lines.
+#[test]
+fn hardening_cli_error_lines_escape_terminal_sequences() {
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = "acme\u{1b}]0;owned\u{7}\r\u{1b}[2Jx";
+    let run = airlock_as(
+        dir.path(),
+        None,
+        &[
+            "run",
+            &path("sandbox"),
+            "list",
+            "--tenant",
+            hostile,
+            "--ephemeral",
+        ],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("invalid tenant"), "{}", run.stderr);
+    for raw in ['\u{1b}', '\u{7}', '\r'] {
+        assert!(
+            !run.stderr.contains(raw),
+            "raw {raw:?} in: {:?}",
+            run.stderr
+        );
+    }
+}
+
+/// Item 4: a refused invocation is decided before the component is loaded: a process with an
+/// empty compile cache refuses without compiling, and compiles for the first allowed call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hardening_policy_is_decided_before_the_component_is_loaded() {
+    use airlock::control::state::SqliteState;
+    use airlock::engine::PoolSize;
+    let dir = tempfile::tempdir().unwrap();
+    let state = Arc::new(
+        SqliteState::open(&dir.path().join("airlock.db"))
+            .await
+            .unwrap(),
+    );
+    let key = airlock::control::vault::generate_key();
+    let cp = control_plane_on(&state, Arc::new(executor()), &key);
+    let admin = principal("acme", Role::Admin);
+    cp.register(&admin, &std::fs::read(guest("sandbox")).unwrap(), &|_| {})
+        .await
+        .unwrap();
+    cp.connection_create(&admin, sandbox_connection("crm"))
+        .await
+        .unwrap();
+    drop(cp);
+    let cache = dir.path().join("fresh-cache");
+    let fresh = airlock::Executor::new(airlock::ExecutorOptions {
+        pool: PoolSize {
+            max_concurrent_instances: 8,
+            max_memory_bytes: 256 << 20,
+        },
+        cache_dir: Some(cache.clone()),
+    })
+    .unwrap();
+    let process = control_plane_on(&state, Arc::new(fresh), &key);
+    let compiled = || {
+        std::fs::read_dir(&cache)
+            .map(|d| d.flatten().filter(|e| e.path().is_file()).count())
+            .unwrap_or(0)
+    };
+    let viewer = principal("acme", Role::Viewer);
+    let refused = process
+        .invoke(&viewer, "crm", "list", r#"{"type":"items"}"#)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.exit_code(), 2, "{refused}");
+    assert_eq!(compiled(), 0, "a refused call compiled the component");
+    let operator = principal("acme", Role::Operator);
+    process
+        .invoke(&operator, "crm", "list", r#"{"type":"items"}"#)
+        .await
+        .unwrap();
+    assert!(compiled() > 0, "an allowed call loads the component");
+}

@@ -12,7 +12,6 @@ use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_ERROR: u8 = 1;
@@ -188,8 +187,25 @@ pub fn main() -> ExitCode {
 }
 
 fn fail(message: &str) -> ExitCode {
-    eprintln!("error: {message}");
+    say("error", &message);
     ExitCode::from(EXIT_ERROR)
+}
+
+/// Prints `label: text` to stderr with every line escaped (see `control::audit::escape`): names
+/// in a message come from users, guests and upstreams, and an ESC, CR or OSC sequence in one
+/// must not rewrite the operator's terminal or forge a line.
+pub(crate) fn say(label: &str, text: &dyn std::fmt::Display) {
+    let text = text.to_string();
+    let mut lines = text
+        .split('\n')
+        .map(crate::control::audit::escape_for_terminal);
+    let first = lines.next().unwrap_or_default();
+    let mut out = format!("{label}: {first}");
+    for line in lines {
+        out.push('\n');
+        out.push_str(&line);
+    }
+    eprintln!("{out}");
 }
 
 /// The data directory: `--data-dir`, `$AIRLOCK_DATA_DIR`, else `$XDG_DATA_HOME/airlock` or
@@ -323,13 +339,13 @@ async fn call(
             "--config is not valid JSON ({e}); pass an object such as '{{\"latency_ms\": 10}}'"
         )
     })?;
-    let mut limits = Limits::default();
-    if let Some(ms) = args.deadline_ms {
-        limits.deadline = Duration::from_millis(ms);
-    }
-    if let Some(mib) = args.memory_mib {
-        limits.max_memory_bytes = mib << 20;
-    }
+    let limits = Limits::with_overrides(
+        Limits::default(),
+        args.deadline_ms,
+        args.memory_mib,
+        executor.memory_ceiling(),
+    )
+    .map_err(|problems| anyhow::anyhow!("{}", problems.join("; ")))?;
     let keyvalue: Arc<dyn KeyValueStore> = if args.ephemeral {
         Arc::new(MemoryStore::new())
     } else {
@@ -357,7 +373,7 @@ async fn call(
 /// Prints an outcome: its JSON on stdout, denials that did not stop it as warnings.
 pub(crate) fn report_outcome(outcome: &crate::executor::Outcome) -> u8 {
     for denial in &outcome.denials {
-        eprintln!("warning: {denial}");
+        say("warning", &denial);
     }
     println!("{}", pretty(&outcome.output));
     // What the control plane did to the result, on stderr so stdout stays the JSON.
@@ -387,12 +403,12 @@ pub(crate) fn report_invoke_error(e: &InvokeError) -> u8 {
             denial,
             guest_error,
         } => {
-            eprintln!("denied: {denial}");
+            say("denied", &denial);
             if let Some(guest_error) = guest_error {
-                eprintln!("  the connector then failed with: {guest_error}");
+                say("  the connector then failed with", guest_error);
             }
         }
-        other => eprintln!("error: {other}"),
+        other => say("error", other),
     }
     if e.exit_code() == 2 {
         EXIT_DENIED

@@ -37,6 +37,7 @@ pub struct Executor {
     engine: Engine,
     linker: Linker<HostState>,
     cache: Option<CompileCache>,
+    pool: PoolSize,
 }
 
 /// A loaded, validated connector, ready to instantiate.
@@ -151,11 +152,18 @@ impl Executor {
             engine,
             linker,
             cache,
+            pool: options.pool,
         })
     }
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The largest memory limit this executor can honour: its pool's slot size. A connection
+    /// asking for more is refused (see `Limits::check`), not silently capped.
+    pub fn memory_ceiling(&self) -> usize {
+        self.pool.max_memory_bytes
     }
 
     /// Reads and loads a component file.

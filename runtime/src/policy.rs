@@ -118,8 +118,10 @@ fn decide_http(invocation: &Invocation, t: &HttpTarget<'_>) -> Result<(), Denial
         return deny(
             RULE_NO_EGRESS_GRANTS,
             format!(
-                "connection `{}` has no egress grants; grant a destination with `airlock connection update {} --egress {}://{}`",
-                invocation.connection, invocation.connection, t.scheme, t.host
+                "connection `{}` has no egress grants; grant this destination with `--egress {}` (on `airlock run`, or `airlock connection update {}`)",
+                invocation.connection,
+                t.origin(),
+                invocation.connection
             ),
         );
     }
@@ -138,13 +140,11 @@ fn decide_http(invocation: &Invocation, t: &HttpTarget<'_>) -> Result<(), Denial
         return deny(
             RULE_EGRESS_NOT_GRANTED,
             format!(
-                "not in connection `{}`'s egress grants ({}); grant it with `airlock connection update {} --egress {}://{}:{}`",
+                "not in connection `{}`'s egress grants ({}); grant it with `--egress {}` (on `airlock run`, or `airlock connection update {}`)",
                 invocation.connection,
                 granted.join(", "),
-                invocation.connection,
-                t.scheme,
-                t.host,
-                t.port
+                t.origin(),
+                invocation.connection
             ),
         );
     };

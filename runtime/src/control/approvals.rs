@@ -443,7 +443,7 @@ impl ControlPlane {
             Err(match now.status.as_str() {
                 "expired" => ControlError::Conflict(format!(
                     "{id} expired at {} without a decision and cannot be revived; the requester can ask again",
-                    now.expires_at
+                    crate::time::format_unix_ms(now.expires_at)
                 )),
                 status => ControlError::Conflict(format!(
                     "{id} is already {status}{}; nothing to {verb}",

@@ -217,6 +217,11 @@ impl ControlPlane {
                 &spec.approval,
                 &spec.data,
             )?;
+            if let Some(limits) = &spec.limits {
+                limits
+                    .check(self.executor.memory_ceiling())
+                    .map_err(ControlError::Invalid)?;
+            }
             let now = now_ms();
             let record = ConnectionRecord {
                 tenant: who.tenant.clone(),
@@ -330,6 +335,9 @@ impl ControlPlane {
                 record.writes_enabled = writes;
             }
             if let Some(limits) = update.limits {
+                limits
+                    .check(self.executor.memory_ceiling())
+                    .map_err(ControlError::Invalid)?;
                 record.limits = serde_json::to_value(limits).expect("limits serialize");
             }
             if let Some(egress) = update.egress {

@@ -544,10 +544,10 @@ impl ControlPlane {
                         per_minute,
                         retry_after,
                     };
-                    return refuse("rate-limit", false, error);
+                    return refuse(super::RULE_RATE_LIMIT, false, error);
                 }
                 // Fail closed: a limit that cannot be checked is not waived.
-                Err(e) => return refuse("rate-limit", false, ControlError::State(e)),
+                Err(e) => return refuse(super::RULE_RATE_LIMIT, false, ControlError::State(e)),
             }
         }
         // A dry run applies nothing, so it needs no approver.

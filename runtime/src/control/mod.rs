@@ -61,6 +61,8 @@ fn policy_to_value<P: serde::Serialize + Default + PartialEq>(policy: &P) -> ser
     }
 }
 
+/// Rule: the connection's invocations per minute are spent.
+pub const RULE_RATE_LIMIT: &str = "rate-limit";
 /// Rule: the audit store does not take writes, so nothing that needs a record runs.
 pub const RULE_AUDIT_UNAVAILABLE: &str = "audit-unavailable";
 
@@ -81,7 +83,7 @@ pub enum ControlError {
     #[error("{0}")]
     Conflict(String),
     /// The connection's rate limit is spent; try again after `retry_after`.
-    #[error("connection `{connection}` allows {per_minute} invocations per minute; retry in {} ms", .retry_after.as_millis())]
+    #[error("connection `{connection}` allows {per_minute} invocations per minute; retry in {} ms, or raise the limit with --queries-per-minute (rule `{RULE_RATE_LIMIT}`)", .retry_after.as_millis())]
     RateLimited {
         connection: String,
         per_minute: u32,
@@ -110,7 +112,7 @@ impl ControlError {
     /// 2 when policy denied (here or inside the sandbox), 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ControlError::Denied { .. } => 2,
+            ControlError::Denied { .. } | ControlError::RateLimited { .. } => 2,
             ControlError::Pending(_) => 4,
             ControlError::Invoke(e) => e.exit_code() as u8,
             _ => 1,
@@ -159,6 +161,7 @@ impl ControlError {
     pub fn rule(&self) -> String {
         match self {
             ControlError::Denied { rule, .. } => rule.clone(),
+            ControlError::RateLimited { .. } => RULE_RATE_LIMIT.to_owned(),
             ControlError::Invoke(InvokeError::Denied { denial, .. }) => denial.rule.to_owned(),
             _ => String::new(),
         }

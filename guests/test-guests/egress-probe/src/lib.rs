@@ -65,19 +65,34 @@ fn send(t: &Target) -> Result<Value, String> {
         .set_path_with_query(Some(&path))
         .map_err(|_| "path")?;
     let body = request.body().map_err(|_| "body")?;
+    // As ordinary clients do: send the head, then stream the body, then wait for the answer.
+    let response = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
+    let mut write_error = None;
     if !t.body.is_empty() {
         let stream = body.write().map_err(|_| "body stream")?;
-        stream
-            .blocking_write_and_flush(t.body.as_bytes())
-            .map_err(|e| format!("writing body: {e:?}"))?;
+        // `blocking-write-and-flush` takes at most 4096 bytes a call.
+        for chunk in t.body.as_bytes().chunks(4096) {
+            if let Err(e) = stream.blocking_write_and_flush(chunk) {
+                // The host stopped taking the body; its reason comes with the response.
+                write_error = Some(format!("writing body: {e:?}"));
+                break;
+            }
+        }
         drop(stream);
     }
-    let response = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
-    OutgoingBody::finish(body, None).map_err(|e| format!("finishing body: {e:?}"))?;
+    let finished = OutgoingBody::finish(body, None);
+    if write_error.is_none() {
+        finished.map_err(|e| format!("finishing body: {e:?}"))?;
+    }
     response.subscribe().block();
     let response = match response.get() {
         Some(Ok(Ok(resp))) => resp,
-        Some(Ok(Err(code))) => return Err(format!("{code:?}")),
+        Some(Ok(Err(code))) => {
+            return Err(match write_error {
+                Some(w) => format!("{code:?} ({w})"),
+                None => format!("{code:?}"),
+            });
+        }
         other => return Err(format!("no response: {other:?}")),
     };
     let status = response.status();

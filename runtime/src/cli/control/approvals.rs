@@ -76,7 +76,7 @@ fn show_approval(view: &crate::control::approvals::ApprovalView) -> u8 {
         println!("{output}");
     }
     if let Some(error) = &r.error {
-        eprintln!("error: {error}");
+        super::say("error", &error);
     }
     match r.status.as_str() {
         "executed" => EXIT_OK,
@@ -94,7 +94,7 @@ pub async fn approvals(
     let principal = who.principal()?;
     // Whatever a stopped process left approved but unstarted runs now, once.
     if let Err(e) = cp.approvals_resume().await {
-        eprintln!("warning: could not resume approved requests: {e}");
+        super::say("warning: could not resume approved requests", &e);
     }
     let result = match command {
         ApprovalsCommand::List { all, quiet } => {

@@ -265,7 +265,8 @@ fn limits(settings: &ConnectionSettings, base: Option<Limits>) -> Option<Limits>
         limits.deadline = Duration::from_millis(ms);
     }
     if let Some(mib) = settings.memory_mib {
-        limits.max_memory_bytes = mib << 20;
+        // Checked by the control plane against what the host can honour.
+        limits.max_memory_bytes = mib.saturating_mul(1 << 20);
     }
     Some(limits)
 }

@@ -1,7 +1,7 @@
 //! The control-plane commands, one module per noun. Here is what they share: who is acting,
 //! opening the control plane, tables, times, JSON, and how errors become exit codes.
 
-use super::{EXIT_OK, report_invoke_error, report_outcome};
+use super::{EXIT_OK, report_invoke_error, report_outcome, say};
 use crate::capability::keyvalue::KeyValueStore;
 use crate::control::state::SqliteState;
 use crate::control::vault::Vault;
@@ -138,16 +138,16 @@ fn print_json<T: serde::Serialize>(value: &T) {
 /// The exit code for a control-plane error, after printing it.
 pub fn report_error(e: &ControlError) -> u8 {
     match e {
-        ControlError::Denied { .. } => eprintln!("denied: {e}"),
-        ControlError::Pending(_) => eprintln!("pending: {e}"),
+        ControlError::Denied { .. } | ControlError::RateLimited { .. } => say("denied", e),
+        ControlError::Pending(_) => say("pending", e),
         ControlError::Invoke(inner) => return report_invoke_error(inner),
         ControlError::Invalid(problems) => {
             eprintln!("error: invalid input:");
             for p in problems {
-                eprintln!("  - {p}");
+                eprintln!("  - {}", crate::control::audit::escape_for_terminal(p));
             }
         }
-        other => eprintln!("error: {other}"),
+        other => say("error", other),
     }
     e.exit_code()
 }
@@ -178,7 +178,7 @@ pub async fn invoke(
 /// Waits for the audit records to be stored; says so loudly when they cannot be.
 async fn flush(cp: &ControlPlane) {
     if let Err(e) = cp.flush_audit().await {
-        eprintln!("error: {e}");
+        say("error", &e);
     }
 }
 

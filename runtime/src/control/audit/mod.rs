@@ -575,10 +575,20 @@ pub async fn verify(
 /// separators and bidirectional overrides escaped, so a value cannot forge a line, reorder
 /// text or send a terminal sequence in `airlock audit list`.
 pub fn escape(text: &str) -> String {
+    escape_with(text, true)
+}
+
+/// [`escape`] for a terminal line: control characters and bidirectional overrides escaped,
+/// backslashes kept as they are (they cannot move the cursor or forge a line).
+pub fn escape_for_terminal(text: &str) -> String {
+    escape_with(text, false)
+}
+
+fn escape_with(text: &str, backslashes: bool) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
-            '\\' => out.push_str("\\\\"),
+            '\\' if backslashes => out.push_str("\\\\"),
             '\u{200b}'..='\u{200f}'
             | '\u{2028}'..='\u{202e}'
             | '\u{2066}'..='\u{2069}'
