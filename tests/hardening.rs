@@ -140,6 +140,73 @@ async fn hardening_a_host_panic_fails_only_its_invocation() {
     .await
     .unwrap();
     assert_eq!(listed["count"], 4);
+
+    // A panic in the task wasmtime-wasi-http spawns for a request (here: the shared token
+    // store of an OAuth2 credential) reaches the invocation through the task's join, and stops
+    // only that invocation too.
+    let probe = load(&executor, "egress-probe").await;
+    let api = TestServer::start(200, "fine").await;
+    let origin = format!("http://127.0.0.1:{}", api.port);
+    let tokens = airlock::egress::oauth::TokenCache::default();
+    tokens.share_through(Arc::new(PanickingTokens));
+    let mut egress = Egress::from_grants(&[origin.clone()]).unwrap();
+    egress.credentials = Arc::new(vec![airlock::egress::credential::Credential {
+        name: "oauth".into(),
+        placement: Placement::OAuth2ClientCredentials {
+            token_url: format!("{origin}/token"),
+            client_id: "app".into(),
+            scope: None,
+        },
+        hosts: vec![airlock::egress::Grant::parse(&origin).unwrap()],
+        tokens: Arc::new(tokens),
+        secret: zeroize::Zeroizing::new("client-secret-123".into()),
+    }]);
+    let broken = Environment { egress, ..env() };
+    let err = invoke(
+        &executor,
+        &probe,
+        &who,
+        &broken,
+        "fetch",
+        json!({"url": format!("{origin}/x")}),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, InvokeError::HostPanic { .. }), "{err:?}");
+    let plain = Environment {
+        egress: Egress::from_grants(&[origin.clone()]).unwrap(),
+        ..env()
+    };
+    let fine = invoke(
+        &executor,
+        &probe,
+        &who,
+        &plain,
+        "fetch",
+        json!({"url": format!("{origin}/x")}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(fine["status"], 200);
+}
+
+/// A token store that panics: a host bug inside a request's own task.
+struct PanickingTokens;
+
+#[async_trait::async_trait]
+impl airlock::egress::oauth::TokenStore for PanickingTokens {
+    async fn load(&self) -> Result<Option<(zeroize::Zeroizing<String>, i64)>, String> {
+        panic!("token store bug")
+    }
+    async fn take_lease(&self, _: i64, _: i64) -> Result<bool, String> {
+        panic!("token store bug")
+    }
+    async fn save(&self, _: &str, _: i64) -> Result<(), String> {
+        panic!("token store bug")
+    }
+    async fn release(&self) -> Result<(), String> {
+        panic!("token store bug")
+    }
 }
 
 /// An upstream that echoes whatever credential it was sent: in the body, in a header, in an
@@ -234,7 +301,8 @@ async fn hardening_upstream_echoes_of_credentials_are_scrubbed_everywhere() {
         .await
         .unwrap();
         for path in ["/ok", "/fail"] {
-            let params = json!({"url": format!("{origin}{path}")}).to_string();
+            // Hex: what the guest was handed, past any scrubbing of its output.
+            let params = json!({"url": format!("{origin}{path}"), "hex": true}).to_string();
             let out = cp.invoke(&operator, &connection, "fetch", &params).await;
             outputs.push(match out {
                 Ok(o) => o.output,
@@ -268,21 +336,28 @@ async fn hardening_upstream_echoes_of_credentials_are_scrubbed_everywhere() {
     }
     let database = String::from_utf8_lossy(&database);
     let everything = format!("{}\n{audit}\n{export}\n{database}", outputs.join("\n"));
+    let hex = |t: &str| t.bytes().map(|b| format!("{b:02x}")).collect::<String>();
     for leaked in [
-        BEARER,
-        HEADER,
-        PASSWORD,
-        QUERY,
-        "query%20secret%2F%2B%2642",
-        basic_b64.as_str(),
+        BEARER.to_owned(),
+        HEADER.to_owned(),
+        PASSWORD.to_owned(),
+        QUERY.to_owned(),
+        "query%20secret%2F%2B%2642".to_owned(),
+        basic_b64.clone(),
+        hex(BEARER),
+        hex(HEADER),
+        hex(PASSWORD),
+        hex("query%20secret%2F%2B%2642"),
+        hex(&basic_b64),
     ] {
+        let leaked = leaked.as_str();
         assert!(
             !everything.contains(leaked),
             "`{leaked}` leaked: {}",
             outputs.join("\n")
         );
     }
-    assert!(outputs[0].contains("[REDACTED]"), "{}", outputs[0]);
+    assert!(outputs[0].contains(&hex("[REDACTED]")), "{}", outputs[0]);
     // The masked answer is still the upstream's answer.
     let first: serde_json::Value = serde_json::from_str(&outputs[0]).unwrap();
     assert_eq!(first["status"], 200);
@@ -847,4 +922,229 @@ async fn hardening_policy_is_decided_before_the_component_is_loaded() {
         .await
         .unwrap();
     assert!(compiled() > 0, "an allowed call loads the component");
+}
+
+/// A tmpfs of `size` mounted at a new temporary directory, unmounted when dropped. Root only
+/// (CI runs as root); elsewhere `None`, and the caller says why it did not run.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .ok()?;
+        mounted.status.success().then_some(SmallDisk { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Fills the disk holding `path` with one file, returning its size.
+fn fill(path: &std::path::Path) -> u64 {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 16 << 10];
+    let mut written = 0u64;
+    loop {
+        match file.write(&chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => written += n as u64,
+        }
+    }
+    let _ = file.sync_all();
+    written
+}
+
+/// Item 2 on a real full disk: at every fill level, a write either is refused before it sends
+/// anything or sends with its audit record stored (or spooled and stored later); never the
+/// attacker's "sent, exit 0, record lost".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hardening_a_full_disk_never_loses_the_record_of_a_sent_write() {
+    let Some(disk) = SmallDisk::mount("48m") else {
+        assert!(
+            !nix_root(),
+            "running as root, but a tmpfs could not be mounted"
+        );
+        eprintln!("hardening_a_full_disk...: not run: mounting a tmpfs needs root");
+        return;
+    };
+    let api = TestServer::start(201, r#"{"ok":true}"#).await;
+    let origin = format!("http://127.0.0.1:{}", api.port);
+    let data = disk.path().join("data");
+    let filler = disk.path().join("filler");
+    let levels: Vec<u64> = vec![
+        0,
+        1 << 10,
+        4 << 10,
+        8 << 10,
+        16 << 10,
+        32 << 10,
+        64 << 10,
+        128 << 10,
+        512 << 10,
+        2 << 20,
+    ];
+    let runs = {
+        let (data, filler, origin, levels) =
+            (data.clone(), filler.clone(), origin.clone(), levels.clone());
+        tokio::task::spawn_blocking(move || {
+            let key = airlock_as(&data, None, &["keygen"])
+                .stdout
+                .trim()
+                .to_owned();
+            let run = |args: &[&str]| airlock_as(&data, Some(&key), args);
+            assert_eq!(
+                run(&[
+                    "connector",
+                    "register",
+                    &path("egress-probe"),
+                    "--role",
+                    "admin"
+                ])
+                .code,
+                0
+            );
+            let created = run(&[
+                "connection",
+                "create",
+                "hook",
+                "--connector",
+                "egress-probe",
+                "--egress",
+                &origin,
+                "--writes-enabled",
+                "true",
+                "--approval-from",
+                "critical",
+                "--role",
+                "admin",
+            ]);
+            assert_eq!(created.code, 0, "{}", created.stderr);
+            let full = fill(&filler);
+            let mut runs = Vec::new();
+            for level in &levels {
+                // Free `level` bytes of a full disk.
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&filler)
+                    .unwrap()
+                    .set_len(full.saturating_sub(*level))
+                    .unwrap();
+                let params =
+                    json!({"url": format!("{origin}/m{level}"), "method": "POST", "body": "{}"})
+                        .to_string();
+                runs.push((
+                    *level,
+                    run(&[
+                        "invoke", "hook", "send", "--params", &params, "--role", "operator",
+                    ]),
+                ));
+            }
+            std::fs::remove_file(&filler).unwrap();
+            let audit = run(&[
+                "audit", "list", "--json", "--limit", "1000", "--role", "auditor",
+            ]);
+            let verified = run(&["audit", "verify", "--role", "auditor"]);
+            (runs, audit, verified)
+        })
+        .await
+        .unwrap()
+    };
+    let (runs, audit, verified) = runs;
+    assert_eq!(audit.code, 0, "{}", audit.stderr);
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+    let records: Vec<serde_json::Value> = serde_json::from_str(&audit.stdout).unwrap();
+    let sent: Vec<String> = api.seen().iter().map(|s| s.path.clone()).collect();
+    let mut refused = 0;
+    for (level, run) in &runs {
+        let marker = format!("/m{level}");
+        let was_sent = sent.contains(&marker);
+        let started = records.iter().any(|r| {
+            r["outcome"] == "started"
+                && r["params"]["url"]
+                    .as_str()
+                    .is_some_and(|u| u.ends_with(&marker))
+        });
+        if was_sent {
+            assert!(
+                started,
+                "{level} bytes free: sent without a stored record; exit {}: {}",
+                run.code, run.stderr
+            );
+        } else {
+            refused += 1;
+            assert_ne!(
+                run.code, 0,
+                "{level} bytes free: exit 0 but nothing sent: {}",
+                run.stderr
+            );
+        }
+    }
+    assert!(
+        refused > 0,
+        "no fill level was tight enough to refuse a write: {:?}",
+        runs.iter().map(|(l, r)| (l, r.code)).collect::<Vec<_>>()
+    );
+    assert!(
+        refused < runs.len(),
+        "no write went through even with 2 MiB free"
+    );
+}
+
+/// Whether this process runs as root (mount is then expected to work).
+fn nix_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Item 1, the class: no code but `runtime/src/time.rs` adds to `Instant::now()` directly
+/// (`Instant + Duration` panics on overflow; `time::after` saturates).
+#[test]
+fn hardening_deadlines_are_built_by_the_time_module_only() {
+    let mut offenders = Vec::new();
+    let mut dirs = vec![root().join("runtime/src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            if path.ends_with("time.rs") || path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (i, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                let compact: String = code.split_whitespace().collect();
+                if compact.contains("Instant::now()+") {
+                    offenders.push(format!("{}:{}: {}", path.display(), i + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "use crate::time::after/from_now: {offenders:#?}"
+    );
 }

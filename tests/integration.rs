@@ -20,6 +20,7 @@ mod isolation;
 mod keyvalue;
 mod loading;
 mod rbac;
+mod response_property;
 mod scenarios;
 mod shaping;
 mod state;

