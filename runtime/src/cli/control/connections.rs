@@ -252,6 +252,13 @@ fn data_policy(
             })?
         };
         policy.cache_ttl_s = (seconds > 0).then_some(seconds);
+        if seconds > 0 {
+            eprintln!(
+                "note: the read cache lives in the process that serves the calls; it pays off in a \
+                 long-running process embedding the control plane, while each `airlock invoke` is a \
+                 process of its own and starts with an empty cache"
+            );
+        }
     }
     Ok(Some(policy))
 }
