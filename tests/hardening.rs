@@ -1148,3 +1148,56 @@ fn hardening_deadlines_are_built_by_the_time_module_only() {
         "use crate::time::after/from_now: {offenders:#?}"
     );
 }
+
+/// Item 4: a guest's error message of megabytes is cut before it reaches the caller, and an
+/// audit record stays a few kilobytes whatever its message and params.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hardening_error_messages_and_audit_records_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cp, _state) = control_plane(dir.path()).await;
+    let admin = principal("acme", Role::Admin);
+    cp.register(
+        &admin,
+        &std::fs::read(guest("denial-hammer")).unwrap(),
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    cp.connection_create(
+        &admin,
+        ConnectionSpec {
+            name: "loud".into(),
+            connector: "denial-hammer".into(),
+            ..ConnectionSpec::default()
+        },
+    )
+    .await
+    .unwrap();
+    let operator = principal("acme", Role::Operator);
+    let params = json!({"bytes": 8 << 20, "padding": "p".repeat(1 << 20)}).to_string();
+    let err = cp
+        .invoke(&operator, "loud", "fail", &params)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().len() < 16 << 10,
+        "{} bytes of error",
+        err.to_string().len()
+    );
+    cp.flush_audit().await.unwrap();
+    let records = cp
+        .audit_list(&principal("acme", Role::Auditor), 10)
+        .await
+        .unwrap();
+    let failed = records
+        .iter()
+        .find(|r| r.operation.as_deref() == Some("fail"))
+        .unwrap();
+    let stored = serde_json::to_string(failed).unwrap();
+    assert!(
+        stored.len() < 8 << 10,
+        "{} bytes in one audit record",
+        stored.len()
+    );
+    assert_eq!(failed.params.as_ref().unwrap()["_truncated"], true);
+}

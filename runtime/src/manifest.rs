@@ -190,8 +190,29 @@ pub enum ConnectorError {
     Internal { message: String },
 }
 
+/// Bytes of a connector's error message kept: the guest chooses the text, and it travels into
+/// errors, logs and the audit record.
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 8 << 10;
+
 impl From<wit::ConnectorError> for ConnectorError {
     fn from(e: wit::ConnectorError) -> Self {
+        let mut error = Self::from_unbounded(e);
+        let (ConnectorError::InvalidParams { message }
+        | ConnectorError::NotFound { message }
+        | ConnectorError::Unauthorized { message }
+        | ConnectorError::Upstream { message, .. }
+        | ConnectorError::RateLimited { message, .. }
+        | ConnectorError::Internal { message }) = &mut error;
+        if message.len() > MAX_ERROR_MESSAGE_BYTES {
+            *message =
+                crate::capability::logging::truncate(message, MAX_ERROR_MESSAGE_BYTES).into_owned();
+        }
+        error
+    }
+}
+
+impl ConnectorError {
+    fn from_unbounded(e: wit::ConnectorError) -> Self {
         match e {
             wit::ConnectorError::InvalidParams(message) => {
                 ConnectorError::InvalidParams { message }

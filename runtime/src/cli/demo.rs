@@ -322,5 +322,5 @@ pub async fn run(data_dir: &Path, guests: &Path) -> anyhow::Result<u8> {
         report.checkpoints
     );
     println!("\nDemo complete.");
-    Ok(super::EXIT_OK)
+    Ok(super::control::close(&cp).await)
 }

@@ -549,7 +549,7 @@ impl ControlPlane {
                     _ if denied => "denied",
                     _ => "error",
                 };
-                (outcome, rule, Some(e.to_string()))
+                (outcome, rule, Some(audit::bounded_message(e.to_string())))
             }
         };
         AuditRecord {
@@ -571,7 +571,7 @@ impl ControlPlane {
             error_kind: result.err().map(|e| e.kind().to_owned()),
             message,
             duration_us: started.elapsed().as_micros() as u64,
-            params: params.map(audit::redact),
+            params: params.map(|p| audit::bounded_params(audit::redact(p))),
             invocation_id: invocation_id.map(Into::into),
         }
     }

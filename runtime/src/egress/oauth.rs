@@ -192,26 +192,43 @@ impl TokenCache {
     /// passed over (a token is fetched here): the shared token saves requests, it is not an
     /// access rule.
     async fn shared_token(&self, store: &dyn TokenStore) -> Option<Token> {
+        let fresh = |stored: Option<(Zeroizing<String>, i64)>| {
+            let now = unix_ms();
+            stored
+                .filter(|(_, refresh_at_ms)| now < *refresh_at_ms)
+                .map(|(access, refresh_at_ms)| Token {
+                    access,
+                    refresh_at: crate::time::from_now(Duration::from_millis(
+                        refresh_at_ms.saturating_sub(now) as u64,
+                    )),
+                })
+        };
         let waited = std::time::Instant::now();
         loop {
-            let now = unix_ms();
             match store.load().await {
-                Ok(Some((access, refresh_at_ms))) if now < refresh_at_ms => {
-                    let left = Duration::from_millis((refresh_at_ms - now) as u64);
-                    return Some(Token {
-                        access,
-                        refresh_at: crate::time::from_now(left),
-                    });
+                Ok(stored) => {
+                    if let Some(token) = fresh(stored) {
+                        return Some(token);
+                    }
                 }
-                Ok(_) => {}
                 Err(e) => {
                     tracing::warn!("shared token store: {e}");
                     return None;
                 }
             }
+            let now = unix_ms();
             let lease = (TOKEN_TIMEOUT + Duration::from_secs(1)).as_millis() as i64;
             match store.take_lease(now, now.saturating_add(lease)).await {
-                Ok(true) => return None,
+                Ok(true) => {
+                    // Another process may have stored its token between the look and the lease.
+                    if let Ok(Some(token)) = store.load().await.map(fresh) {
+                        if let Err(e) = store.release().await {
+                            tracing::warn!("shared token store: {e}");
+                        }
+                        return Some(token);
+                    }
+                    return None;
+                }
                 Ok(false) if waited.elapsed() < TOKEN_TIMEOUT => {
                     tokio::time::sleep(SHARED_POLL).await
                 }

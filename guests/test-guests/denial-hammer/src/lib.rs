@@ -29,6 +29,14 @@ impl Connector for DenialHammer {
     }
 
     fn invoke(operation: &str, params: Params) -> Result<Value, Error> {
+        if operation == "fail" {
+            #[derive(serde::Deserialize)]
+            struct Fail {
+                bytes: usize,
+            }
+            let f: Fail = params.parse()?;
+            return Err(Error::Internal("e".repeat(f.bytes)));
+        }
         if operation != "hammer" {
             return Err(Error::unknown_operation(operation));
         }

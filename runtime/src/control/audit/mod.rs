@@ -37,6 +37,9 @@ const QUEUE: usize = 16_384;
 const BATCH: usize = 512;
 /// Tries to store a batch before reporting the store unavailable.
 const WRITE_ATTEMPTS: u32 = 5;
+/// Records held in memory while the store refuses them, at most; then they are spooled, or
+/// senders wait.
+const MAX_HELD_RECORDS: usize = 65_536;
 /// While the store is unavailable, how often the held records are tried again.
 const HELD_RETRY: Duration = Duration::from_millis(500);
 /// A signed checkpoint at least every this many records.
@@ -284,6 +287,28 @@ impl Writer {
         }
     }
 
+    /// Moves the held records to a spool file while the store refuses them, so a long outage
+    /// does not grow memory. False when there is no spool or it cannot be written.
+    fn spill(&mut self) -> bool {
+        let Some(dir) = &self.spool_dir else {
+            return false;
+        };
+        match spool::write(dir, &self.batch) {
+            Ok(path) => {
+                tracing::warn!(records = self.batch.len(), file = %path.display(), "audit store still refusing writes; held records spooled");
+                for file in self.claimed.drain(..) {
+                    let _ = std::fs::remove_file(file);
+                }
+                self.batch.clear();
+                true
+            }
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), "cannot write the audit spool: {e}");
+                false
+            }
+        }
+    }
+
     /// The last try at the store, then the spool, then the error log.
     async fn close(&mut self) -> Closed {
         if !self.batch.is_empty() {
@@ -349,6 +374,13 @@ impl AuditLog {
             writer.claim_spool();
             let mut closing = None;
             while closing.is_none() {
+                if writer.batch.len() >= MAX_HELD_RECORDS && !writer.spill() {
+                    // Held records are bounded: past the bound, and with no spool to take them,
+                    // senders wait (their invocations with them) until the store is back.
+                    tokio::time::sleep(HELD_RETRY).await;
+                    writer.write().await;
+                    continue;
+                }
                 // With records held back by a failing store, try again on a timer too.
                 let first = if writer.batch.is_empty() {
                     rx.recv().await
@@ -651,6 +683,34 @@ fn secret_value(text: &str) -> bool {
         || jwt
         || aws
         || t.contains("PRIVATE KEY-----")
+}
+
+/// Bytes of an audit record's message kept.
+pub const MAX_MESSAGE_BYTES: usize = 4 << 10;
+/// Bytes of an audit record's params kept; larger params are recorded by size and digest.
+pub const MAX_PARAMS_BYTES: usize = 16 << 10;
+
+/// A message cut to [`MAX_MESSAGE_BYTES`]: one record never grows the store by more than a few
+/// kilobytes, whatever a guest or an upstream put into an error.
+pub fn bounded_message(message: String) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    crate::capability::logging::truncate(&message, MAX_MESSAGE_BYTES).into_owned()
+}
+
+/// Params as recorded: as given (redacted) up to [`MAX_PARAMS_BYTES`] of JSON, else their size
+/// and SHA-256, which still identify them.
+pub fn bounded_params(params: Value) -> Value {
+    let text = params.to_string();
+    if text.len() <= MAX_PARAMS_BYTES {
+        return params;
+    }
+    serde_json::json!({
+        "_truncated": true,
+        "bytes": text.len(),
+        "sha256": hex::encode(sha2::Sha256::digest(text.as_bytes())),
+    })
 }
 
 /// A copy of `value` with secret-looking values replaced by [`REDACTED`].
