@@ -306,7 +306,8 @@ impl Executor {
             // Connection tests and discovery only look.
             Call::Health | Call::Discover => Access::Read,
         };
-        let invocation = Invocation::new(
+        let invocation = Invocation::with_id(
+            invocation_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
             &caller.tenant,
             &caller.principal,
             caller.role,
@@ -315,10 +316,6 @@ impl Executor {
             access,
         )
         .map_err(InvokeError::Invalid)?;
-        let invocation = match invocation_id {
-            Some(id) => Invocation { id, ..invocation },
-            None => invocation,
-        };
         let invocation_id = invocation.id.clone();
         let limits = env.limits.clone();
 

@@ -113,11 +113,33 @@ impl Invocation {
         operation: &str,
         access: Access,
     ) -> Result<Self, String> {
+        Self::with_id(
+            uuid::Uuid::new_v4().simple().to_string(),
+            tenant,
+            principal,
+            role,
+            connection,
+            operation,
+            access,
+        )
+    }
+
+    /// A context under an id the caller chose (the control plane records it before the guest
+    /// runs).
+    pub fn with_id(
+        id: String,
+        tenant: &str,
+        principal: &str,
+        role: Role,
+        connection: &str,
+        operation: &str,
+        access: Access,
+    ) -> Result<Self, String> {
         validate_id("tenant", tenant)?;
         validate_id("principal", principal)?;
         validate_id("connection", connection)?;
         Ok(Invocation {
-            id: uuid::Uuid::new_v4().simple().to_string(),
+            id,
             tenant: tenant.to_owned(),
             principal: principal.to_owned(),
             role,

@@ -699,13 +699,38 @@ pub fn bounded_message(message: String) -> String {
     crate::capability::logging::truncate(&message, MAX_MESSAGE_BYTES).into_owned()
 }
 
-/// Params as recorded: as given (redacted) up to [`MAX_PARAMS_BYTES`] of JSON, else their size
-/// and SHA-256, which still identify them.
+/// Params as recorded: as given (redacted) up to about [`MAX_PARAMS_BYTES`] of JSON, else their
+/// size and SHA-256, which still identify them. The size is estimated by a walk that stops at the
+/// bound (every invocation pays for this; only oversized params are serialized).
 pub fn bounded_params(params: Value) -> Value {
-    let text = params.to_string();
-    if text.len() <= MAX_PARAMS_BYTES {
+    fn size(v: &Value, budget: &mut isize) {
+        if *budget < 0 {
+            return;
+        }
+        match v {
+            Value::String(s) => *budget -= s.len() as isize + 2,
+            Value::Array(items) => {
+                *budget -= 2;
+                for item in items {
+                    size(item, budget);
+                }
+            }
+            Value::Object(map) => {
+                *budget -= 2;
+                for (k, item) in map {
+                    *budget -= k.len() as isize + 4;
+                    size(item, budget);
+                }
+            }
+            _ => *budget -= 8,
+        }
+    }
+    let mut budget = MAX_PARAMS_BYTES as isize;
+    size(&params, &mut budget);
+    if budget >= 0 {
         return params;
     }
+    let text = params.to_string();
     serde_json::json!({
         "_truncated": true,
         "bytes": text.len(),
