@@ -16,6 +16,7 @@ mod egress;
 mod executor;
 mod guests;
 mod isolation;
+mod keys;
 mod keyvalue;
 mod loading;
 mod rbac;
