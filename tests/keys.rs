@@ -731,3 +731,50 @@ async fn keys_rotation_checkpoint_hand_over_cannot_be_forged() {
         .expect("a forged hand-over goes unnoticed by the old key's holder");
     assert!(problem.what.contains("hand-over was forged"), "{problem:?}");
 }
+
+/// Issue 9's first symptom: with a config sealed by a key nobody has any more, `connection
+/// update --config` failed because it opened the old config first. A new config now replaces
+/// it; an update that keeps the config still needs to open it, and says which key it needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_a_config_sealed_with_a_lost_key_can_still_be_replaced() {
+    use airlock::control::ConnectionUpdate;
+    let w = world().await;
+    let admin = principal("acme", Role::Admin);
+    let lost = generate_key();
+    let stray = vault(&lost).seal("acme", "crm", "connection-config", br#"{"latency_ms":1}"#);
+    sqlx::query("UPDATE connections SET config_sealed = ?1 WHERE name = 'crm'")
+        .bind(&stray)
+        .execute(&raw(&w).await)
+        .await
+        .unwrap();
+    let keep =
+        w.cp.connection_update(
+            &admin,
+            "crm",
+            ConnectionUpdate {
+                writes_enabled: Some(false),
+                ..ConnectionUpdate::default()
+            },
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        keep.contains(&format!("sealed with master key {}", id(&lost))),
+        "{keep}"
+    );
+    let replaced =
+        w.cp.connection_update(
+            &admin,
+            "crm",
+            ConnectionUpdate {
+                config: Some(json!({"latency_ms": 9})),
+                ..ConnectionUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(replaced.config["latency_ms"], 9);
+    let shown = w.cp.connection_show(&admin, "crm").await.unwrap();
+    assert_eq!(shown.config["latency_ms"], 9);
+}
