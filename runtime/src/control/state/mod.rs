@@ -1,4 +1,5 @@
-//! The state store: connectors, connections, grants, history and audit.
+//! The state store: connectors, connections, grants, credentials, approvals, history, audit and
+//! key rotations.
 //!
 //! [`StateStore`] is the interface; [`SqliteState`] is the embedded default (one file under the
 //! data directory, created and migrated on first use). The migrations in `runtime/migrations/` are
