@@ -156,6 +156,9 @@ pub(crate) fn airlock_with(
         "AIRLOCK_ROLE",
         "AIRLOCK_MASTER_KEY",
         "AIRLOCK_MASTER_KEY_FILE",
+        "AIRLOCK_PREVIOUS_MASTER_KEY",
+        "AIRLOCK_PREVIOUS_MASTER_KEY_FILE",
+        "AIRLOCK_TEST_STOP_AT",
         "DRY_RUN",
         "CONNECTOR_RBAC_ROLE",
     ] {
@@ -556,4 +559,309 @@ fn cli_connector_rbac_role_raises_the_role_invocations_need() {
         stderr.contains("CONNECTOR_RBAC_ROLE: unknown role `bosss`"),
         "{stderr}"
     );
+}
+
+/// Issue 9: a rotation killed (kill -9) half-way leaves every row readable with the old key or
+/// the new one, a process holding both reads everything, another rotation cannot start, and the
+/// same command run again finishes it; afterwards the new key alone reads everything and
+/// verifies the trail, and the old key opens nothing. No key appears in any output.
+#[test]
+fn cli_keys_rotate_killed_half_way_resumes() {
+    use airlock::control::vault::{SealedWith, Vault};
+    const SECRET: &str = "cli-rotation-secret-51c0";
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let keygen = || airlock_as(d, None, &["keygen"]).stdout.trim().to_owned();
+    let (key1, key2, key3) = (keygen(), keygen(), keygen());
+    let id = |key: &str| Vault::from_base64(key, "k").unwrap().key_id();
+    let key_file = |name: &str, key: &str| {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = d.join(name);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut f, key.as_bytes()).unwrap();
+        path.display().to_string()
+    };
+    let (file2, file3) = (key_file("new.key", &key2), key_file("other.key", &key3));
+    let secret_file = d.join("secret.txt");
+    std::fs::write(&secret_file, SECRET).unwrap();
+    let with_key = |key: &str, args: &[&str]| airlock_as(d, Some(key), args);
+    let admin = |key: &str, args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--role", "admin"]);
+        with_key(key, &all)
+    };
+    assert_eq!(
+        admin(&key1, &["connector", "register", &path("sandbox")]).code,
+        0
+    );
+    for name in ["c1", "c2", "c3"] {
+        let created = admin(
+            &key1,
+            &[
+                "connection",
+                "create",
+                name,
+                "--connector",
+                "sandbox",
+                "--config",
+                r#"{"latency_ms": 3}"#,
+            ],
+        );
+        assert_eq!(created.code, 0, "{}", created.stderr);
+        let set = admin(
+            &key1,
+            &[
+                "credential",
+                "set",
+                name,
+                "token",
+                "--kind",
+                "bearer",
+                "--host",
+                "https://api.example.com",
+                "--value-file",
+                &secret_file.display().to_string(),
+            ],
+        );
+        assert_eq!(set.code, 0, "{}", set.stderr);
+    }
+    let kept = with_key(&key1, &["audit", "checkpoint", "--role", "auditor"]);
+    assert_eq!(kept.code, 0, "{}", kept.stderr);
+    let kept_file = d.join("checkpoint.json");
+    std::fs::write(&kept_file, &kept.stdout).unwrap();
+
+    // Three connections and three credentials, two per batch: killed after the first batch.
+    let rotate = |key: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock"));
+        cmd.args([
+            "keys",
+            "rotate",
+            "--new-key-file",
+            &file2,
+            "--batch-size",
+            "2",
+            "--role",
+            "admin",
+        ])
+        .env("AIRLOCK_DATA_DIR", d)
+        .env("AIRLOCK_TENANT", "acme")
+        .env("AIRLOCK_MASTER_KEY", key)
+        .env("AIRLOCK_LOG", "trace")
+        .env_remove("AIRLOCK_MASTER_KEY_FILE")
+        .env_remove("AIRLOCK_PREVIOUS_MASTER_KEY")
+        .env_remove("AIRLOCK_PREVIOUS_MASTER_KEY_FILE");
+        cmd
+    };
+    let mut killed = rotate(&key1)
+        .env("AIRLOCK_TEST_STOP_AT", "key-rotation-batch")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let db = d.join("airlock.db");
+    let query = |sql: &'static str| {
+        runtime.block_on(async {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+                .await
+                .unwrap();
+            let n: Option<i64> = sqlx::query_scalar(sql).fetch_optional(&pool).await.unwrap();
+            pool.close().await;
+            n
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while query("SELECT resealed FROM key_rotations") != Some(2) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first batch never committed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    killed.kill().unwrap(); // SIGKILL
+    killed.wait().unwrap();
+
+    // Half-way: each value wholly under one key or the other.
+    let under: Vec<SealedWith> = runtime.block_on(async {
+        use airlock::control::state::StateStore;
+        let state = airlock::control::state::SqliteState::open(&db)
+            .await
+            .unwrap();
+        let values = state.sealed_values(None, 100).await.unwrap();
+        values.iter().map(|v| SealedWith::of(&v.sealed)).collect()
+    });
+    let count = |key: &str| {
+        under
+            .iter()
+            .filter(|w| **w == SealedWith::Key(id(key)))
+            .count()
+    };
+    assert_eq!(
+        (under.len(), count(&key2), count(&key1)),
+        (6, 2, 4),
+        "{under:?}"
+    );
+    let show = |key: &str, previous: Option<&str>, name: &str| {
+        let settings: Vec<(&str, &str)> = previous
+            .map(|p| ("AIRLOCK_PREVIOUS_MASTER_KEY", p))
+            .into_iter()
+            .collect();
+        airlock_with(
+            d,
+            Some(key),
+            &settings,
+            &["connection", "show", name, "--json", "--role", "admin"],
+        )
+    };
+    // The old key alone reads what is still under it, and says what to do about the rest.
+    let moved = show(&key1, None, "c1");
+    assert_eq!(moved.code, 1, "{}", moved.stdout);
+    assert!(
+        moved
+            .stderr
+            .contains(&format!("sealed with master key {}", id(&key2)))
+            && moved
+                .stderr
+                .contains(&format!("this process holds master key {}", id(&key1)))
+            && moved.stderr.contains("AIRLOCK_PREVIOUS_MASTER_KEY"),
+        "{}",
+        moved.stderr
+    );
+    assert_eq!(show(&key1, None, "c3").code, 0);
+    // The new key with the old one as previous reads everything.
+    for name in ["c1", "c2", "c3"] {
+        let run = show(&key2, Some(&key1), name);
+        assert_eq!(run.code, 0, "{name}: {}", run.stderr);
+        assert!(run.stdout.contains("\"latency_ms\": 3"), "{}", run.stdout);
+    }
+    // Another rotation cannot start meanwhile.
+    let other = airlock_as(
+        d,
+        Some(&key1),
+        &[
+            "keys",
+            "rotate",
+            "--new-key-file",
+            &file3,
+            "--role",
+            "admin",
+        ],
+    );
+    assert_eq!(other.code, 1);
+    assert!(other.stderr.contains("is under way"), "{}", other.stderr);
+
+    // The same command again finishes it.
+    let resumed = Run::of(&mut rotate(&key1));
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert!(resumed.stdout.contains("(resumed)"), "{}", resumed.stdout);
+    assert_eq!(query("SELECT resealed FROM key_rotations"), Some(6));
+    assert!(resumed.stderr.contains("TRACE"), "trace logging was on");
+
+    // The new key alone: everything reads, the trail verifies, the old checkpoint file is the
+    // retired key's, not a forgery.
+    for name in ["c1", "c2", "c3"] {
+        assert_eq!(show(&key2, None, name).code, 0, "{name}");
+    }
+    let verified = with_key(&key2, &["audit", "verify", "--role", "auditor"]);
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+    assert!(
+        verified.stdout.contains("1 key rotation(s)"),
+        "{}",
+        verified.stdout
+    );
+    let old_checkpoint = with_key(
+        &key2,
+        &[
+            "audit",
+            "verify",
+            "--role",
+            "auditor",
+            "--checkpoint",
+            &kept_file.display().to_string(),
+        ],
+    );
+    assert_eq!(old_checkpoint.code, 0, "{}", old_checkpoint.stdout);
+    assert!(
+        old_checkpoint
+            .stdout
+            .contains("note: the checkpoint at record"),
+        "{}",
+        old_checkpoint.stdout
+    );
+    assert!(
+        old_checkpoint
+            .stdout
+            .contains(&format!("retired master key {}", id(&key1))),
+        "{}",
+        old_checkpoint.stdout
+    );
+    // The old key opens nothing now.
+    for name in ["c1", "c2", "c3"] {
+        assert_eq!(show(&key1, None, name).code, 1, "{name}");
+    }
+    // But those processes, still on the retired key, signed their audit checkpoints with it:
+    // verify names the key and the fix, and the fix (the same command again) works.
+    let stale = with_key(&key2, &["audit", "verify", "--role", "auditor"]);
+    assert_eq!(stale.code, 3, "{}", stale.stdout);
+    assert!(
+        stale
+            .stdout
+            .contains(&format!("signed with the retired master key {}", id(&key1)))
+            && stale.stdout.contains("airlock keys rotate"),
+        "{}",
+        stale.stdout
+    );
+    let rechecked = Run::of(&mut rotate(&key1));
+    assert_eq!(rechecked.code, 0, "{}", rechecked.stderr);
+    assert!(
+        rechecked.stdout.contains("(rechecked)"),
+        "{}",
+        rechecked.stdout
+    );
+    assert_eq!(
+        with_key(&key2, &["audit", "verify", "--role", "auditor"]).code,
+        0
+    );
+    // `keys id` names keys by id, from the environment or a file.
+    let ids = airlock_with(
+        d,
+        Some(&key2),
+        &[("AIRLOCK_PREVIOUS_MASTER_KEY", &key1)],
+        &["keys", "id"],
+    );
+    assert!(
+        ids.stdout.contains(&format!("current   {}", id(&key2)))
+            && ids.stdout.contains(&format!("previous  {}", id(&key1))),
+        "{}",
+        ids.stdout
+    );
+    let of_file = airlock_as(d, None, &["keys", "id", "--key-file", &file3]);
+    assert!(
+        of_file.stdout.contains(&id(&key3).to_string()),
+        "{}",
+        of_file.stdout
+    );
+
+    for output in [
+        &resumed.stdout,
+        &resumed.stderr,
+        &rechecked.stdout,
+        &rechecked.stderr,
+        &other.stderr,
+        &moved.stderr,
+        &ids.stdout,
+        &of_file.stdout,
+    ] {
+        for secret in [&key1, &key2, &key3, &SECRET.to_owned()] {
+            assert!(
+                !output.contains(secret.as_str()),
+                "a key or secret leaked: {output}"
+            );
+        }
+    }
 }

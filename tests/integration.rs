@@ -17,6 +17,7 @@ mod executor;
 mod guests;
 mod hardening;
 mod isolation;
+mod keys;
 mod keyvalue;
 mod loading;
 mod rbac;

@@ -96,6 +96,9 @@ enum Command {
     Audit(AuditCommand),
     /// Print a new random master key (base64) for AIRLOCK_MASTER_KEY or a key file.
     Keygen,
+    /// Master keys: print a key's id, rotate to a new key.
+    #[command(subcommand)]
+    Keys(control::KeysCommand),
     /// Walk through Airlock with the sandbox connector and a misbehaving guest.
     Demo {
         /// Directory holding the built guest components (sandbox.wasm, spin_loop.wasm...).
@@ -269,6 +272,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             println!("{}", crate::control::vault::generate_key());
             Ok(EXIT_OK)
         }
+        Command::Keys(control::KeysCommand::Id { key_file }) => {
+            control::keys_id(&who, key_file.as_deref())
+        }
         command => {
             // Everything else goes through the control plane, which needs the master key.
             let vault = crate::control::vault::Vault::from_env()?;
@@ -307,6 +313,11 @@ async fn control_command(
             .await
         }
         Command::Approvals(c) => control::approvals(cp, who, c).await,
+        Command::Keys(control::KeysCommand::Rotate {
+            new_key_file,
+            batch_size,
+            skip_unreadable,
+        }) => control::keys_rotate(cp, who, &new_key_file, batch_size, skip_unreadable).await,
         Command::Audit(AuditCommand::List { limit }) => control::audit(cp, who, limit).await,
         Command::Audit(AuditCommand::Verify { checkpoint }) => {
             control::audit_verify(cp, who, &checkpoint).await

@@ -18,7 +18,8 @@
 //! - [`cache`]: compiled components on disk, keyed by digest and engine configuration.
 //! - [`manifest`], [`error`]: the host's types for what connectors declare and how calls fail.
 //! - [`control`]: the control plane above the executor: the state store, the connector registry,
-//!   tenants' connections, RBAC (one rules table), encryption at rest and the audit log.
+//!   tenants' connections, RBAC (one rules table), encryption at rest (and rotating its key) and
+//!   the audit log.
 //! - [`time`]: deadlines from outside values (an upstream's `Retry-After`, an operator's
 //!   timeout), saturating instead of panicking.
 //! - [`cli`]: the `airlock` command.

@@ -128,8 +128,14 @@ fn action_hash(
     hex::encode(h.finalize())
 }
 
-fn purpose(id: &str) -> String {
+/// The purpose bound into a request's sealed params: its id, so params cannot swap requests.
+pub(super) fn purpose(id: &str) -> String {
     format!("approval:{id}")
+}
+
+/// The purpose bound into a request's sealed output, apart from its params'.
+pub(super) fn output_purpose(id: &str) -> String {
+    format!("{}:output", purpose(id))
 }
 
 /// The answer to an invocation that must wait.
@@ -179,16 +185,6 @@ impl ApprovalView {
             self.record.status.as_str(),
             "denied" | "expired" | "executed" | "failed"
         )
-    }
-}
-
-/// Crash testing: with `AIRLOCK_TEST_STOP_AT=<point>` the process stops making progress at
-/// that point (it waits forever), so a test can kill it there for real and check what a
-/// restart does. Points: `approval-committed` (an approval is stored, the action not started).
-async fn stop_here_for_tests(point: &str) {
-    if std::env::var("AIRLOCK_TEST_STOP_AT").is_ok_and(|p| p == point) {
-        eprintln!("stopped at {point} (AIRLOCK_TEST_STOP_AT)");
-        std::future::pending::<()>().await;
     }
 }
 
@@ -336,7 +332,7 @@ impl ControlPlane {
                     .open(
                         &record.tenant,
                         &record.connection,
-                        &format!("{}:output", purpose(&record.id)),
+                        &output_purpose(&record.id),
                         sealed,
                     )
                     .ok()
@@ -478,7 +474,7 @@ impl ControlPlane {
         )
         .await;
         outcome?;
-        stop_here_for_tests("approval-committed").await;
+        super::stop_here_for_tests("approval-committed").await;
         if approve {
             let approved = self.approval_record(who, id).await?;
             self.execute_approved(&approved).await;
@@ -572,7 +568,7 @@ impl ControlPlane {
             self.vault.seal(
                 tenant,
                 &record.connection,
-                &format!("{}:output", purpose(id)),
+                &output_purpose(id),
                 o.as_bytes(),
             )
         });

@@ -49,10 +49,11 @@ pub enum Action {
     CredentialManage,
     ApprovalList,
     ApprovalDecide,
+    KeysRotate,
 }
 
 impl Action {
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 20] = [
         Action::ConnectorList,
         Action::ConnectorShow,
         Action::ConnectorRegister,
@@ -72,6 +73,7 @@ impl Action {
         Action::CredentialManage,
         Action::ApprovalList,
         Action::ApprovalDecide,
+        Action::KeysRotate,
     ];
 
     pub fn name(self) -> &'static str {
@@ -95,6 +97,7 @@ impl Action {
             Action::CredentialManage => "credential.manage",
             Action::ApprovalList => "approval.list",
             Action::ApprovalDecide => "approval.decide",
+            Action::KeysRotate => "keys.rotate",
         }
     }
 
@@ -251,6 +254,13 @@ pub const RULES: &[Rule] = &[
         min_role: Role::Admin,
         agents: Agents::Never,
         name: "admin-manages-credentials",
+    },
+    // Re-seals every tenant's secrets and re-signs the whole audit trail: the host's Admin.
+    Rule {
+        action: Action::KeysRotate,
+        min_role: Role::Admin,
+        agents: Agents::Never,
+        name: "admin-rotates-keys",
     },
 ];
 

@@ -309,12 +309,14 @@ impl ControlPlane {
     ) -> Result<ConnectionView> {
         self.audited(who, Action::ConnectionUpdate, name, None, async {
             let mut record = self.connection_record(&who.tenant, name).await?;
-            let mut config = self.open_config(&record)?;
+            // A new config replaces the stored one without opening it: one that no longer opens
+            // (sealed with a key since lost) can still be replaced.
+            let config = match update.config {
+                Some(new) => new,
+                None => self.open_config(&record)?,
+            };
             if let Some(version) = update.version {
                 record.connector_version = version;
-            }
-            if let Some(new) = update.config {
-                config = new;
             }
             if let Some(ops) = update.allowed_operations {
                 record.allowed_operations = ops;

@@ -9,7 +9,8 @@ use crate::egress::credential::{Credential, Placement};
 use crate::invocation::validate_id;
 use zeroize::Zeroizing;
 
-fn purpose(name: &str) -> String {
+/// The purpose bound into a sealed credential: its name, so secrets cannot swap rows.
+pub(super) fn purpose(name: &str) -> String {
     format!("credential:{name}")
 }
 

@@ -7,7 +7,8 @@
 //!
 //! - [`state`]: the state store (SQLite embedded; PostgreSQL later) and its migrations.
 //! - [`authz`]: the rules table and the one authorization function.
-//! - [`vault`]: connection config encrypted at rest.
+//! - [`vault`]: connection config, credentials and approvals encrypted at rest.
+//! - [`keys`]: rotating the master key.
 //! - [`audit`]: the batched audit writer and redaction.
 //! - [`schema`]: config and params validation against the manifest's JSON Schemas.
 //! - `registry`, `connections`, `invoke`: the operations.
@@ -20,6 +21,7 @@ pub mod cache;
 mod connections;
 mod credentials;
 mod invoke;
+pub mod keys;
 pub mod metrics;
 pub mod ratelimit;
 mod registry;
@@ -66,6 +68,17 @@ pub const RULE_RATE_LIMIT: &str = "rate-limit";
 /// Rule: the audit store does not take writes, so nothing that needs a record runs.
 pub const RULE_AUDIT_UNAVAILABLE: &str = "audit-unavailable";
 
+/// Crash testing: with `AIRLOCK_TEST_STOP_AT=<point>` the process stops making progress at
+/// that point (it waits forever), so a test can kill it there for real and check what a
+/// restart does. Points: `approval-committed` (an approval is stored, the action not started),
+/// `key-rotation-batch` (a batch of re-sealed values is committed, the rotation not finished).
+pub(crate) async fn stop_here_for_tests(point: &str) {
+    if std::env::var("AIRLOCK_TEST_STOP_AT").is_ok_and(|p| p == point) {
+        eprintln!("stopped at {point} (AIRLOCK_TEST_STOP_AT)");
+        std::future::pending::<()>().await;
+    }
+}
+
 /// Why a control-plane request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -95,6 +108,8 @@ pub enum ControlError {
     Invoke(InvokeError),
     #[error(transparent)]
     Vault(#[from] vault::VaultError),
+    #[error(transparent)]
+    Keys(#[from] keys::RotationError),
     #[error(transparent)]
     State(StateError),
 }
@@ -131,6 +146,7 @@ impl ControlError {
             ControlError::RateLimited { .. } => "rate-limited",
             ControlError::Load(_) => "load",
             ControlError::Vault(_) => "vault",
+            ControlError::Keys(_) => "key-rotation",
             ControlError::State(_) => "state",
             ControlError::Invoke(e) => match e {
                 InvokeError::Connector(C::InvalidParams { .. }) | InvokeError::BadParams(_) => {

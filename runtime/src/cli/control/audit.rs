@@ -92,10 +92,17 @@ pub async fn audit_verify(
                 );
             } else {
                 println!(
-                    "audit trail intact: {} records through {}, {} signed checkpoint(s){}{}",
+                    "audit trail intact: {} records through {}, {} signed checkpoint(s){}{}{}",
                     report.records,
                     report.last_seq,
                     report.checkpoints,
+                    match (report.rotations, report.links_checked) {
+                        (0, _) => String::new(),
+                        (n, 0) => format!(", {n} key rotation(s)"),
+                        (n, l) => format!(
+                            ", {n} key rotation(s) ({l} hand-over(s) checked with the old key)"
+                        ),
+                    },
                     if report.predating_chain > 0 {
                         format!(", {} record(s) predate the chain", report.predating_chain)
                     } else {
@@ -110,6 +117,11 @@ pub async fn audit_verify(
                         String::new()
                     }
                 );
+            }
+            if !who.json {
+                for note in &report.notes {
+                    println!("note: {note}");
+                }
             }
             Ok(if report.problem.is_some() { 3 } else { EXIT_OK })
         }

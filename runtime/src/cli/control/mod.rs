@@ -23,6 +23,7 @@ mod connections;
 mod connectors;
 mod credentials;
 mod health;
+mod keys;
 
 pub use approvals::{ApprovalsCommand, approvals};
 pub use audit::{audit, audit_checkpoint, audit_export, audit_verify};
@@ -30,6 +31,7 @@ pub use connections::{ConnectionCommand, connection};
 pub use connectors::{ConnectorCommand, connector};
 pub use credentials::{CredentialCommand, credential};
 pub use health::health;
+pub use keys::{KeysCommand, keys_id, keys_rotate};
 
 /// Who is acting, from flags or the environment (as the seeds' CLI did).
 #[derive(Args, Clone)]

@@ -14,13 +14,20 @@
 //! signs (seq, hash) with a key derived from the master key and stores it (and logs it, for a
 //! copy kept outside the database). [`verify`] walks the chain and checks every checkpoint.
 //!
+//! A rotation of the master key (`control::keys`) re-signs the stored checkpoints with the new
+//! key and ends with a rotation checkpoint ([`rotation_message`]), signed with the new key and
+//! carrying the old key's signature over the new key's id and the chain position ([`link_message`]).
+//! So after a rotation the trail verifies with the new key alone, and a checkpoint kept outside
+//! the database from before it is recognised as signed by the retired key (its position is still
+//! checked), not taken for a forgery.
+//!
 //! Fail closed: when the store cannot be written, the writer keeps the records (they are
 //! retried, not dropped) and [`AuditLog::available`] turns false; the control plane refuses
 //! invocations until a write succeeds again.
 
 mod spool;
 
-use super::state::{AuditRow, Checkpoint, StateStore};
+use super::state::{AuditRow, Checkpoint, KeyRotation, StateStore};
 use super::vault::Vault;
 use serde::Serialize;
 use serde_json::Value;
@@ -67,17 +74,36 @@ pub fn chain_hash(prev_hash: &str, seq: i64, at: i64, tenant: &str, record: &str
     hex::encode(h.finalize())
 }
 
-fn checkpoint_message(seq: i64, hash: &str, at: i64) -> Vec<u8> {
+/// What a checkpoint's signature covers.
+pub fn checkpoint_message(seq: i64, hash: &str, at: i64) -> Vec<u8> {
     format!("airlock-audit-checkpoint:v1\n{seq}\n{hash}\n{at}").into_bytes()
 }
 
-/// Signs the chain's position.
+/// What a rotation checkpoint's signature (by the new key) covers: both key ids, the position,
+/// the time and the old key's link.
+pub fn rotation_message(rotation: &KeyRotation, c: &super::state::RotationCheckpoint) -> Vec<u8> {
+    format!(
+        "airlock-key-rotation:v1\n{}\n{}\n{}\n{}\n{}\n{}",
+        rotation.from_key, rotation.to_key, c.seq, c.hash, c.at, c.link
+    )
+    .into_bytes()
+}
+
+/// What the old key signs to hand over to the new one: the new key's id and the chain position
+/// the old key verified.
+pub fn link_message(to_key: &str, seq: i64, hash: &str) -> Vec<u8> {
+    format!("airlock-key-link:v1\n{to_key}\n{seq}\n{hash}").into_bytes()
+}
+
+/// Signs the chain's position with the vault's current key.
 pub fn checkpoint(vault: &Vault, seq: i64, hash: &str, at: i64) -> Checkpoint {
+    let (key_id, signature) = vault.sign_checkpoint_naming_key(&checkpoint_message(seq, hash, at));
     Checkpoint {
         seq,
         hash: hash.to_owned(),
         at,
-        signature: vault.sign_checkpoint(&checkpoint_message(seq, hash, at)),
+        signature,
+        key_id: Some(key_id.to_string()),
     }
 }
 
@@ -489,9 +515,20 @@ pub struct VerifyReport {
     /// Records written before the chain existed (a prefix with no hashes).
     pub predating_chain: u64,
     pub last_seq: i64,
+    /// The last record's hash, when it is chained.
+    pub last_hash: Option<String>,
     pub checkpoints: u64,
     /// Records after the newest checkpoint: an edit or a cut there shows only in the chain.
     pub after_last_checkpoint: i64,
+    /// The id of the master key checked against (the current one).
+    pub key_id: String,
+    /// Key rotations, each with its rotation checkpoint.
+    pub rotations: u64,
+    /// Rotations whose link (the old key's signature) was checked: only possible while the old
+    /// key is held, as `AIRLOCK_PREVIOUS_MASTER_KEY`.
+    pub links_checked: u64,
+    /// What was checked only in part, and why; not problems.
+    pub notes: Vec<String>,
     /// The first problem, if any.
     pub problem: Option<Problem>,
 }
@@ -503,8 +540,8 @@ pub struct Problem {
     pub what: String,
 }
 
-/// Walks the whole chain in order and checks every stored checkpoint and `extra` ones (kept
-/// outside the database). Reports the first problem.
+/// Walks the whole chain in order and checks every stored checkpoint, every rotation
+/// checkpoint, and `extra` ones (kept outside the database). Reports the first problem.
 pub async fn verify(
     state: &dyn StateStore,
     vault: &Vault,
@@ -514,8 +551,13 @@ pub async fn verify(
         records: 0,
         predating_chain: 0,
         last_seq: 0,
+        last_hash: None,
         checkpoints: 0,
         after_last_checkpoint: 0,
+        key_id: vault.key_id().to_string(),
+        rotations: 0,
+        links_checked: 0,
+        notes: Vec::new(),
         problem: None,
     };
     let mut hashes: std::collections::HashMap<i64, String> = std::collections::HashMap::new();
@@ -567,40 +609,158 @@ pub async fn verify(
             prev = Some(hash.clone());
         }
     }
-    let mut all = state.checkpoints().await?;
-    all.extend(extra.iter().cloned());
-    all.sort_by_key(|c| c.seq);
+    report.last_hash = hashes.get(&report.last_seq).cloned();
+    // Each checkpoint with whether it was kept outside the database.
+    let mut all: Vec<(Checkpoint, bool)> = state
+        .checkpoints()
+        .await?
+        .into_iter()
+        .map(|c| (c, false))
+        .chain(extra.iter().map(|c| (c.clone(), true)))
+        .collect();
+    all.sort_by_key(|(c, _)| c.seq);
+    let rotations: Vec<KeyRotation> = state
+        .key_rotations()
+        .await?
+        .into_iter()
+        .filter(|r| r.checkpoint.is_some())
+        .collect();
     report.checkpoints = all.len() as u64;
-    let newest = all.last().map_or(0, |c| c.seq);
+    report.rotations = rotations.len() as u64;
+    let newest = all
+        .iter()
+        .map(|(c, _)| c.seq)
+        .chain(
+            rotations
+                .iter()
+                .filter_map(|r| Some(r.checkpoint.as_ref()?.seq)),
+        )
+        .max()
+        .unwrap_or(0);
     report.after_last_checkpoint = (report.last_seq - newest).max(0);
-    if report.problem.is_none() {
-        for c in &all {
-            let signed = vault.sign_checkpoint(&checkpoint_message(c.seq, &c.hash, c.at));
-            let what = if signed != c.signature {
-                Some(
-                    "checkpoint's signature is wrong (forged, or signed with another master key)"
-                        .to_owned(),
-                )
-            } else if c.seq > report.last_seq {
-                Some(format!(
-                    "the trail ends at record {} but a checkpoint vouches for record {} (the tail was cut)",
-                    report.last_seq, c.seq
-                ))
-            } else if hashes.get(&c.seq) != Some(&c.hash) {
-                Some(
-                    "record differs from the checkpoint signed for it (the chain was rewritten)"
-                        .to_owned(),
-                )
-            } else {
-                None
-            };
-            if let Some(what) = what {
-                report.problem = Some(Problem { seq: c.seq, what });
-                break;
+    if report.problem.is_some() {
+        return Ok(report);
+    }
+    let position = |seq: i64, hash: &str| {
+        if seq == 0 && hash == GENESIS {
+            None
+        } else if seq > report.last_seq {
+            Some(format!(
+                "the trail ends at record {} but a checkpoint vouches for record {seq} (the tail was cut)",
+                report.last_seq
+            ))
+        } else if hashes.get(&seq).map(String::as_str) != Some(hash) {
+            Some(
+                "record differs from the checkpoint signed for it (the chain was rewritten)"
+                    .to_owned(),
+            )
+        } else {
+            None
+        }
+    };
+    let mut notes = Vec::new();
+    let mut problem = None;
+    for (c, external) in &all {
+        let message = checkpoint_message(c.seq, &c.hash, c.at);
+        let what = if vault.checkpoint_signer(&message, &c.signature).is_some() {
+            None
+        } else {
+            match retired_signer(c, &rotations) {
+                // A copy kept outside from before a rotation: its position still counts.
+                Some(r) if *external => {
+                    notes.push(format!(
+                        "the checkpoint at record {} is signed with the retired master key {}{}, which \
+                         this process does not hold: its position was checked, its signature was not \
+                         (set {} to that key to check it too)",
+                        c.seq,
+                        r.from_key,
+                        replaced_by(r),
+                        super::vault::PREVIOUS_KEY_ENV
+                    ));
+                    None
+                }
+                Some(r) => Some(format!(
+                    "checkpoint is signed with the retired master key {}{}, not with a key this process \
+                     holds: a process still running with the retired key wrote it after the rotation, or \
+                     it was forged (`airlock keys rotate` run again with the retired key re-signs it)",
+                    r.from_key,
+                    replaced_by(r)
+                )),
+                None => Some(format!(
+                    "checkpoint's signature is wrong (forged, or signed with another master key{})",
+                    c.key_id
+                        .as_ref()
+                        .map(|k| format!(
+                            ": it names key {k}, this process holds {}",
+                            report.key_id
+                        ))
+                        .unwrap_or_default()
+                )),
             }
+        };
+        if let Some(what) = what.or_else(|| position(c.seq, &c.hash)) {
+            problem = Some(Problem { seq: c.seq, what });
+            break;
         }
     }
+    let mut links_checked = 0;
+    for r in &rotations {
+        if problem.is_some() {
+            break;
+        }
+        let c = r.checkpoint.as_ref().expect("only finished rotations");
+        let from = r.from_key.parse::<super::vault::KeyId>().ok();
+        let what = if vault
+            .checkpoint_signer(&rotation_message(r, c), &c.signature)
+            .is_none()
+        {
+            Some(format!(
+                "the rotation checkpoint from master key {} to {} is not signed by a key this process \
+                 holds (forged, or signed with another master key)",
+                r.from_key, r.to_key
+            ))
+        } else if let Some(from) = from.filter(|id| vault.holds(*id)) {
+            links_checked += 1;
+            let link = link_message(&r.to_key, c.seq, &c.hash);
+            (vault.checkpoint_signer(&link, &c.link) != Some(from)).then(|| {
+                format!(
+                    "the link from master key {} to {} is not signed by {} (the hand-over was forged)",
+                    r.from_key, r.to_key, r.from_key
+                )
+            })
+        } else {
+            None
+        };
+        if let Some(what) = what.or_else(|| position(c.seq, &c.hash)) {
+            problem = Some(Problem { seq: c.seq, what });
+        }
+    }
+    report.links_checked = links_checked;
+    report.notes = notes;
+    report.problem = problem;
     Ok(report)
+}
+
+/// The finished rotation that retired the key `c` was signed with: the key it names, or, for a
+/// checkpoint from before key ids, the key in use at its position (the first rotation at or
+/// after it).
+fn retired_signer<'a>(c: &Checkpoint, rotations: &'a [KeyRotation]) -> Option<&'a KeyRotation> {
+    let at = |r: &KeyRotation| r.checkpoint.as_ref().map_or(0, |k| k.seq);
+    match &c.key_id {
+        Some(id) => rotations.iter().find(|r| &r.from_key == id),
+        None => rotations
+            .iter()
+            .filter(|r| at(r) >= c.seq)
+            .min_by_key(|r| at(r)),
+    }
+}
+
+fn replaced_by(r: &KeyRotation) -> String {
+    format!(
+        " (replaced by {} at record {})",
+        r.to_key,
+        r.checkpoint.as_ref().map_or(0, |c| c.seq)
+    )
 }
 
 /// A field made safe for a one-line display: control characters (CR, LF, ESC...), Unicode line

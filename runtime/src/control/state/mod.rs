@@ -1,4 +1,5 @@
-//! The state store: connectors, connections, grants, history and audit.
+//! The state store: connectors, connections, grants, credentials, approvals, history, audit and
+//! key rotations.
 //!
 //! [`StateStore`] is the interface; [`SqliteState`] is the embedded default (one file under the
 //! data directory, created and migrated on first use). The migrations in `runtime/migrations/` are
@@ -71,6 +72,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         12,
         "shared protection state",
         include_str!("../../../migrations/0012_shared_protection.sql"),
+    ),
+    (
+        13,
+        "key rotation",
+        include_str!("../../../migrations/0013_key_rotation.sql"),
     ),
 ];
 
@@ -222,6 +228,82 @@ pub struct Checkpoint {
     pub hash: String,
     pub at: i64,
     pub signature: String,
+    /// The id of the master key that signed it (see `vault::KeyId`); absent in checkpoints
+    /// signed before key ids. Not signed itself: it only says which key to blame in a message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+}
+
+/// Which sealed column a value lives in. A pass over sealed values goes kind by kind, in this
+/// order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SealedKind {
+    /// `connections.config_sealed`
+    ConnectionConfig,
+    /// `credentials.secret_sealed`
+    Credential,
+    /// `approvals.params_sealed`
+    ApprovalParams,
+    /// `approvals.output_sealed`, where there is one
+    ApprovalOutput,
+}
+
+impl SealedKind {
+    pub const ALL: [SealedKind; 4] = [
+        SealedKind::ConnectionConfig,
+        SealedKind::Credential,
+        SealedKind::ApprovalParams,
+        SealedKind::ApprovalOutput,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SealedKind::ConnectionConfig => "connection config",
+            SealedKind::Credential => "credential",
+            SealedKind::ApprovalParams => "approval params",
+            SealedKind::ApprovalOutput => "approval output",
+        }
+    }
+}
+
+/// One sealed value and the row it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedValue {
+    pub kind: SealedKind,
+    pub tenant: String,
+    pub connection: String,
+    /// The credential's name or the approval's id; for a connection's config, the connection's
+    /// name again.
+    pub name: String,
+    pub sealed: Vec<u8>,
+}
+
+/// A rotation of the master key (see `control::keys`), identified by key ids, never keys.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyRotation {
+    pub id: i64,
+    pub from_key: String,
+    pub to_key: String,
+    pub started_by: String,
+    pub started_at: i64,
+    /// Values re-sealed so far, over every run of this rotation.
+    pub resealed: i64,
+    /// Set when the rotation is done.
+    pub checkpoint: Option<RotationCheckpoint>,
+}
+
+/// The end of a rotation, in the audit trail's terms: the old key verified the chain through
+/// `seq` (whose hash is `hash`); `signature` is the new key's over all of it
+/// (`audit::rotation_message`), `link` the old key's over the new key's id and the position
+/// (`audit::link_message`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RotationCheckpoint {
+    pub seq: i64,
+    pub hash: String,
+    pub at: i64,
+    pub signature: String,
+    pub link: String,
 }
 
 /// An approval request as stored.
@@ -472,6 +554,38 @@ pub trait StateStore: Send + Sync + 'static {
     async fn append_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()>;
     /// Every checkpoint, oldest first.
     async fn checkpoints(&self) -> Result<Vec<Checkpoint>>;
+
+    /// Sealed values of every kind after `after`, in order of kind, then tenant, then the row's
+    /// key (connection and name for credentials, name for connections, id for approvals); at
+    /// most `limit`.
+    async fn sealed_values(
+        &self,
+        after: Option<&SealedValue>,
+        limit: i64,
+    ) -> Result<Vec<SealedValue>>;
+    /// In one transaction: replaces each value's sealed bytes with the new ones where they are
+    /// still the old ones (a row changed or deleted meanwhile is left alone), and adds the number
+    /// replaced to rotation `rotation`'s count. Returns, per change, whether it was made.
+    async fn reseal(&self, rotation: i64, changes: &[(SealedValue, Vec<u8>)]) -> Result<Vec<bool>>;
+    /// Every key rotation, oldest first.
+    async fn key_rotations(&self) -> Result<Vec<KeyRotation>>;
+    /// Records a rotation under way; a conflict when another one is.
+    async fn begin_key_rotation(
+        &self,
+        from_key: &str,
+        to_key: &str,
+        by: &str,
+        at: i64,
+    ) -> Result<KeyRotation>;
+    /// Marks a rotation done, with its checkpoint.
+    async fn finish_key_rotation(&self, id: i64, checkpoint: &RotationCheckpoint) -> Result<()>;
+    /// In one transaction: new signatures (and key ids) for stored checkpoints, by `seq`, and
+    /// for rotation checkpoints, by rotation id.
+    async fn resign_checkpoints(
+        &self,
+        checkpoints: &[Checkpoint],
+        rotations: &[(i64, String)],
+    ) -> Result<()>;
     /// The newest `limit` records of a tenant, oldest first.
     async fn list_audit(&self, tenant: &str, limit: i64) -> Result<Vec<(i64, String)>>;
 }

@@ -156,6 +156,25 @@ fn audit_row(r: &sqlx::sqlite::SqliteRow) -> AuditRow {
     }
 }
 
+fn key_rotation_row(r: &sqlx::sqlite::SqliteRow) -> KeyRotation {
+    let status: String = r.get("status");
+    KeyRotation {
+        id: r.get("id"),
+        from_key: r.get("from_key"),
+        to_key: r.get("to_key"),
+        started_by: r.get("started_by"),
+        started_at: r.get("started_at"),
+        resealed: r.get("resealed"),
+        checkpoint: (status == "done").then(|| RotationCheckpoint {
+            seq: r.get("seq"),
+            hash: r.get("hash"),
+            at: r.get("at"),
+            signature: r.get("signature"),
+            link: r.get("link"),
+        }),
+    }
+}
+
 fn breaker_row(r: &sqlx::sqlite::SqliteRow) -> BreakerRecord {
     BreakerRecord {
         connection: r.get("connection"),
@@ -1083,13 +1102,14 @@ impl StateStore for SqliteState {
 
     async fn append_checkpoint(&self, c: &Checkpoint) -> Result<()> {
         sqlx::query(
-            "INSERT INTO audit_checkpoints (seq, hash, at, signature) VALUES (?1, ?2, ?3, ?4)
+            "INSERT INTO audit_checkpoints (seq, hash, at, signature, key_id) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (seq) DO NOTHING",
         )
         .bind(c.seq)
         .bind(&c.hash)
         .bind(c.at)
         .bind(&c.signature)
+        .bind(&c.key_id)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -1106,6 +1126,7 @@ impl StateStore for SqliteState {
                 hash: r.get("hash"),
                 at: r.get("at"),
                 signature: r.get("signature"),
+                key_id: r.get("key_id"),
             })
             .collect())
     }
@@ -1124,5 +1145,207 @@ impl StateStore for SqliteState {
             .collect();
         out.reverse();
         Ok(out)
+    }
+
+    async fn sealed_values(
+        &self,
+        after: Option<&SealedValue>,
+        limit: i64,
+    ) -> Result<Vec<SealedValue>> {
+        let mut out = Vec::new();
+        for kind in SealedKind::ALL {
+            if after.is_some_and(|a| kind < a.kind) {
+                continue;
+            }
+            let left = limit - out.len() as i64;
+            if left <= 0 {
+                break;
+            }
+            // Rows after the cursor within its own kind; every row of the kinds after it.
+            let from = after.filter(|a| a.kind == kind);
+            let sql = match kind {
+                SealedKind::ConnectionConfig => {
+                    "SELECT tenant, name AS connection, name, config_sealed AS sealed FROM connections
+                     WHERE ?1 IS NULL OR (tenant, name) > (?1, ?3) ORDER BY tenant, name LIMIT ?4"
+                }
+                SealedKind::Credential => {
+                    "SELECT tenant, connection, name, secret_sealed AS sealed FROM credentials
+                     WHERE ?1 IS NULL OR (tenant, connection, name) > (?1, ?2, ?3)
+                     ORDER BY tenant, connection, name LIMIT ?4"
+                }
+                SealedKind::ApprovalParams => {
+                    "SELECT tenant, connection, id AS name, params_sealed AS sealed FROM approvals
+                     WHERE ?1 IS NULL OR (tenant, id) > (?1, ?3) ORDER BY tenant, id LIMIT ?4"
+                }
+                SealedKind::ApprovalOutput => {
+                    "SELECT tenant, connection, id AS name, output_sealed AS sealed FROM approvals
+                     WHERE output_sealed IS NOT NULL AND (?1 IS NULL OR (tenant, id) > (?1, ?3))
+                     ORDER BY tenant, id LIMIT ?4"
+                }
+            };
+            let rows = sqlx::query(sql)
+                .bind(from.map(|a| a.tenant.as_str()))
+                .bind(from.map(|a| a.connection.as_str()))
+                .bind(from.map(|a| a.name.as_str()))
+                .bind(left)
+                .fetch_all(&self.pool)
+                .await?;
+            out.extend(rows.iter().map(|r| SealedValue {
+                kind,
+                tenant: r.get("tenant"),
+                connection: r.get("connection"),
+                name: r.get("name"),
+                sealed: r.get("sealed"),
+            }));
+        }
+        Ok(out)
+    }
+
+    async fn reseal(&self, rotation: i64, changes: &[(SealedValue, Vec<u8>)]) -> Result<Vec<bool>> {
+        self.immediate(async |conn| {
+            let mut made = Vec::with_capacity(changes.len());
+            for (old, new) in changes {
+                // Compare-and-set on the sealed bytes: a value another process replaced since it
+                // was read keeps the newer value.
+                let sql = match old.kind {
+                    SealedKind::ConnectionConfig => {
+                        "UPDATE connections SET config_sealed = ?5
+                         WHERE tenant = ?1 AND name = ?3 AND config_sealed = ?4 AND ?2 = name"
+                    }
+                    SealedKind::Credential => {
+                        "UPDATE credentials SET secret_sealed = ?5
+                         WHERE tenant = ?1 AND connection = ?2 AND name = ?3 AND secret_sealed = ?4"
+                    }
+                    SealedKind::ApprovalParams => {
+                        "UPDATE approvals SET params_sealed = ?5
+                         WHERE tenant = ?1 AND connection = ?2 AND id = ?3 AND params_sealed = ?4"
+                    }
+                    SealedKind::ApprovalOutput => {
+                        "UPDATE approvals SET output_sealed = ?5
+                         WHERE tenant = ?1 AND connection = ?2 AND id = ?3 AND output_sealed = ?4"
+                    }
+                };
+                let done = sqlx::query(sql)
+                    .bind(&old.tenant)
+                    .bind(&old.connection)
+                    .bind(&old.name)
+                    .bind(&old.sealed)
+                    .bind(new)
+                    .execute(&mut *conn)
+                    .await?;
+                made.push(done.rows_affected() == 1);
+            }
+            sqlx::query("UPDATE key_rotations SET resealed = resealed + ?2 WHERE id = ?1")
+                .bind(rotation)
+                .bind(made.iter().filter(|m| **m).count() as i64)
+                .execute(&mut *conn)
+                .await?;
+            Ok(made)
+        })
+        .await
+    }
+
+    async fn key_rotations(&self) -> Result<Vec<KeyRotation>> {
+        let rows = sqlx::query("SELECT * FROM key_rotations ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(key_rotation_row).collect())
+    }
+
+    async fn begin_key_rotation(
+        &self,
+        from_key: &str,
+        to_key: &str,
+        by: &str,
+        at: i64,
+    ) -> Result<KeyRotation> {
+        let inserted = self
+            .immediate(async |conn| {
+                let id: i64 = sqlx::query("SELECT COALESCE(MAX(id), 0) + 1 FROM key_rotations")
+                    .fetch_one(&mut *conn)
+                    .await?
+                    .get(0);
+                sqlx::query(
+                    "INSERT INTO key_rotations (id, from_key, to_key, status, started_by, started_at, resealed)
+                     VALUES (?1, ?2, ?3, 'resealing', ?4, ?5, 0)",
+                )
+                .bind(id)
+                .bind(from_key)
+                .bind(to_key)
+                .bind(by)
+                .bind(at)
+                .execute(&mut *conn)
+                .await
+                .map(|_| id)
+            })
+            .await;
+        let id = match inserted {
+            Err(StateError::Storage(m)) if m.contains("UNIQUE constraint failed") => {
+                return Err(StateError::Conflict(
+                    "another key rotation is under way; let it finish, or run it again to resume it".into(),
+                ));
+            }
+            other => other?,
+        };
+        Ok(KeyRotation {
+            id,
+            from_key: from_key.into(),
+            to_key: to_key.into(),
+            started_by: by.into(),
+            started_at: at,
+            resealed: 0,
+            checkpoint: None,
+        })
+    }
+
+    async fn finish_key_rotation(&self, id: i64, c: &RotationCheckpoint) -> Result<()> {
+        self.immediate(async |conn| {
+            sqlx::query(
+                "UPDATE key_rotations SET status = 'done', seq = ?2, hash = ?3, at = ?4, signature = ?5, link = ?6
+                 WHERE id = ?1",
+            )
+            .bind(id)
+            .bind(c.seq)
+            .bind(&c.hash)
+            .bind(c.at)
+            .bind(&c.signature)
+            .bind(&c.link)
+            .execute(&mut *conn)
+            .await?;
+            // Shared OAuth2 tokens are a cache sealed under the old key: dropped, fetched again.
+            sqlx::query("DELETE FROM oauth_tokens")
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn resign_checkpoints(
+        &self,
+        checkpoints: &[Checkpoint],
+        rotations: &[(i64, String)],
+    ) -> Result<()> {
+        self.immediate(async |conn| {
+            for c in checkpoints {
+                sqlx::query(
+                    "UPDATE audit_checkpoints SET signature = ?2, key_id = ?3 WHERE seq = ?1",
+                )
+                .bind(c.seq)
+                .bind(&c.signature)
+                .bind(&c.key_id)
+                .execute(&mut *conn)
+                .await?;
+            }
+            for (id, signature) in rotations {
+                sqlx::query("UPDATE key_rotations SET signature = ?2 WHERE id = ?1")
+                    .bind(id)
+                    .bind(signature)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
     }
 }
