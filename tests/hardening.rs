@@ -149,7 +149,7 @@ async fn hardening_a_host_panic_fails_only_its_invocation() {
     let origin = format!("http://127.0.0.1:{}", api.port);
     let tokens = airlock::egress::oauth::TokenCache::default();
     tokens.share_through(Arc::new(PanickingTokens));
-    let mut egress = Egress::from_grants(&[origin.clone()]).unwrap();
+    let mut egress = Egress::from_grants(std::slice::from_ref(&origin)).unwrap();
     egress.credentials = Arc::new(vec![airlock::egress::credential::Credential {
         name: "oauth".into(),
         placement: Placement::OAuth2ClientCredentials {
@@ -174,7 +174,7 @@ async fn hardening_a_host_panic_fails_only_its_invocation() {
     .unwrap_err();
     assert!(matches!(err, InvokeError::HostPanic { .. }), "{err:?}");
     let plain = Environment {
-        egress: Egress::from_grants(&[origin.clone()]).unwrap(),
+        egress: Egress::from_grants(std::slice::from_ref(&origin)).unwrap(),
         ..env()
     };
     let fine = invoke(

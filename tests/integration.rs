@@ -23,5 +23,6 @@ mod loading;
 mod rbac;
 mod response_property;
 mod scenarios;
+mod settings;
 mod shaping;
 mod state;

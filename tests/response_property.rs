@@ -200,7 +200,7 @@ async fn response_property_hostile_responses_never_panic_or_leak() {
     let origin = format!("http://127.0.0.1:{port}");
     let executor = executor();
     let probe = load(&executor, "egress-probe").await;
-    let mut egress = Egress::from_grants(&[origin.clone()]).unwrap();
+    let mut egress = Egress::from_grants(std::slice::from_ref(&origin)).unwrap();
     egress.credentials = Arc::new(vec![Credential {
         name: "token".into(),
         placement: Placement::Bearer,

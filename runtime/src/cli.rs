@@ -277,7 +277,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         command => {
             // Everything else goes through the control plane, which needs the master key.
-            let vault = crate::control::vault::Vault::from_env()?;
+            let vault = crate::settings::vault_from_env()?;
             let cp = control::open(&data_dir, vault).await?;
             let code = control_command(&cp, &who, command).await;
             // Records the store refused are spooled (or printed) now, never dropped at exit.
@@ -367,8 +367,11 @@ async fn call(
         config: ConfigCtx::from_json(&config).map_err(anyhow::Error::msg)?,
         keyvalue,
         limits,
-        egress: crate::egress::Egress::from_grants(&args.egress)
-            .map_err(|p| anyhow::anyhow!(p.join("\n")))?,
+        egress: crate::egress::Egress {
+            resilience: Arc::new(crate::settings::Settings::from_env().resilience),
+            ..crate::egress::Egress::from_grants(&args.egress)
+                .map_err(|p| anyhow::anyhow!(p.join("\n")))?
+        },
     };
     let caller = Caller {
         tenant: principal.tenant,

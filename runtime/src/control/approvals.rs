@@ -63,26 +63,17 @@ impl ApprovalPolicy {
             .map_or(claimed, |&r| r.max(claimed))
     }
 
-    /// Whether an invocation of `risk` waits for an approver.
-    pub fn needs_approval(&self, risk: Risk) -> bool {
-        risk == Risk::Critical || risk >= self.require_from.unwrap_or_else(default_threshold)
+    /// Whether an invocation of `risk` waits for an approver. Without a threshold of its own the
+    /// connection takes the host's: medium, or low when low-risk writes are not auto-approved
+    /// (`Settings::auto_approve_low_risk`).
+    pub fn needs_approval(&self, risk: Risk, auto_approve_low_risk: bool) -> bool {
+        let default = if auto_approve_low_risk {
+            Risk::Medium
+        } else {
+            Risk::Low
+        };
+        risk == Risk::Critical || risk >= self.require_from.unwrap_or(default)
     }
-}
-
-fn default_threshold() -> Risk {
-    if crate::settings::flag("APPROVAL_AUTO_APPROVE_LOW_RISK", true) {
-        Risk::Medium
-    } else {
-        Risk::Low
-    }
-}
-
-/// How long a request waits for a decision.
-pub fn timeout() -> Duration {
-    Duration::from_secs(crate::settings::number(
-        &["APPROVAL_DEFAULT_TIMEOUT_SECONDS"],
-        300,
-    ))
 }
 
 /// The lowest role that may decide a request of `risk`.
@@ -237,7 +228,10 @@ impl ControlPlane {
     pub(crate) fn approval_needed(&self, resolved: &Resolved, operation: &str) -> Option<Risk> {
         let claimed = resolved.manifest.operation(operation)?.risk;
         let risk = resolved.approval.risk(operation, claimed);
-        resolved.approval.needs_approval(risk).then_some(risk)
+        resolved
+            .approval
+            .needs_approval(risk, self.settings.auto_approve_low_risk)
+            .then_some(risk)
     }
 
     /// Records a request for the exact action and answers with its ticket.
@@ -254,7 +248,9 @@ impl ControlPlane {
         let connection = &resolved.record.name;
         let digest = &resolved.digest;
         let now = now_ms();
-        let expires_at = now + timeout().as_millis() as i64;
+        let expires_at = now.saturating_add(
+            i64::try_from(self.settings.approval_timeout.as_millis()).unwrap_or(i64::MAX),
+        );
         let record = ApprovalRecord {
             tenant: who.tenant.clone(),
             id: id.clone(),
@@ -474,7 +470,7 @@ impl ControlPlane {
         )
         .await;
         outcome?;
-        super::stop_here_for_tests("approval-committed").await;
+        self.stop_here_for_tests("approval-committed").await;
         if approve {
             let approved = self.approval_record(who, id).await?;
             self.execute_approved(&approved).await;
@@ -696,12 +692,20 @@ mod tests {
         // The policy cannot lower what the guest claims.
         assert_eq!(policy.risk("note", Risk::High), Risk::High);
         assert_eq!(policy.risk("other", Risk::Medium), Risk::Medium);
-        assert!(!policy.needs_approval(Risk::Low));
-        assert!(policy.needs_approval(Risk::Medium));
-        policy.require_from = Some(Risk::Critical);
-        assert!(!policy.needs_approval(Risk::High));
+        assert!(!policy.needs_approval(Risk::Low, true));
         assert!(
-            policy.needs_approval(Risk::Critical),
+            policy.needs_approval(Risk::Low, false),
+            "low waits when not auto-approved"
+        );
+        assert!(policy.needs_approval(Risk::Medium, true));
+        policy.require_from = Some(Risk::Critical);
+        assert!(!policy.needs_approval(Risk::High, true));
+        assert!(
+            !policy.needs_approval(Risk::Low, false),
+            "the connection's threshold wins"
+        );
+        assert!(
+            policy.needs_approval(Risk::Critical, true),
             "critical always waits"
         );
         assert_eq!(approver_role(Risk::Critical), Role::Admin);

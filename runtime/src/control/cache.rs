@@ -19,20 +19,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-pub fn max_entries() -> usize {
-    match crate::settings::number(&["CONNECTOR_CACHE_MAX_ENTRIES_PER_TENANT"], 1000) {
-        0 => 1000,
-        n => n,
-    }
-}
-
-pub fn default_ttl() -> Duration {
-    Duration::from_secs(crate::settings::number(
-        &["CONNECTOR_CACHE_TTL_SECONDS"],
-        300,
-    ))
-}
-
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub output: String,
@@ -67,10 +53,22 @@ pub struct Counts {
 
 type Key = (String, [u8; 32]);
 
-#[derive(Default)]
 pub struct ResponseCache {
     tenants: Mutex<HashMap<String, LruCache<Key, Entry>>>,
     counts: Mutex<HashMap<(String, String), Counts>>,
+    /// Entries per tenant (`CONNECTOR_CACHE_MAX_ENTRIES_PER_TENANT`).
+    max_entries: usize,
+}
+
+impl ResponseCache {
+    /// An empty cache holding at most `max_entries` results per tenant.
+    pub fn new(max_entries: usize) -> Self {
+        ResponseCache {
+            tenants: Mutex::default(),
+            counts: Mutex::default(),
+            max_entries: max_entries.max(1),
+        }
+    }
 }
 
 /// The key's hash for one call. `params` as the caller parsed them (objects keep their keys
@@ -146,7 +144,7 @@ impl ResponseCache {
         let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
         tenants
             .entry(tenant.to_owned())
-            .or_insert_with(|| LruCache::new(max_entries()))
+            .or_insert_with(|| LruCache::new(self.max_entries))
             .insert((connection.to_owned(), key), entry);
     }
 

@@ -227,6 +227,7 @@ impl ControlPlane {
                 ))
                 .or_default()
                 .clone();
+            tokens.refresh_ahead_by(self.settings.oauth_refresh_window);
             if placement.token_url().is_some() {
                 // One token for every process serving the connection (see `control::tokens`).
                 tokens.share_through(std::sync::Arc::new(super::tokens::StoreTokens {

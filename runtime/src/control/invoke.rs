@@ -34,19 +34,6 @@ pub(crate) struct Resolved {
     pub approval: super::approvals::ApprovalPolicy,
 }
 
-/// The seeds' `CONNECTOR_RBAC_ROLE`: the lowest role any invocation on this host needs (default
-/// Operator, which the RBAC table asks anyway). It can raise the table's requirement, never
-/// lower it. A value that is not a role refuses every invocation, naming the variable: a typo in a
-/// security setting must not open the host.
-pub(crate) fn host_invoke_role() -> std::result::Result<Role, String> {
-    match std::env::var("CONNECTOR_RBAC_ROLE") {
-        Err(_) => Ok(Role::Operator),
-        Ok(text) => text.trim().parse().map_err(|e| {
-            format!("CONNECTOR_RBAC_ROLE: {e}; every invocation is refused until it names a role")
-        }),
-    }
-}
-
 /// An answer the host gives without running the guest (a cache hit, a dry run's report).
 fn host_outcome(output: String, started: Instant) -> Outcome {
     Outcome {
@@ -69,12 +56,13 @@ impl Resolved {
     }
 
     /// Whether this call is a write on a connection in dry-run mode: the connection's setting,
-    /// or by default, for a prototype connector, the seeds' `DRY_RUN` (true unless set false).
-    pub fn dry_run(&self, operation: &str) -> bool {
+    /// or by default, for a prototype connector, the host's (`Settings::dry_run`, the seeds'
+    /// `DRY_RUN`, true unless set false).
+    pub fn dry_run(&self, operation: &str, host_dry_run: bool) -> bool {
         let on = self
             .approval
             .dry_run
-            .unwrap_or_else(|| self.manifest.prototype && crate::settings::flag("DRY_RUN", true));
+            .unwrap_or(self.manifest.prototype && host_dry_run);
         on && self.access(operation) == Access::Write
     }
 
@@ -117,6 +105,7 @@ impl ControlPlane {
     /// re-resolutions so pooled connections survive; never shared with another connection.
     async fn egress_for(&self, tenant: &str, name: &str, grants: &[String]) -> Result<Egress> {
         let mut egress = Egress::from_grants(grants).map_err(ControlError::Invalid)?;
+        egress.resilience = Arc::new(self.settings.resilience.clone());
         egress.credentials = Arc::new(self.credentials_for(tenant, name).await?);
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         let (client, breakers) = clients
@@ -298,7 +287,7 @@ impl ControlPlane {
             .await;
             return Err(error);
         }
-        if resolved.dry_run(operation) {
+        if resolved.dry_run(operation, self.settings.dry_run) {
             let answer = self.dry_run(who, &resolved, operation, params).await;
             let outcome = host_outcome(answer.to_string(), started);
             let dry = Decision {
@@ -551,7 +540,7 @@ impl ControlPlane {
             }
         }
         // A dry run applies nothing, so it needs no approver.
-        if resolved.dry_run(operation) {
+        if resolved.dry_run(operation, self.settings.dry_run) {
             return Ok(());
         }
         if let Some(risk) = self.approval_needed(resolved, operation) {
@@ -653,7 +642,7 @@ impl ControlPlane {
         if !decision.allowed {
             return decision;
         }
-        match &self.invoke_role {
+        match &self.settings.invoke_role {
             Err(reason) => return deny("host-required-role", reason.clone()),
             Ok(host_role) if who.role < *host_role => {
                 return deny(

@@ -451,7 +451,7 @@ impl ControlPlane {
                         *counts.entry(v.kind).or_default() += 1;
                     }
                 }
-                super::stop_here_for_tests("key-rotation-batch").await;
+                self.stop_here_for_tests("key-rotation-batch").await;
             }
             if found == 0 {
                 return Ok(counts);

@@ -3,7 +3,7 @@
 //! so every process, the CLI included, sees the same figures without a second store.
 //!
 //! Health, with the seeds' thresholds `CONNECTOR_HEALTH_P95_MS` (2000) and
-//! `CONNECTOR_HEALTH_ERROR_RATE` (0.10): `down` when at least half the calls failed, `degraded`
+//! `CONNECTOR_HEALTH_ERROR_RATE` (0.10), from the host's settings: `down` when at least half the calls failed, `degraded`
 //! when the p95 latency or the error rate is over its threshold, `healthy` otherwise, `idle`
 //! without calls. Denied calls are policy, not upstream trouble: they are counted apart.
 
@@ -21,17 +21,6 @@ impl Default for Thresholds {
         Thresholds {
             p95_ms: 2000.0,
             error_rate: 0.10,
-        }
-    }
-}
-
-impl Thresholds {
-    pub fn from_env() -> Self {
-        let d = Thresholds::default();
-        let read = |name: &str, default: f64| crate::settings::number(&[name], default);
-        Thresholds {
-            p95_ms: read("CONNECTOR_HEALTH_P95_MS", d.p95_ms),
-            error_rate: read("CONNECTOR_HEALTH_ERROR_RATE", d.error_rate),
         }
     }
 }

@@ -68,17 +68,6 @@ pub const RULE_RATE_LIMIT: &str = "rate-limit";
 /// Rule: the audit store does not take writes, so nothing that needs a record runs.
 pub const RULE_AUDIT_UNAVAILABLE: &str = "audit-unavailable";
 
-/// Crash testing: with `AIRLOCK_TEST_STOP_AT=<point>` the process stops making progress at
-/// that point (it waits forever), so a test can kill it there for real and check what a
-/// restart does. Points: `approval-committed` (an approval is stored, the action not started),
-/// `key-rotation-batch` (a batch of re-sealed values is committed, the rotation not finished).
-pub(crate) async fn stop_here_for_tests(point: &str) {
-    if std::env::var("AIRLOCK_TEST_STOP_AT").is_ok_and(|p| p == point) {
-        eprintln!("stopped at {point} (AIRLOCK_TEST_STOP_AT)");
-        std::future::pending::<()>().await;
-    }
-}
-
 /// Why a control-plane request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -230,20 +219,39 @@ pub struct ControlPlane {
     clients: Mutex<HashMap<(String, String), ConnectionTransport>>,
     /// Read results, per tenant.
     cache: cache::ResponseCache,
-    /// The lowest role any invocation needs on this host (`CONNECTOR_RBAC_ROLE`), or why none.
-    invoke_role: std::result::Result<crate::Role, String>,
+    /// The host's settings, read once by whoever built this control plane.
+    settings: Arc<crate::settings::Settings>,
     /// OAuth2 token caches by (tenant, connection, credential, version).
     tokens: Mutex<HashMap<TokenKey, Arc<crate::egress::oauth::TokenCache>>>,
 }
 
 impl ControlPlane {
     /// A control plane over `state`, running connectors in `executor`, keeping connector storage
-    /// in `keyvalue`. Must be called within a tokio runtime (the audit writer is a task).
+    /// in `keyvalue`, with the default settings. Must be called within a tokio runtime (the
+    /// audit writer is a task).
     pub fn new(
         state: Arc<dyn StateStore>,
         executor: Arc<Executor>,
         vault: Vault,
         keyvalue: Arc<dyn KeyValueStore>,
+    ) -> Self {
+        Self::with_settings(
+            state,
+            executor,
+            vault,
+            keyvalue,
+            crate::settings::Settings::default(),
+        )
+    }
+
+    /// [`ControlPlane::new`] with the host's settings (the binary reads them from the
+    /// environment once, see `crate::settings`).
+    pub fn with_settings(
+        state: Arc<dyn StateStore>,
+        executor: Arc<Executor>,
+        vault: Vault,
+        keyvalue: Arc<dyn KeyValueStore>,
+        settings: crate::settings::Settings,
     ) -> Self {
         let vault = Arc::new(vault);
         ControlPlane {
@@ -256,9 +264,26 @@ impl ControlPlane {
             resolved: Mutex::new(HashMap::new()),
             clients: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
-            cache: cache::ResponseCache::default(),
-            invoke_role: invoke::host_invoke_role(),
+            cache: cache::ResponseCache::new(settings.cache_max_entries_per_tenant),
+            settings: Arc::new(settings),
         }
+    }
+
+    /// Crash testing: with the fail point `point` set (`Settings::fail_point`, which the binary
+    /// takes from `AIRLOCK_TEST_STOP_AT`), the process stops making progress here (it waits
+    /// forever), so a test can kill it for real and check what a restart does. Points:
+    /// `approval-committed` (an approval is stored, the action not started), `key-rotation-batch`
+    /// (a batch of re-sealed values is committed, the rotation not finished).
+    pub(crate) async fn stop_here_for_tests(&self, point: &str) {
+        if self.settings.fail_point.as_deref() == Some(point) {
+            eprintln!("stopped at {point} (fail point)");
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// The settings this control plane runs with.
+    pub fn settings(&self) -> &crate::settings::Settings {
+        &self.settings
     }
 
     pub fn executor(&self) -> &Executor {
@@ -399,7 +424,10 @@ impl ControlPlane {
             .collect();
         Ok(metrics::summarize(
             &records,
-            &metrics::Thresholds::from_env(),
+            &metrics::Thresholds {
+                p95_ms: self.settings.health_p95_ms,
+                error_rate: self.settings.health_error_rate,
+            },
         ))
     }
 

@@ -230,24 +230,30 @@ impl Vault {
         }))
     }
 
-    /// The key from the environment: `AIRLOCK_MASTER_KEY`, else `AIRLOCK_MASTER_KEY_FILE`; and,
-    /// for reading only, `AIRLOCK_PREVIOUS_MASTER_KEY`, else `AIRLOCK_PREVIOUS_MASTER_KEY_FILE`.
-    pub fn from_env() -> Result<Self, VaultError> {
-        let current =
-            Self::from_env_pair(MASTER_KEY_ENV, MASTER_KEY_FILE_ENV)?.ok_or(VaultError::NoKey)?;
+    /// The key named by the settings (`lookup` is a variable's name to its text; the binaries
+    /// pass the environment, see `settings::vault_from_env`): `AIRLOCK_MASTER_KEY`, else
+    /// `AIRLOCK_MASTER_KEY_FILE`; and, for reading only, `AIRLOCK_PREVIOUS_MASTER_KEY`, else
+    /// `AIRLOCK_PREVIOUS_MASTER_KEY_FILE`.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, VaultError> {
+        let current = Self::from_pair(lookup, MASTER_KEY_ENV, MASTER_KEY_FILE_ENV)?
+            .ok_or(VaultError::NoKey)?;
         Ok(
-            match Self::from_env_pair(PREVIOUS_KEY_ENV, PREVIOUS_KEY_FILE_ENV)? {
+            match Self::from_pair(lookup, PREVIOUS_KEY_ENV, PREVIOUS_KEY_FILE_ENV)? {
                 Some(previous) => current.with_retired(&previous),
                 None => current,
             },
         )
     }
 
-    fn from_env_pair(text_var: &str, file_var: &str) -> Result<Option<Self>, VaultError> {
-        if let Ok(text) = std::env::var(text_var) {
+    fn from_pair(
+        lookup: &dyn Fn(&str) -> Option<String>,
+        text_var: &str,
+        file_var: &str,
+    ) -> Result<Option<Self>, VaultError> {
+        if let Some(text) = lookup(text_var) {
             return Self::from_base64(&text, text_var).map(Some);
         }
-        if let Some(path) = std::env::var_os(file_var) {
+        if let Some(path) = lookup(file_var) {
             return Self::from_file(Path::new(&path)).map(Some);
         }
         Ok(None)

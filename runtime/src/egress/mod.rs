@@ -50,7 +50,7 @@ impl Egress {
         if problems.is_empty() {
             Ok(Egress {
                 grants: Arc::new(grants),
-                resilience: Arc::new(resilience::Resilience::from_env()),
+                resilience: Arc::new(resilience::Resilience::default()),
                 ..Egress::default()
             })
         } else {

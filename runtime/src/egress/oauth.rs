@@ -19,12 +19,9 @@ const MAX_TOKEN_RESPONSE_BYTES: usize = 64 << 10;
 /// The time to get a token.
 const TOKEN_TIMEOUT: Duration = Duration::from_secs(15);
 
-pub fn safety_window() -> Duration {
-    Duration::from_secs(crate::settings::number(
-        &["OAUTH_REFRESH_SAFETY_WINDOW_S"],
-        300,
-    ))
-}
+/// How long before its expiry a token is refreshed unless the host's settings say otherwise
+/// (`OAUTH_REFRESH_SAFETY_WINDOW_S`).
+pub const DEFAULT_REFRESH_WINDOW: Duration = Duration::from_secs(300);
 
 struct Token {
     access: Zeroizing<String>,
@@ -62,6 +59,8 @@ pub struct TokenCache {
     refresh: Mutex<Option<Zeroizing<String>>>,
     rotate: std::sync::OnceLock<RotateHook>,
     shared: std::sync::OnceLock<std::sync::Arc<dyn TokenStore>>,
+    /// Refresh this long before expiry (at most half the lifetime); the default when unset.
+    refresh_window: std::sync::OnceLock<Duration>,
     /// Tokens fetched so far (for tests and health).
     fetched: std::sync::atomic::AtomicU64,
 }
@@ -180,6 +179,11 @@ impl TokenCache {
     /// Sets what to do with a rotated refresh token (the control plane stores it, sealed).
     pub fn on_rotate(&self, hook: RotateHook) {
         let _ = self.rotate.set(hook);
+    }
+
+    /// Refreshes tokens `window` before they expire (at most half their lifetime).
+    pub fn refresh_ahead_by(&self, window: Duration) {
+        let _ = self.refresh_window.set(window);
     }
 
     /// Shares tokens with other processes through `store`.
@@ -389,7 +393,12 @@ impl TokenCache {
         }
         // `expires_in` is the endpoint's number: saturating arithmetic only.
         let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(3600));
-        let ahead = safety_window().min(lifetime / 2);
+        let window = self
+            .refresh_window
+            .get()
+            .copied()
+            .unwrap_or(DEFAULT_REFRESH_WINDOW);
+        let ahead = window.min(lifetime / 2);
         Ok((
             Zeroizing::new(parsed.access_token),
             lifetime.saturating_sub(ahead),

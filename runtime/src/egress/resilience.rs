@@ -1,6 +1,7 @@
 //! Retry with backoff, and a circuit breaker per destination, for guest requests.
 //!
-//! Configuration comes from the seeds' environment variables, with their defaults:
+//! Configuration comes from the host's settings (`crate::settings`), the seeds' variables, with
+//! their defaults:
 //! `RETRY_MAX_ATTEMPTS` (3, also `CONNECTOR_RETRY_MAX_ATTEMPTS`), `RETRY_BASE_MS` (400, also
 //! `CONNECTOR_RETRY_BASE_DELAY_MS`), `RETRY_CAP_MS` (60000), `CB_FAILURES_TO_OPEN` (5, also
 //! `CONNECTOR_CIRCUIT_BREAKER_THRESHOLD`), `CB_COOLDOWN_S` (60). Backoff uses full jitter
@@ -38,10 +39,6 @@ pub struct Resilience {
     pub breaker: BreakerPolicy,
 }
 
-fn env_u64(names: &[&str], default: u64) -> u64 {
-    crate::settings::number(names, default)
-}
-
 impl Default for Resilience {
     fn default() -> Self {
         Resilience {
@@ -53,35 +50,6 @@ impl Default for Resilience {
             breaker: BreakerPolicy {
                 failures_to_open: 5,
                 cooldown: Duration::from_secs(60),
-            },
-        }
-    }
-}
-
-impl Resilience {
-    /// The defaults, overridden by the environment.
-    pub fn from_env() -> Self {
-        let d = Resilience::default();
-        Resilience {
-            retry: RetryPolicy {
-                max_attempts: env_u64(
-                    &["RETRY_MAX_ATTEMPTS", "CONNECTOR_RETRY_MAX_ATTEMPTS"],
-                    d.retry.max_attempts.into(),
-                )
-                .max(1) as u32,
-                base: Duration::from_millis(env_u64(
-                    &["RETRY_BASE_MS", "CONNECTOR_RETRY_BASE_DELAY_MS"],
-                    400,
-                )),
-                cap: Duration::from_millis(env_u64(&["RETRY_CAP_MS"], 60_000)),
-            },
-            breaker: BreakerPolicy {
-                failures_to_open: env_u64(
-                    &["CB_FAILURES_TO_OPEN", "CONNECTOR_CIRCUIT_BREAKER_THRESHOLD"],
-                    5,
-                )
-                .max(1) as u32,
-                cooldown: Duration::from_secs(env_u64(&["CB_COOLDOWN_S"], 60)),
             },
         }
     }

@@ -188,6 +188,7 @@ fn data_flags(settings: &ConnectionSettings) -> bool {
 fn data_policy(
     settings: &ConnectionSettings,
     base: Option<crate::control::shaping::DataPolicy>,
+    default_ttl: std::time::Duration,
 ) -> anyhow::Result<Option<crate::control::shaping::DataPolicy>> {
     use crate::control::shaping::Masking;
     if !data_flags(settings) {
@@ -245,7 +246,7 @@ fn data_policy(
     }
     if let Some(ttl) = &settings.cache_ttl {
         let seconds = if ttl.trim() == "default" {
-            crate::control::cache::default_ttl().as_secs() as u32
+            default_ttl.as_secs().min(u32::MAX.into()) as u32
         } else {
             ttl.trim().parse().map_err(|_| {
                 anyhow::anyhow!("--cache-ttl takes seconds (300), `default` or 0, got `{ttl}`")
@@ -310,7 +311,8 @@ pub async fn connection(
                 queries_per_minute: settings.queries_per_minute.filter(|n| *n > 0),
                 accept_read_routes: settings.accept_read_routes.unwrap_or(false),
                 approval: approval_policy(&settings, None)?.unwrap_or_default(),
-                data: data_policy(&settings, None)?.unwrap_or_default(),
+                data: data_policy(&settings, None, cp.settings().cache_default_ttl)?
+                    .unwrap_or_default(),
             };
             cp.connection_create(&principal, spec).await.map(|view| {
                 if who.json {
@@ -420,7 +422,7 @@ pub async fn connection(
                 queries_per_minute: settings.queries_per_minute.map(|n| (n > 0).then_some(n)),
                 accept_read_routes: settings.accept_read_routes,
                 approval: approval_policy(&settings, current_approval)?,
-                data: data_policy(&settings, current_data)?,
+                data: data_policy(&settings, current_data, cp.settings().cache_default_ttl)?,
                 egress: if settings.clear_egress {
                     Some(Vec::new())
                 } else {

@@ -34,7 +34,7 @@ pub enum KeysCommand {
 pub fn keys_id(who: &Identity, key_file: Option<&Path>) -> anyhow::Result<u8> {
     let vault = match key_file {
         Some(path) => Vault::from_file(path)?,
-        None => Vault::from_env()?,
+        None => crate::settings::vault_from_env()?,
     };
     let keys: Vec<serde_json::Value> = vault
         .key_sources()

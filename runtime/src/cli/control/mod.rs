@@ -91,7 +91,13 @@ pub async fn open(data_dir: &Path, vault: Vault) -> anyhow::Result<ControlPlane>
         cache_dir: Some(data_dir.join("cache")),
         ..Default::default()
     })?);
-    Ok(ControlPlane::new(state, executor, vault, keyvalue))
+    Ok(ControlPlane::with_settings(
+        state,
+        executor,
+        vault,
+        keyvalue,
+        crate::settings::Settings::from_env(),
+    ))
 }
 
 fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {

@@ -1,0 +1,174 @@
+//! Settings are a value (issue 10): two control planes built with different settings run side by
+//! side in one process, each with its own, and nothing reads the environment below the root.
+
+use crate::common::*;
+use crate::http_server::TestServer;
+use airlock::Role;
+use airlock::control::state::{SqliteState, now_ms};
+use airlock::control::{ConnectionSpec, ControlError, ControlPlane};
+use airlock::egress::resilience::{BreakerPolicy, Resilience, RetryPolicy};
+use airlock::settings::Settings;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+async fn plane(dir: &std::path::Path, settings: Settings) -> ControlPlane {
+    let state = Arc::new(SqliteState::open(&dir.join("airlock.db")).await.unwrap());
+    let vault = airlock::control::vault::Vault::from_base64(
+        &airlock::control::vault::generate_key(),
+        "test",
+    )
+    .unwrap();
+    let keyvalue = Arc::new(state.keyvalue());
+    ControlPlane::with_settings(state, Arc::new(executor()), vault, keyvalue, settings)
+}
+
+fn resilience(attempts: u32) -> Resilience {
+    Resilience {
+        retry: RetryPolicy {
+            max_attempts: attempts,
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(5),
+        },
+        breaker: BreakerPolicy {
+            failures_to_open: 100,
+            cooldown: Duration::from_secs(60),
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_two_control_planes_keep_their_own_settings_in_one_process() {
+    let api = TestServer::start(503, "busy").await;
+    let origin = format!("http://127.0.0.1:{}", api.port);
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = plane(
+        dir_a.path(),
+        Settings {
+            approval_timeout: Duration::from_secs(30),
+            dry_run: false,
+            resilience: resilience(1),
+            ..Settings::default()
+        },
+    )
+    .await;
+    let b = plane(
+        dir_b.path(),
+        Settings {
+            approval_timeout: Duration::from_secs(3600),
+            dry_run: true,
+            resilience: resilience(3),
+            ..Settings::default()
+        },
+    )
+    .await;
+    let admin = principal("acme", Role::Admin);
+    let operator = principal("acme", Role::Operator);
+    for cp in [&a, &b] {
+        for connector in ["mail", "egress-probe"] {
+            cp.register(&admin, &std::fs::read(guest(connector)).unwrap(), &|_| {})
+                .await
+                .unwrap();
+        }
+        for (name, connector, config) in [
+            (
+                "mail",
+                "mail",
+                json!({"api_base": format!("{origin}/v1.0")}),
+            ),
+            ("api", "egress-probe", json!({})),
+        ] {
+            cp.connection_create(
+                &admin,
+                ConnectionSpec {
+                    name: name.into(),
+                    connector: connector.into(),
+                    config,
+                    egress: vec![origin.clone()],
+                    writes_enabled: true,
+                    ..ConnectionSpec::default()
+                },
+            )
+            .await
+            .unwrap();
+        }
+    }
+
+    // Retries: one attempt in A, three in B, against the same always-busy upstream.
+    let fetch = json!({"url": format!("{origin}/x")}).to_string();
+    a.invoke(&operator, "api", "fetch", &fetch).await.unwrap();
+    assert_eq!(api.seen().len(), 1, "A makes one attempt");
+    b.invoke(&operator, "api", "fetch", &fetch).await.unwrap();
+    assert_eq!(api.seen().len(), 4, "B makes three");
+
+    // Dry run: the prototype mail connector's send is a dry run in B only (where it answers at
+    // once; in A it is sent, needs approval as a medium-risk write, and waits).
+    let mail = json!({"to": ["ada@example.com"], "subject": "s", "body": "b"}).to_string();
+    let dry = b
+        .invoke(&operator, "mail", "send_mail", &mail)
+        .await
+        .unwrap();
+    assert!(dry.output.contains("\"dry_run\":true"), "{}", dry.output);
+    assert_eq!(api.seen().len(), 4, "B's dry run sent nothing");
+
+    // Approval timeouts: each request expires after its own plane's timeout.
+    let ticket = |e: ControlError| match e {
+        ControlError::Pending(t) => t,
+        other => panic!("expected a pending approval, got {other}"),
+    };
+    let in_a = ticket(
+        a.invoke(&operator, "mail", "send_mail", &mail)
+            .await
+            .unwrap_err(),
+    );
+    let wait_a = in_a.expires_at - now_ms();
+    assert!((25_000..=30_000).contains(&wait_a), "{wait_a} ms in A");
+    let send = json!({"url": format!("{origin}/y"), "method": "POST"}).to_string();
+    let in_b = ticket(b.invoke(&operator, "api", "send", &send).await.unwrap_err());
+    let wait_b = in_b.expires_at - now_ms();
+    assert!(
+        (3_595_000..=3_600_000).contains(&wait_b),
+        "{wait_b} ms in B"
+    );
+    assert_eq!(a.settings().approval_timeout, Duration::from_secs(30));
+    assert_eq!(b.settings().approval_timeout, Duration::from_secs(3600));
+}
+
+/// Nothing below the settings module and the binaries reads the environment.
+#[test]
+fn settings_no_environment_read_below_the_root() {
+    let mut offenders = Vec::new();
+    let mut dirs = vec![root().join("runtime/src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let relative = path.strip_prefix(root()).unwrap().display().to_string();
+            if path.is_dir() {
+                if !relative.ends_with("runtime/src/cli") {
+                    dirs.push(path);
+                }
+                continue;
+            }
+            if [
+                "runtime/src/settings.rs",
+                "runtime/src/cli.rs",
+                "runtime/src/main.rs",
+            ]
+            .contains(&relative.as_str())
+            {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (i, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                if code.contains("env::var") || code.contains("env::vars") {
+                    offenders.push(format!("{relative}:{}: {}", i + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "read settings through crate::settings::Settings: {offenders:#?}"
+    );
+}
