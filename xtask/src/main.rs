@@ -107,6 +107,10 @@ fn ensure_target() -> Result<(), String> {
 
 fn build_guests() -> Result<(), String> {
     ensure_target()?;
+    eprintln!(
+        "xtask: building {} guest components for {GUEST_TARGET} (release)",
+        guest_crates().len()
+    );
     let mut cmd = cargo();
     cmd.args(["build", "--release", "--target", GUEST_TARGET]);
     for name in guest_crates() {
@@ -122,8 +126,19 @@ fn main() -> ExitCode {
     let result = match task {
         "guests" => build_guests(),
         "demo" => build_guests().and_then(|()| {
-            let mut cmd = cargo();
-            cmd.args(["run", "--quiet", "-p", "airlock", "--", "demo", "--guests"])
+            // Built in its own step, with cargo's progress shown: a first build compiles
+            // wasmtime and Cranelift for minutes, and a quiet `cargo run` looked hung.
+            eprintln!(
+                "xtask: building the airlock host (a first build compiles wasmtime and takes several minutes)"
+            );
+            let mut build = cargo();
+            build.args(["build", "-p", "airlock", "--bin", "airlock"]);
+            run(build)?;
+            eprintln!("xtask: running the demo");
+            let mut cmd = Command::new(target_dir().join("debug").join("airlock"));
+            cmd.current_dir(root())
+                .arg("demo")
+                .arg("--guests")
                 .arg(guest_dir())
                 .args(rest);
             run(cmd)
