@@ -840,3 +840,55 @@ async fn control_health_reports_figures_and_states_per_connection_and_operation(
             .is_empty()
     );
 }
+
+/// Params are checked against the operation's `params-schema` before anything runs (issue 10):
+/// refused naming each bad field, with no rate-limit token, approval request, audit "started"
+/// record or guest run spent on them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_params_violating_the_schema_are_refused_before_the_guest_runs() {
+    let s = setup().await;
+    register_sandbox(&s.cp, "acme").await;
+    s.cp.connection_create(&admin("acme"), spec("crm", true))
+        .await
+        .unwrap();
+    let op = user("acme", Role::Operator);
+    let err =
+        s.cp.invoke(
+            &op,
+            "crm",
+            "create",
+            r#"{"type": "no such/type!", "data": "not an object", "colour": "red"}"#,
+        )
+        .await
+        .unwrap_err();
+    let ControlError::Invalid(problems) = &err else {
+        panic!("expected invalid params, got {err:?}");
+    };
+    let text = problems.join("\n");
+    for field in ["field `type`", "field `data`", "colour"] {
+        assert!(text.contains(field), "{field} not named: {text}");
+    }
+    assert_eq!(err.exit_code(), 1);
+    let listed =
+        s.cp.invoke(&op, "crm", "list", r#"{"type": "items"}"#)
+            .await
+            .unwrap();
+    assert!(listed.output.contains("\"count\":0"), "{}", listed.output);
+    s.cp.flush_audit().await.unwrap();
+    let records =
+        s.cp.audit_list(&user("acme", Role::Auditor), 50)
+            .await
+            .unwrap();
+    assert!(
+        !records.iter().any(|r| r.outcome == "started"),
+        "the refused write was started"
+    );
+    let refused = records
+        .iter()
+        .find(|r| r.operation.as_deref() == Some("create"))
+        .unwrap();
+    assert_eq!(
+        (refused.rule.as_str(), refused.error_kind.as_deref()),
+        ("params-schema", Some("invalid-input"))
+    );
+}

@@ -32,7 +32,12 @@ pub(crate) struct Resolved {
     pub masker: Option<Arc<super::shaping::Masker>>,
     /// Risks, the approval threshold and dry-run mode, parsed once per resolution.
     pub approval: super::approvals::ApprovalPolicy,
+    /// The operations' params schemas, compiled once per resolution.
+    pub params: super::schema::ParamsSchemas,
 }
+
+/// Rule: an invocation's params must match the operation's `params-schema`.
+pub(crate) const RULE_PARAMS_SCHEMA: &str = "params-schema";
 
 /// An answer the host gives without running the guest (a cache hit, a dry run's report).
 fn host_outcome(output: String, started: Instant) -> Outcome {
@@ -187,6 +192,7 @@ impl ControlPlane {
         let masker =
             (!data.mask.is_off()).then(|| Arc::new(super::shaping::Masker::new(&data.mask)));
         let resolved = Arc::new(Resolved {
+            params: super::schema::ParamsSchemas::compile(&manifest),
             approval: super::approvals::ApprovalPolicy::from_value(&record.approval_policy),
             data,
             masker,
@@ -509,6 +515,13 @@ impl ControlPlane {
                 reason: decision.reason.clone(),
             };
             return Err((decision.clone(), error));
+        }
+        // The params, against the operation's schema, before anything is spent on the call (a
+        // rate-limit token, an approval request, the guest).
+        if let Some(params) = parsed
+            && let Err(problems) = resolved.params.check(operation, params)
+        {
+            return refuse(RULE_PARAMS_SCHEMA, true, ControlError::Invalid(problems));
         }
         if !self.audit_available() {
             // Fail closed: nothing runs unrecorded. This record is held and written once the

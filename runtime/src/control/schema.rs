@@ -2,11 +2,56 @@
 //! message per bad field.
 
 use serde_json::Value;
+use std::collections::HashMap;
 
 /// Validates `instance` against `schema`; on failure, every problem as "field: what is wrong".
 pub fn validate(schema: &Value, instance: &Value, what: &str) -> Result<(), Vec<String>> {
     let validator = jsonschema::validator_for(schema)
         .map_err(|e| vec![format!("the connector's {what} schema is invalid: {e}")])?;
+    problems(&validator, instance, what)
+}
+
+/// Every operation's params schema, compiled once per resolved connection: the params of an
+/// invocation are checked before anything runs, with one message per bad field.
+#[derive(Default)]
+pub struct ParamsSchemas {
+    by_operation: HashMap<String, Result<jsonschema::Validator, String>>,
+}
+
+impl ParamsSchemas {
+    pub fn compile(manifest: &crate::manifest::Manifest) -> Self {
+        let by_operation = manifest
+            .operations
+            .iter()
+            .map(|op| {
+                let compiled = jsonschema::validator_for(&op.params_schema).map_err(|e| {
+                    format!(
+                        "the connector's params schema for `{}` is invalid: {e}",
+                        op.name
+                    )
+                });
+                (op.name.clone(), compiled)
+            })
+            .collect();
+        ParamsSchemas { by_operation }
+    }
+
+    /// Checks `params` of `operation`; an operation the manifest does not name is the guest's
+    /// to refuse.
+    pub fn check(&self, operation: &str, params: &Value) -> Result<(), Vec<String>> {
+        match self.by_operation.get(operation) {
+            None => Ok(()),
+            Some(Err(invalid)) => Err(vec![invalid.clone()]),
+            Some(Ok(validator)) => problems(validator, params, &format!("params of `{operation}`")),
+        }
+    }
+}
+
+fn problems(
+    validator: &jsonschema::Validator,
+    instance: &Value,
+    what: &str,
+) -> Result<(), Vec<String>> {
     let mut problems: Vec<String> = validator
         .iter_errors(instance)
         .map(|e| {
