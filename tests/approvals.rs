@@ -595,3 +595,142 @@ async fn approvals_dry_run_mode_captures_http_writes_without_sending_or_signing(
     assert_eq!(answer["result"]["status"], 200, "{answer}");
     assert!(receiver.seen().is_empty(), "a dry run sent a request");
 }
+
+/// The control plane's background work (issue 10): a process killed between storing an
+/// approval and running it leaves the request approved; the next processes' background work
+/// runs it, exactly once between them, with no command issued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_background_work_completes_a_killed_approval_exactly_once() {
+    use airlock::control::state::SqliteState;
+    use std::process::{Command, Stdio};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let key = airlock::control::vault::generate_key();
+    let airlock = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_airlock"));
+        c.args(args)
+            .env("AIRLOCK_DATA_DIR", dir.path())
+            .env("AIRLOCK_MASTER_KEY", &key)
+            .env("AIRLOCK_TENANT", "acme")
+            .env_remove("AIRLOCK_TEST_STOP_AT");
+        c
+    };
+    let run = |args: &[&str]| {
+        let out = airlock(args).output().unwrap();
+        assert!(
+            matches!(out.status.code(), Some(0) | Some(4)),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let sandbox = guest("sandbox").display().to_string();
+    run(&["connector", "register", &sandbox, "--role", "admin"]);
+    run(&[
+        "connection",
+        "create",
+        "crm",
+        "--connector",
+        "sandbox",
+        "--writes-enabled",
+        "true",
+        "--role",
+        "admin",
+    ]);
+    run(&[
+        "invoke",
+        "crm",
+        "create",
+        "--role",
+        "operator",
+        "--user",
+        "olivia",
+        "--params",
+        r#"{"type":"items","id":"k1","data":{"n":1}}"#,
+    ]);
+    let id = run(&[
+        "approvals",
+        "list",
+        "-q",
+        "--role",
+        "operator",
+        "--user",
+        "bob",
+    ])
+    .trim()
+    .to_owned();
+    let mut approver = airlock(&[
+        "approvals",
+        "approve",
+        &id,
+        "--role",
+        "operator",
+        "--user",
+        "bob",
+    ])
+    .env("AIRLOCK_TEST_STOP_AT", "approval-committed")
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let state = Arc::new(
+        SqliteState::open(&dir.path().join("airlock.db"))
+            .await
+            .unwrap(),
+    );
+    let status = || async { state.approval("acme", &id).await.unwrap().unwrap().status };
+    let waited = std::time::Instant::now();
+    while status().await != "approved" {
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(60),
+            "never approved"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    approver.kill().unwrap();
+    approver.wait().unwrap();
+    assert_eq!(
+        status().await,
+        "approved",
+        "the action started before the kill"
+    );
+
+    // Two processes start; neither is told anything; their background work finds the request.
+    let planes: Vec<Arc<airlock::control::ControlPlane>> = (0..2)
+        .map(|_| Arc::new(control_plane_on(&state, Arc::new(executor()), &key)))
+        .collect();
+    let background: Vec<_> = planes
+        .iter()
+        .map(|p| p.start_background(std::time::Duration::from_millis(100)))
+        .collect();
+    let waited = std::time::Instant::now();
+    while status().await != "executed" {
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(30),
+            "the background work never ran it: {}",
+            status().await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for b in background {
+        b.shutdown().await;
+    }
+    let operator = principal("acme", Role::Operator);
+    let listed = planes[0]
+        .invoke(&operator, "crm", "list", r#"{"type":"items"}"#)
+        .await
+        .unwrap();
+    assert!(listed.output.contains("\"count\":1"), "{}", listed.output);
+    planes[0].flush_audit().await.unwrap();
+    let runs = planes[0]
+        .audit_list(&principal("acme", Role::Auditor), 200)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.action == "invoke.write" && r.rule == "approval-granted" && r.outcome == "ok")
+        .count();
+    assert_eq!(
+        runs, 1,
+        "the approved action ran more than once, or not at all"
+    );
+}

@@ -76,6 +76,10 @@ impl ApprovalPolicy {
     }
 }
 
+/// How often a wait looks at the store for a decision made by another process (one made by this
+/// process wakes it at once).
+const OTHER_PROCESS_POLL: Duration = Duration::from_millis(250);
+
 /// The lowest role that may decide a request of `risk`.
 pub fn approver_role(risk: Risk) -> Role {
     if risk == Risk::Critical {
@@ -470,6 +474,7 @@ impl ControlPlane {
         )
         .await;
         outcome?;
+        self.decisions.changed(id);
         self.stop_here_for_tests("approval-committed").await;
         if approve {
             let approved = self.approval_record(who, id).await?;
@@ -488,10 +493,18 @@ impl ControlPlane {
         timeout: Duration,
     ) -> Result<ApprovalView> {
         let deadline = crate::time::from_now(timeout);
-        loop {
-            let view = self.approval_show(who, id).await?;
+        let signal = self.decisions.watch(id);
+        let result = loop {
+            // Listening before looking: a change made between the look and the wait still wakes.
+            let changed = signal.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let view = match self.approval_show(who, id).await {
+                Ok(view) => view,
+                Err(e) => break Err(e),
+            };
             if view.is_final() || Instant::now() >= deadline {
-                return Ok(view);
+                break Ok(view);
             }
             if view.record.status == "approved"
                 && view
@@ -502,8 +515,17 @@ impl ControlPlane {
                 self.execute_approved(&view.record).await;
                 continue;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            // A change made by this process wakes the wait at once; one made by another process
+            // is seen at the next look at the store.
+            let look_again = OTHER_PROCESS_POLL.min(crate::time::remaining(deadline));
+            tokio::select! {
+                () = &mut changed => {}
+                () = tokio::time::sleep(look_again) => {}
+            }
+        };
+        drop(signal);
+        self.decisions.release(id);
+        result
     }
 
     /// Runs every approved request that has not started (after a crash or restart), and marks
@@ -568,7 +590,7 @@ impl ControlPlane {
                 o.as_bytes(),
             )
         });
-        if let Err(e) = self
+        let finished = self
             .state
             .finish_approval(
                 tenant,
@@ -578,8 +600,9 @@ impl ControlPlane {
                 error.as_deref(),
                 now_ms(),
             )
-            .await
-        {
+            .await;
+        self.decisions.changed(id);
+        if let Err(e) = finished {
             tracing::error!(approval = %id, error = %e, "cannot record how an approved request ended");
         }
         let decision = Decision {

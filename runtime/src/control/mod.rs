@@ -22,6 +22,7 @@ mod connections;
 mod credentials;
 mod invoke;
 pub mod keys;
+pub mod lifecycle;
 pub mod metrics;
 pub mod ratelimit;
 mod registry;
@@ -221,6 +222,8 @@ pub struct ControlPlane {
     cache: cache::ResponseCache,
     /// The host's settings, read once by whoever built this control plane.
     settings: Arc<crate::settings::Settings>,
+    /// Waiters on approval requests, woken by this process's changes.
+    decisions: lifecycle::Decisions,
     /// OAuth2 token caches by (tenant, connection, credential, version).
     tokens: Mutex<HashMap<TokenKey, Arc<crate::egress::oauth::TokenCache>>>,
 }
@@ -266,6 +269,7 @@ impl ControlPlane {
             tokens: Mutex::new(HashMap::new()),
             cache: cache::ResponseCache::new(settings.cache_max_entries_per_tenant),
             settings: Arc::new(settings),
+            decisions: lifecycle::Decisions::default(),
         }
     }
 

@@ -441,6 +441,8 @@ pub trait StateStore: Send + Sync + 'static {
     ) -> Result<bool>;
     /// Marks pending requests past their expiry `expired` (for good: nothing moves them back).
     async fn expire_approvals(&self, tenant: &str, now_ms: i64) -> Result<u64>;
+    /// [`StateStore::expire_approvals`] for every tenant (the control plane's background work).
+    async fn expire_all_approvals(&self, now_ms: i64) -> Result<u64>;
     /// Takes an approved request to run it (`approved` -> `executing`, leased until
     /// `lease_until`): true for exactly one caller, in whichever process.
     async fn claim_approval(&self, tenant: &str, id: &str, lease_until: i64) -> Result<bool>;

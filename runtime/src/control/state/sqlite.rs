@@ -724,6 +724,17 @@ impl StateStore for SqliteState {
         Ok(done.rows_affected())
     }
 
+    async fn expire_all_approvals(&self, now_ms: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE approvals SET status = 'expired', finished_at = expires_at
+             WHERE status = 'pending' AND expires_at <= ?1",
+        )
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn claim_approval(&self, tenant: &str, id: &str, lease_until: i64) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE approvals SET status = 'executing', lease_until = ?3
