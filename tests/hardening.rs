@@ -1201,3 +1201,76 @@ async fn hardening_error_messages_and_audit_records_are_bounded() {
     );
     assert_eq!(failed.params.as_ref().unwrap()["_truncated"], true);
 }
+
+/// Item 2, approvals: an approved write whose record the store refuses does not run and is not
+/// lost: it stays approved, and runs once the store takes writes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hardening_an_approved_write_waits_for_the_audit_store_instead_of_failing() {
+    use airlock::control::PrincipalKind;
+    use airlock::control::state::StateStore;
+    let dir = tempfile::tempdir().unwrap();
+    let (cp, state) = control_plane(dir.path()).await;
+    let admin = principal("acme", Role::Admin);
+    cp.register(&admin, &std::fs::read(guest("sandbox")).unwrap(), &|_| {})
+        .await
+        .unwrap();
+    cp.connection_create(
+        &admin,
+        ConnectionSpec {
+            name: "crm".into(),
+            connector: "sandbox".into(),
+            writes_enabled: true,
+            ..ConnectionSpec::default()
+        },
+    )
+    .await
+    .unwrap();
+    let person = |id: &str| airlock::control::Principal {
+        tenant: "acme".into(),
+        id: id.into(),
+        kind: PrincipalKind::User,
+        role: Role::Operator,
+    };
+    let pending = cp
+        .invoke(
+            &person("olivia"),
+            "crm",
+            "create",
+            r#"{"type":"items","id":"a1","data":{}}"#,
+        )
+        .await
+        .unwrap_err();
+    let airlock::control::ControlError::Pending(ticket) = pending else {
+        panic!("expected a pending approval: {pending}");
+    };
+    let db = dir.path().join("airlock.db");
+    refuse_audit_writes(&db, true).await;
+    let _ = cp
+        .approval_decide(&person("bob"), &ticket.request_id, true, None)
+        .await;
+    let stored = state
+        .approval("acme", &ticket.request_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.status, "approved", "{stored:?}");
+    refuse_audit_writes(&db, false).await;
+    let mut executed = false;
+    for _ in 0..50 {
+        cp.background_round().await;
+        let now = state
+            .approval("acme", &ticket.request_id)
+            .await
+            .unwrap()
+            .unwrap();
+        if now.status == "executed" {
+            executed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        executed,
+        "the approved write never ran after the store came back"
+    );
+}

@@ -58,8 +58,25 @@ fn forms(secret: &str) -> Vec<Zeroizing<Vec<u8>>> {
         Zeroizing::new(b64url.encode(secret).into_bytes()),
     ];
     if let Ok(json) = serde_json::to_string(secret) {
-        out.push(Zeroizing::new(json.as_bytes()[1..json.len() - 1].to_vec()));
+        let inner = &json[1..json.len() - 1];
+        out.push(Zeroizing::new(inner.as_bytes().to_vec()));
+        // Some JSON encoders escape `/` too.
+        out.push(Zeroizing::new(inner.replace('/', "\\/").into_bytes()));
     }
+    // A query parsed and written back as a form: spaces as `+`.
+    out.push(Zeroizing::new(
+        percent_encode(secret, true)
+            .replace("%20", "+")
+            .into_bytes(),
+    ));
+    // An HTML error page that prints the header.
+    let html = secret
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;");
+    out.push(Zeroizing::new(html.into_bytes()));
     out
 }
 
@@ -306,6 +323,7 @@ mod tests {
         let s = Secrets::default();
         s.add(TOKEN);
         s.add_basic("ada", "pa ss:word");
+        s.add("h&t<ml>'s\"");
         s
     }
 
@@ -321,12 +339,20 @@ mod tests {
             format!("Basic {}", b64.encode("ada:pa ss:word")),
             format!("b64 {}", b64.encode(TOKEN)),
             "password pa ss:word in an error".to_owned(),
+            format!(
+                "form key={}",
+                percent_encode(TOKEN, true).replace("%20", "+")
+            ),
+            format!("{{\"php\":\"{}\"}}", TOKEN.replace('/', "\\/")),
+            "<p>pa ss:word</p>".to_owned(),
+            "<p>Authorization: Bearer h&amp;t&lt;ml&gt;&#39;s&quot;</p>".to_owned(),
         ] {
             let clean = s.scrub(&echoed);
             assert!(
                 !clean.contains(TOKEN) && !clean.contains("pa ss:word"),
                 "{clean}"
             );
+            assert!(!clean.contains("h&amp;t"), "{clean}");
             assert!(
                 clean.contains("[REDACTED]") || clean.contains("****"),
                 "{clean}"

@@ -575,6 +575,16 @@ impl ControlPlane {
             role: record.requester_role.parse().unwrap_or(Role::Viewer),
         };
         let result = self.run_approved(&who, record).await;
+        if let Err(e) = &result
+            && e.rule() == super::RULE_AUDIT_UNAVAILABLE
+        {
+            // Nothing ran: its record could not be stored. The request stays approved and runs
+            // once the store takes writes again (the next resume, or the background work).
+            if let Err(e) = self.state.unclaim_approval(tenant, id).await {
+                tracing::error!(approval = %id, error = %e, "cannot give back an approved request");
+            }
+            return false;
+        }
         if result.is_ok() {
             self.cache.invalidate(tenant, &record.connection);
         }

@@ -446,6 +446,9 @@ pub trait StateStore: Send + Sync + 'static {
     /// Takes an approved request to run it (`approved` -> `executing`, leased until
     /// `lease_until`): true for exactly one caller, in whichever process.
     async fn claim_approval(&self, tenant: &str, id: &str, lease_until: i64) -> Result<bool>;
+    /// Gives a claimed request back (`executing` -> `approved`) when its action did not start,
+    /// so that it runs later.
+    async fn unclaim_approval(&self, tenant: &str, id: &str) -> Result<()>;
     /// Records how an execution ended (`executed` or `failed`).
     async fn finish_approval(
         &self,

@@ -748,6 +748,18 @@ impl StateStore for SqliteState {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn unclaim_approval(&self, tenant: &str, id: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE approvals SET status = 'approved', lease_until = NULL
+             WHERE tenant = ?1 AND id = ?2 AND status = 'executing'",
+        )
+        .bind(tenant)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn finish_approval(
         &self,
         tenant: &str,
