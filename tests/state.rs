@@ -346,14 +346,14 @@ async fn check_sealed_store(store: Arc<dyn StateStore>) {
         operation: "create".into(),
         params_sealed: vec![params],
         action_hash: "h".into(),
-        risk: "medium".into(),
+        risk: airlock::manifest::Risk::Medium,
         rationale: None,
         requested_by: "olivia".into(),
-        requester_kind: "user".into(),
-        requester_role: "operator".into(),
+        requester_kind: airlock::control::PrincipalKind::User,
+        requester_role: airlock::Role::Operator,
         requested_at: 1,
         expires_at: i64::MAX,
-        status: status.into(),
+        status: status.parse().unwrap(),
         decided_by: None,
         decided_at: None,
         reason: None,
@@ -378,7 +378,14 @@ async fn check_sealed_store(store: Arc<dyn StateStore>) {
             .unwrap()
     );
     store
-        .finish_approval("acme", "apr-1", "executed", Some(&[7]), None, 2)
+        .finish_approval(
+            "acme",
+            "apr-1",
+            airlock::control::state::ApprovalStatus::Executed,
+            Some(&[7]),
+            None,
+            2,
+        )
         .await
         .unwrap();
 
@@ -568,5 +575,85 @@ fn state_every_migration_file_is_listed_in_order() {
             *sql,
             "{file}"
         );
+    }
+}
+
+/// Records are typed (issue 10): a stored value this version does not know is an error that
+/// names the record and the field, never a silent default (an unknown risk once read as
+/// critical, an unknown kind as a user).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_an_unknown_stored_value_names_its_record() {
+    use airlock::control::state::{ApprovalRecord, ApprovalStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("airlock.db");
+    let store = SqliteState::open(&path).await.unwrap();
+    store
+        .insert_approval(&ApprovalRecord {
+            tenant: "acme".into(),
+            id: "apr-odd".into(),
+            connection: "a".into(),
+            connector_digest: "d".into(),
+            operation: "create".into(),
+            params_sealed: vec![1],
+            action_hash: "h".into(),
+            risk: airlock::manifest::Risk::High,
+            rationale: None,
+            requested_by: "olivia".into(),
+            requester_kind: airlock::control::PrincipalKind::Agent,
+            requester_role: airlock::Role::Operator,
+            requested_at: 1,
+            expires_at: i64::MAX,
+            status: ApprovalStatus::Pending,
+            decided_by: None,
+            decided_at: None,
+            reason: None,
+            lease_until: None,
+            finished_at: None,
+            output_sealed: None,
+            error: None,
+            preview: None,
+        })
+        .await
+        .unwrap();
+    let read = store.approval("acme", "apr-odd").await.unwrap().unwrap();
+    assert_eq!(
+        (read.risk, read.requester_kind, read.status),
+        (
+            airlock::manifest::Risk::High,
+            airlock::control::PrincipalKind::Agent,
+            ApprovalStatus::Pending
+        )
+    );
+    // (status has a CHECK constraint in the schema; these two do not.)
+    for (column, value) in [("risk", "extreme"), ("requester_kind", "robot")] {
+        use sqlx::ConnectOptions;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .connect()
+            .await
+            .unwrap();
+        // Test-made SQL: the column is one of three names above, the value is bound.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE approvals SET {column} = ?1 WHERE id = 'apr-odd'"
+        )))
+        .bind(value)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let err = store
+            .approval("acme", "apr-odd")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("approval apr-odd") && err.contains(column) && err.contains(value),
+            "{err}"
+        );
+        sqlx::query(
+            "UPDATE approvals SET risk = 'high', requester_kind = 'agent', status = 'pending'",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
     }
 }

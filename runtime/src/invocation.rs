@@ -27,6 +27,20 @@ pub enum Role {
     Admin,
 }
 
+impl Role {
+    /// The lowercase name, as stored and as the CLI takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Author => "author",
+            Role::Operator => "operator",
+            Role::Auditor => "auditor",
+            Role::Compliance => "compliance",
+            Role::Admin => "admin",
+        }
+    }
+}
+
 impl std::str::FromStr for Role {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

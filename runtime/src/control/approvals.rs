@@ -17,9 +17,9 @@
 //! connection, connector digest and operation; the execution checks the hash and the digest.
 
 use super::audit::redact;
-use super::authz::{Action, Context, Decision, Principal, PrincipalKind};
+use super::authz::{Action, Context, Decision, Principal};
 use super::invoke::Resolved;
-use super::state::{ApprovalRecord, now_ms};
+use super::state::{ApprovalRecord, ApprovalStatus, now_ms};
 use super::{ControlError, ControlPlane, Result};
 use crate::executor::Call;
 use crate::invocation::Role;
@@ -89,24 +89,6 @@ pub fn approver_role(risk: Risk) -> Role {
     }
 }
 
-fn risk_name(risk: Risk) -> &'static str {
-    match risk {
-        Risk::Low => "low",
-        Risk::Medium => "medium",
-        Risk::High => "high",
-        Risk::Critical => "critical",
-    }
-}
-
-fn parse_risk(text: &str) -> Risk {
-    match text {
-        "low" => Risk::Low,
-        "medium" => Risk::Medium,
-        "high" => Risk::High,
-        _ => Risk::Critical,
-    }
-}
-
 /// What was approved, as a hash: tenant, connection, connector digest, operation, params.
 fn action_hash(
     tenant: &str,
@@ -150,11 +132,7 @@ impl std::fmt::Display for Ticket {
         write!(
             f,
             "waiting for approval: `{}` is {} risk, so it runs once someone other than you with role {:?} or higher approves request {} (within {minutes} min); follow it with `airlock approvals wait {}`",
-            self.operation,
-            risk_name(self.risk),
-            self.approver,
-            self.request_id,
-            self.request_id
+            self.operation, self.risk, self.approver, self.request_id, self.request_id
         )
     }
 }
@@ -176,10 +154,7 @@ pub struct ApprovalView {
 impl ApprovalView {
     /// Whether nothing more will happen to it.
     pub fn is_final(&self) -> bool {
-        matches!(
-            self.record.status.as_str(),
-            "denied" | "expired" | "executed" | "failed"
-        )
+        self.record.status.is_final()
     }
 }
 
@@ -268,14 +243,14 @@ impl ControlPlane {
                 params.as_bytes(),
             ),
             action_hash: action_hash(&who.tenant, connection, digest, operation, params),
-            risk: risk_name(risk).into(),
+            risk,
             rationale: rationale.map(Into::into),
             requested_by: who.id.clone(),
-            requester_kind: format!("{:?}", who.kind).to_lowercase(),
-            requester_role: format!("{:?}", who.role).to_lowercase(),
+            requester_kind: who.kind,
+            requester_role: who.role,
             requested_at: now,
             expires_at,
-            status: "pending".into(),
+            status: ApprovalStatus::Pending,
             decided_by: None,
             decided_at: None,
             reason: None,
@@ -344,7 +319,7 @@ impl ControlPlane {
                 .as_deref()
                 .and_then(|p| serde_json::from_str(p).ok())
                 .unwrap_or(serde_json::Value::Null),
-            approver: approver_role(parse_risk(&record.risk)),
+            approver: approver_role(record.risk),
             record,
             params,
             output,
@@ -379,8 +354,7 @@ impl ControlPlane {
     }
 
     fn is_requester(&self, who: &Principal, record: &ApprovalRecord) -> bool {
-        who.id == record.requested_by
-            && format!("{:?}", who.kind).to_lowercase() == record.requester_kind
+        who.id == record.requested_by && who.kind == record.requester_kind
     }
 
     /// Approves or denies a pending request. Refused to the requester (separation of duties),
@@ -403,7 +377,7 @@ impl ControlPlane {
             reason,
         };
         let record = self.approval_record(who, id).await?;
-        let risk = parse_risk(&record.risk);
+        let risk = record.risk;
         let outcome: Result<()> = async {
             if self.is_requester(who, &record) {
                 return Err(refuse(
@@ -436,8 +410,8 @@ impl ControlPlane {
                 return Ok(());
             }
             let now = self.approval_record(who, id).await?;
-            Err(match now.status.as_str() {
-                "expired" => ControlError::Conflict(format!(
+            Err(match now.status {
+                ApprovalStatus::Expired => ControlError::Conflict(format!(
                     "{id} expired at {} without a decision and cannot be revived; the requester can ask again",
                     crate::time::format_unix_ms(now.expires_at)
                 )),
@@ -506,7 +480,7 @@ impl ControlPlane {
             if view.is_final() || Instant::now() >= deadline {
                 break Ok(view);
             }
-            if view.record.status == "approved"
+            if view.record.status == ApprovalStatus::Approved
                 && view
                     .record
                     .decided_at
@@ -533,12 +507,12 @@ impl ControlPlane {
     pub async fn approvals_resume(&self) -> Result<usize> {
         let mut ran = 0;
         for record in self.state.approvals_to_resume(now_ms()).await? {
-            if record.status == "executing" {
+            if record.status == ApprovalStatus::Executing {
                 self.state
                     .finish_approval(
                         &record.tenant,
                         &record.id,
-                        "failed",
+                        ApprovalStatus::Failed,
                         None,
                         Some("interrupted: the process running it stopped; the effect may or may not have happened, so it is not run again; check the upstream and request again if needed"),
                         now_ms(),
@@ -567,12 +541,8 @@ impl ControlPlane {
         let who = Principal {
             tenant: tenant.clone(),
             id: record.requested_by.clone(),
-            kind: if record.requester_kind == "agent" {
-                PrincipalKind::Agent
-            } else {
-                PrincipalKind::User
-            },
-            role: record.requester_role.parse().unwrap_or(Role::Viewer),
+            kind: record.requester_kind,
+            role: record.requester_role,
         };
         let result = self.run_approved(&who, record).await;
         if let Err(e) = &result
@@ -589,8 +559,8 @@ impl ControlPlane {
             self.cache.invalidate(tenant, &record.connection);
         }
         let (status, output, error) = match &result {
-            Ok(output) => ("executed", Some(output.clone()), None),
-            Err(e) => ("failed", None, Some(e.to_string())),
+            Ok(output) => (ApprovalStatus::Executed, Some(output.clone()), None),
+            Err(e) => (ApprovalStatus::Failed, None, Some(e.to_string())),
         };
         let sealed = output.as_ref().map(|o| {
             self.vault.seal(

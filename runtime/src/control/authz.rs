@@ -17,6 +17,29 @@ pub enum PrincipalKind {
     Agent,
 }
 
+impl PrincipalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::User => "user",
+            PrincipalKind::Agent => "agent",
+        }
+    }
+}
+
+impl std::str::FromStr for PrincipalKind {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "user" => Ok(PrincipalKind::User),
+            "agent" => Ok(PrincipalKind::Agent),
+            other => Err(format!(
+                "unknown principal kind `{}`: expected user or agent",
+                other.escape_debug()
+            )),
+        }
+    }
+}
+
 /// An authenticated caller: a user or agent of one tenant, with a role.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Principal {

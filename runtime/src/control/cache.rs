@@ -95,8 +95,8 @@ pub fn key(
         &revision.to_string(),
         digest,
         operation,
-        &format!("{:?}", who.kind),
-        &format!("{:?}", who.role),
+        who.kind.as_str(),
+        who.role.as_str(),
         agent,
         &params,
     ] {

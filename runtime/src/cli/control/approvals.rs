@@ -1,6 +1,7 @@
 //! `airlock approvals`: list, show, approve, deny, wait and resume requests.
 
 use super::*;
+use crate::control::state::ApprovalStatus;
 
 #[derive(Subcommand)]
 pub enum ApprovalsCommand {
@@ -78,11 +79,11 @@ fn show_approval(view: &crate::control::approvals::ApprovalView) -> u8 {
     if let Some(error) = &r.error {
         super::say("error", &error);
     }
-    match r.status.as_str() {
-        "executed" => EXIT_OK,
-        "denied" => 2,
-        "pending" | "approved" | "executing" => 4,
-        _ => 1,
+    match r.status {
+        ApprovalStatus::Executed => EXIT_OK,
+        ApprovalStatus::Denied => 2,
+        ApprovalStatus::Pending | ApprovalStatus::Approved | ApprovalStatus::Executing => 4,
+        ApprovalStatus::Expired | ApprovalStatus::Failed => 1,
     }
 }
 
@@ -100,7 +101,10 @@ pub async fn approvals(
         ApprovalsCommand::List { all, quiet } => {
             cp.approvals_list(&principal, all).await.map(|views| {
                 if quiet {
-                    for v in views.iter().filter(|v| v.record.status == "pending") {
+                    for v in views
+                        .iter()
+                        .filter(|v| v.record.status == ApprovalStatus::Pending)
+                    {
                         println!("{}", v.record.id);
                     }
                 } else if who.json {
@@ -112,9 +116,9 @@ pub async fn approvals(
                             let r = &v.record;
                             vec![
                                 r.id.clone(),
-                                r.status.clone(),
+                                r.status.to_string(),
                                 format!("{}/{}", r.connection, r.operation),
-                                r.risk.clone(),
+                                r.risk.to_string(),
                                 crate::control::audit::escape(&r.requested_by),
                                 when(Some(r.requested_at)),
                                 when(Some(r.expires_at)),
@@ -154,7 +158,7 @@ pub async fn approvals(
             .map(|v| {
                 if who.json {
                     print_json(&v);
-                    return if v.record.status == "executed" {
+                    return if v.record.status == ApprovalStatus::Executed {
                         EXIT_OK
                     } else {
                         1

@@ -317,14 +317,15 @@ pub struct ApprovalRecord {
     #[serde(skip)]
     pub params_sealed: Vec<u8>,
     pub action_hash: String,
-    pub risk: String,
+    pub risk: crate::manifest::Risk,
     pub rationale: Option<String>,
     pub requested_by: String,
-    pub requester_kind: String,
-    pub requester_role: String,
+    pub requester_kind: crate::control::PrincipalKind,
+    #[serde(serialize_with = "lowercase_role")]
+    pub requester_role: crate::Role,
     pub requested_at: i64,
     pub expires_at: i64,
-    pub status: String,
+    pub status: ApprovalStatus,
     pub decided_by: Option<String>,
     pub decided_at: Option<i64>,
     pub reason: Option<String>,
@@ -336,6 +337,98 @@ pub struct ApprovalRecord {
     /// The dry run's effects and answer, as JSON text (secrets never in it).
     #[serde(skip)]
     pub preview: Option<String>,
+}
+
+fn lowercase_role<S: serde::Serializer>(
+    role: &crate::Role,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(role.as_str())
+}
+
+/// Where an approval request is in its life. Each change is one conditional update (see
+/// `control::approvals`): pending -> approved | denied | expired; approved -> executing ->
+/// executed | failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApprovalStatus {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+    Executing,
+    Executed,
+    Failed,
+}
+
+impl ApprovalStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalStatus::Pending => "pending",
+            ApprovalStatus::Approved => "approved",
+            ApprovalStatus::Denied => "denied",
+            ApprovalStatus::Expired => "expired",
+            ApprovalStatus::Executing => "executing",
+            ApprovalStatus::Executed => "executed",
+            ApprovalStatus::Failed => "failed",
+        }
+    }
+
+    /// Nothing moves a request out of these.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            ApprovalStatus::Denied
+                | ApprovalStatus::Expired
+                | ApprovalStatus::Executed
+                | ApprovalStatus::Failed
+        )
+    }
+}
+
+/// Compares with the stored name (`status == "pending"`).
+impl PartialEq<&str> for ApprovalStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Display for ApprovalStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ApprovalStatus {
+    type Err = String;
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        Ok(match text {
+            "pending" => ApprovalStatus::Pending,
+            "approved" => ApprovalStatus::Approved,
+            "denied" => ApprovalStatus::Denied,
+            "expired" => ApprovalStatus::Expired,
+            "executing" => ApprovalStatus::Executing,
+            "executed" => ApprovalStatus::Executed,
+            "failed" => ApprovalStatus::Failed,
+            other => {
+                return Err(format!(
+                    "unknown approval status `{}`",
+                    other.escape_debug()
+                ));
+            }
+        })
+    }
+}
+
+/// Reads a stored enum, or says which record holds a value this version does not know: never a
+/// silent default (an unknown risk once read as critical, an unknown kind as a user).
+pub fn stored<T: std::str::FromStr<Err = String>>(
+    record: &str,
+    field: &str,
+    text: &str,
+) -> Result<T> {
+    text.parse()
+        .map_err(|e: String| StateError::Corrupt(format!("{record}: {field}: {e}")))
 }
 
 /// A circuit breaker's shared state (see `egress::resilience`).
@@ -454,7 +547,7 @@ pub trait StateStore: Send + Sync + 'static {
         &self,
         tenant: &str,
         id: &str,
-        status: &str,
+        status: ApprovalStatus,
         output_sealed: Option<&[u8]>,
         error: Option<&str>,
         now_ms: i64,

@@ -117,23 +117,32 @@ impl SqliteState {
     }
 }
 
-fn approval_row(r: &sqlx::sqlite::SqliteRow) -> ApprovalRecord {
-    ApprovalRecord {
+fn approval_row(r: &sqlx::sqlite::SqliteRow) -> Result<ApprovalRecord> {
+    let id: String = r.get("id");
+    let record = format!("approval {id}");
+    Ok(ApprovalRecord {
         tenant: r.get("tenant"),
-        id: r.get("id"),
         connection: r.get("connection"),
         connector_digest: r.get("connector_digest"),
         operation: r.get("operation"),
         params_sealed: r.get("params_sealed"),
         action_hash: r.get("action_hash"),
-        risk: r.get("risk"),
+        risk: stored(&record, "risk", &r.get::<String, _>("risk"))?,
         rationale: r.get("rationale"),
         requested_by: r.get("requested_by"),
-        requester_kind: r.get("requester_kind"),
-        requester_role: r.get("requester_role"),
+        requester_kind: stored(
+            &record,
+            "requester_kind",
+            &r.get::<String, _>("requester_kind"),
+        )?,
+        requester_role: stored(
+            &record,
+            "requester_role",
+            &r.get::<String, _>("requester_role"),
+        )?,
         requested_at: r.get("requested_at"),
         expires_at: r.get("expires_at"),
-        status: r.get("status"),
+        status: stored(&record, "status", &r.get::<String, _>("status"))?,
         decided_by: r.get("decided_by"),
         decided_at: r.get("decided_at"),
         reason: r.get("reason"),
@@ -142,7 +151,8 @@ fn approval_row(r: &sqlx::sqlite::SqliteRow) -> ApprovalRecord {
         output_sealed: r.get("output_sealed"),
         error: r.get("error"),
         preview: r.get("preview"),
-    }
+        id,
+    })
 }
 
 fn audit_row(r: &sqlx::sqlite::SqliteRow) -> AuditRow {
@@ -652,14 +662,14 @@ impl StateStore for SqliteState {
         .bind(&a.operation)
         .bind(&a.params_sealed)
         .bind(&a.action_hash)
-        .bind(&a.risk)
+        .bind(a.risk.as_str())
         .bind(&a.rationale)
         .bind(&a.requested_by)
-        .bind(&a.requester_kind)
-        .bind(&a.requester_role)
+        .bind(a.requester_kind.as_str())
+        .bind(a.requester_role.as_str())
         .bind(a.requested_at)
         .bind(a.expires_at)
-        .bind(&a.status)
+        .bind(a.status.as_str())
         .bind(&a.preview)
         .execute(&self.pool)
         .await?;
@@ -672,7 +682,7 @@ impl StateStore for SqliteState {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.as_ref().map(approval_row))
+        row.as_ref().map(approval_row).transpose()
     }
 
     async fn list_approvals(&self, tenant: &str, open_only: bool) -> Result<Vec<ApprovalRecord>> {
@@ -685,7 +695,7 @@ impl StateStore for SqliteState {
         .bind(open_only)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(approval_row).collect())
+        rows.iter().map(approval_row).collect()
     }
 
     async fn decide_approval(
@@ -764,7 +774,7 @@ impl StateStore for SqliteState {
         &self,
         tenant: &str,
         id: &str,
-        status: &str,
+        status: ApprovalStatus,
         output_sealed: Option<&[u8]>,
         error: Option<&str>,
         now_ms: i64,
@@ -775,7 +785,7 @@ impl StateStore for SqliteState {
         )
         .bind(tenant)
         .bind(id)
-        .bind(status)
+        .bind(status.as_str())
         .bind(output_sealed)
         .bind(error)
         .bind(now_ms)
@@ -793,7 +803,7 @@ impl StateStore for SqliteState {
         .bind(now_ms)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(approval_row).collect())
+        rows.iter().map(approval_row).collect()
     }
 
     async fn breaker(
