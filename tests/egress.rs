@@ -1012,7 +1012,13 @@ async fn egress_breaker_state_is_kept_in_the_store_across_processes() {
 
     // The cooldown runs out: of two processes asking at once, exactly one sends the probe.
     state
-        .set_breaker("acme", "api", &origin, "open", now_ms() - 1)
+        .set_breaker(
+            "acme",
+            "api",
+            &origin,
+            airlock::control::state::BreakerState::Open,
+            now_ms() - 1,
+        )
         .await
         .unwrap();
     let ((third, _), (fourth, _)) = (plane().await, plane().await);

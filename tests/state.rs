@@ -26,7 +26,7 @@ fn connection(tenant: &str, name: &str) -> ConnectionRecord {
         connector: "crm".into(),
         connector_version: None,
         config_sealed: vec![1, 2, 3],
-        status: "new".into(),
+        status: airlock::control::state::ConnectionStatus::New,
         allowed_operations: Some(vec!["list".into()]),
         allowed_objects: None,
         required_roles: [("delete".to_owned(), "Admin".to_owned())].into(),
@@ -154,7 +154,7 @@ async fn check_store(store: Arc<dyn StateStore>) {
     store.update_connection(&next).await.unwrap();
     let stale = ConnectionRecord {
         revision: 2,
-        status: "error".into(),
+        status: airlock::control::state::ConnectionStatus::Error,
         ..c.clone()
     };
     assert!(

@@ -1,17 +1,17 @@
 //! The egress circuit breakers' shared state, kept in the state store per tenant, connection
 //! and origin (see `egress::resilience::BreakerLedger`).
 
-use super::state::StateStore;
+use super::state::{BreakerState, StateStore};
 use crate::egress::resilience::{BreakerLedger, Shared};
 use std::sync::Arc;
 
-fn shared(state: &str, until_ms: i64) -> Shared {
+fn shared(state: BreakerState, until_ms: i64) -> Shared {
     match state {
-        "open" => Shared::Open { until_ms },
-        "half-open" => Shared::HalfOpen {
+        BreakerState::Open => Shared::Open { until_ms },
+        BreakerState::HalfOpen => Shared::HalfOpen {
             lease_until_ms: until_ms,
         },
-        _ => Shared::Closed,
+        BreakerState::Closed => Shared::Closed,
     }
 }
 
@@ -31,7 +31,7 @@ impl BreakerLedger for StoreLedger {
             .map_err(|e| e.to_string())?;
         Ok(match record {
             None => Shared::Closed,
-            Some(r) => shared(&r.state, r.until_ms),
+            Some(r) => shared(r.state, r.until_ms),
         })
     }
 
@@ -53,19 +53,31 @@ impl BreakerLedger for StoreLedger {
             .await
             .map_err(|e| e.to_string())?;
         let failures = u32::try_from(r.failures).unwrap_or(u32::MAX);
-        Ok((shared(&r.state, r.until_ms), failures))
+        Ok((shared(r.state, r.until_ms), failures))
     }
 
     async fn open(&self, origin: &str, until_ms: i64) -> Result<(), String> {
         self.state
-            .set_breaker(&self.tenant, &self.connection, origin, "open", until_ms)
+            .set_breaker(
+                &self.tenant,
+                &self.connection,
+                origin,
+                BreakerState::Open,
+                until_ms,
+            )
             .await
             .map_err(|e| e.to_string())
     }
 
     async fn close(&self, origin: &str) -> Result<(), String> {
         self.state
-            .set_breaker(&self.tenant, &self.connection, origin, "closed", 0)
+            .set_breaker(
+                &self.tenant,
+                &self.connection,
+                origin,
+                BreakerState::Closed,
+                0,
+            )
             .await
             .map_err(|e| e.to_string())
     }

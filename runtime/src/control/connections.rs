@@ -2,7 +2,7 @@
 
 use super::authz::{Action, Context};
 use super::registry::{ConnectorView, latest, not_registered, version_key};
-use super::state::{ConnectionRecord, Grant, now_ms};
+use super::state::{ConnectionRecord, ConnectionStatus, Grant, now_ms};
 use super::{ControlError, ControlPlane, Principal, Result, schema};
 use crate::invocation::{Role, validate_id};
 use crate::limits::Limits;
@@ -12,12 +12,6 @@ use std::time::Instant;
 
 /// The purpose bound into the sealed config (see [`super::vault`]).
 pub(crate) const CONFIG_PURPOSE: &str = "connection-config";
-
-pub const STATUS_CONNECTED: &str = "connected";
-pub const STATUS_ERROR: &str = "error";
-pub const STATUS_DISABLED: &str = "disabled";
-/// Created, not yet tested.
-pub const STATUS_NEW: &str = "new";
 
 /// What `connection create` takes.
 #[derive(Debug, Clone, Default)]
@@ -229,7 +223,7 @@ impl ControlPlane {
                 connector: spec.connector.clone(),
                 connector_version: spec.version.clone(),
                 config_sealed: self.seal_config(&who.tenant, &spec.name, &spec.config),
-                status: STATUS_NEW.into(),
+                status: ConnectionStatus::New,
                 allowed_operations: spec.allowed_operations.clone(),
                 allowed_objects: spec.allowed_objects.clone(),
                 required_roles: role_names(&spec.required_roles),
@@ -405,12 +399,11 @@ impl ControlPlane {
         self.audited(who, Action::ConnectionEnable, name, None, async {
             let mut record = self.connection_record(&who.tenant, name).await?;
             record.status = match (enabled, record.last_test_ok) {
-                (false, _) => STATUS_DISABLED,
-                (true, Some(true)) => STATUS_CONNECTED,
-                (true, Some(false)) => STATUS_ERROR,
-                (true, None) => STATUS_NEW,
-            }
-            .into();
+                (false, _) => ConnectionStatus::Disabled,
+                (true, Some(true)) => ConnectionStatus::Connected,
+                (true, Some(false)) => ConnectionStatus::Error,
+                (true, None) => ConnectionStatus::New,
+            };
             self.save(&mut record).await?;
             Ok(record)
         })
@@ -495,8 +488,12 @@ impl ControlPlane {
                 Result_::Ok(m) => m.clone(),
                 Result_::Error(e) => e.clone(),
             });
-            if record.status != STATUS_DISABLED {
-                record.status = if ok { STATUS_CONNECTED } else { STATUS_ERROR }.into();
+            if record.status != ConnectionStatus::Disabled {
+                record.status = if ok {
+                    ConnectionStatus::Connected
+                } else {
+                    ConnectionStatus::Error
+                };
             }
             self.save(&mut record).await?;
             Ok(report)

@@ -1,7 +1,7 @@
 //! Invocation through the control plane: resolve the connection, decide, run, audit.
 
 use super::authz::{Action, Context, Decision, PrincipalKind};
-use super::connections::STATUS_DISABLED;
+use super::state::ConnectionStatus;
 use super::{ControlError, ControlPlane, Principal, RESOLVED_TTL, Result};
 use crate::capability::config::ConfigCtx;
 use crate::egress::Egress;
@@ -591,7 +591,7 @@ impl ControlPlane {
             rule,
             reason,
         };
-        if record.status == STATUS_DISABLED {
+        if record.status == ConnectionStatus::Disabled {
             return deny(
                 "connection-disabled",
                 format!(

@@ -344,7 +344,7 @@ pub async fn connection(
                         c.connector_version
                             .clone()
                             .unwrap_or_else(|| "latest".into()),
-                        c.status.clone(),
+                        c.status.to_string(),
                         if c.writes_enabled { "yes" } else { "no" }.into(),
                         when(c.last_test_at),
                     ]

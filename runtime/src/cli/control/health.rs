@@ -72,7 +72,7 @@ pub async fn health(cp: &ControlPlane, who: &Identity, window: i64) -> anyhow::R
                             vec![
                                 c.connection.clone(),
                                 c.origin.clone(),
-                                c.state.clone(),
+                                c.state.to_string(),
                                 if c.state == "open" {
                                     format!("probe allowed in {left} s")
                                 } else {

@@ -157,7 +157,7 @@ pub struct ConnectionRecord {
     pub connector_version: Option<String>,
     #[serde(skip)]
     pub config_sealed: Vec<u8>,
-    pub status: String,
+    pub status: ConnectionStatus,
     pub allowed_operations: Option<Vec<String>>,
     pub allowed_objects: Option<Vec<String>>,
     /// Operation -> role name, where higher than the default.
@@ -339,6 +339,104 @@ pub struct ApprovalRecord {
     pub preview: Option<String>,
 }
 
+/// A connection's state: created and untested, last test passed or failed, or disabled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectionStatus {
+    New,
+    Connected,
+    Error,
+    Disabled,
+}
+
+impl ConnectionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionStatus::New => "new",
+            ConnectionStatus::Connected => "connected",
+            ConnectionStatus::Error => "error",
+            ConnectionStatus::Disabled => "disabled",
+        }
+    }
+}
+
+impl std::fmt::Display for ConnectionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ConnectionStatus {
+    type Err = String;
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        Ok(match text {
+            "new" => ConnectionStatus::New,
+            "connected" => ConnectionStatus::Connected,
+            "error" => ConnectionStatus::Error,
+            "disabled" => ConnectionStatus::Disabled,
+            other => {
+                return Err(format!(
+                    "unknown connection status `{}`",
+                    other.escape_debug()
+                ));
+            }
+        })
+    }
+}
+
+/// Compares with the stored name (`status == "disabled"`).
+impl PartialEq<&str> for ConnectionStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// A circuit breaker's state as every process sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl BreakerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half-open",
+        }
+    }
+}
+
+impl std::fmt::Display for BreakerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for BreakerState {
+    type Err = String;
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        Ok(match text {
+            "closed" => BreakerState::Closed,
+            "open" => BreakerState::Open,
+            "half-open" => BreakerState::HalfOpen,
+            other => {
+                return Err(format!("unknown breaker state `{}`", other.escape_debug()));
+            }
+        })
+    }
+}
+
+/// Compares with the stored name (`state == "open"`).
+impl PartialEq<&str> for BreakerState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 fn lowercase_role<S: serde::Serializer>(
     role: &crate::Role,
     s: S,
@@ -436,8 +534,7 @@ pub fn stored<T: std::str::FromStr<Err = String>>(
 pub struct BreakerRecord {
     pub connection: String,
     pub origin: String,
-    /// `closed`, `open` or `half-open`.
-    pub state: String,
+    pub state: BreakerState,
     /// Open: when one probe may go. Half-open: when the probe's lease ends.
     pub until_ms: i64,
     pub updated_at: i64,
@@ -568,7 +665,7 @@ pub trait StateStore: Send + Sync + 'static {
         tenant: &str,
         connection: &str,
         origin: &str,
-        state: &str,
+        state: BreakerState,
         until_ms: i64,
     ) -> Result<()>;
     /// Takes the one probe of an open circuit whose cooldown has passed, or of a half-open one

@@ -185,15 +185,20 @@ fn key_rotation_row(r: &sqlx::sqlite::SqliteRow) -> KeyRotation {
     }
 }
 
-fn breaker_row(r: &sqlx::sqlite::SqliteRow) -> BreakerRecord {
-    BreakerRecord {
+fn breaker_row(r: &sqlx::sqlite::SqliteRow) -> Result<BreakerRecord> {
+    let origin: String = r.get("origin");
+    Ok(BreakerRecord {
         connection: r.get("connection"),
-        origin: r.get("origin"),
-        state: r.get("state"),
+        state: stored(
+            &format!("circuit breaker {origin}"),
+            "state",
+            &r.get::<String, _>("state"),
+        )?,
+        origin,
         until_ms: r.get("until_ms"),
         updated_at: r.get("updated_at"),
         failures: r.get("failures"),
-    }
+    })
 }
 
 fn json_list(text: Option<String>) -> Result<Option<Vec<String>>> {
@@ -227,7 +232,11 @@ fn connection_row(r: &sqlx::sqlite::SqliteRow) -> Result<ConnectionRecord> {
         connector: r.get("connector"),
         connector_version: r.get("connector_version"),
         config_sealed: r.get("config_sealed"),
-        status: r.get("status"),
+        status: stored(
+            &format!("connection {}", r.get::<String, _>("name")),
+            "status",
+            &r.get::<String, _>("status"),
+        )?,
         allowed_operations: json_list(r.get("allowed_operations"))?,
         allowed_objects: json_list(r.get("allowed_objects"))?,
         required_roles: serde_json::from_str(r.get::<&str, _>("required_roles"))
@@ -421,7 +430,7 @@ impl StateStore for SqliteState {
         .bind(&c.connector)
         .bind(&c.connector_version)
         .bind(&c.config_sealed)
-        .bind(&c.status)
+        .bind(c.status.as_str())
         .bind(list_text(&c.allowed_operations))
         .bind(list_text(&c.allowed_objects))
         .bind(serde_json::to_string(&c.required_roles).expect("map serializes"))
@@ -466,7 +475,7 @@ impl StateStore for SqliteState {
         .bind(&c.connector)
         .bind(&c.connector_version)
         .bind(&c.config_sealed)
-        .bind(&c.status)
+        .bind(c.status.as_str())
         .bind(list_text(&c.allowed_operations))
         .bind(list_text(&c.allowed_objects))
         .bind(serde_json::to_string(&c.required_roles).expect("map serializes"))
@@ -820,7 +829,7 @@ impl StateStore for SqliteState {
         .bind(origin)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.as_ref().map(breaker_row))
+        row.as_ref().map(breaker_row).transpose()
     }
 
     async fn set_breaker(
@@ -828,7 +837,7 @@ impl StateStore for SqliteState {
         tenant: &str,
         connection: &str,
         origin: &str,
-        state: &str,
+        state: BreakerState,
         until_ms: i64,
     ) -> Result<()> {
         sqlx::query(
@@ -840,7 +849,7 @@ impl StateStore for SqliteState {
         .bind(tenant)
         .bind(connection)
         .bind(origin)
-        .bind(state)
+        .bind(state.as_str())
         .bind(until_ms)
         .bind(now_ms())
         .execute(&self.pool)
@@ -879,7 +888,7 @@ impl StateStore for SqliteState {
         .bind(now_ms())
         .fetch_one(&self.pool)
         .await?;
-        Ok(breaker_row(&row))
+        breaker_row(&row)
     }
 
     async fn oauth_token(&self, key: &TokenKey<'_>) -> Result<Option<OAuthTokenRecord>> {
@@ -1050,7 +1059,7 @@ impl StateStore for SqliteState {
         .bind(tenant)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(breaker_row).collect())
+        rows.iter().map(breaker_row).collect()
     }
 
     async fn append_audit(
