@@ -70,7 +70,7 @@ pub fn body_preview(bytes: &[u8]) -> Option<serde_json::Value> {
     }
     let cut = &bytes[..bytes.len().min(MAX_CAPTURED_BODY)];
     Some(match serde_json::from_slice::<serde_json::Value>(cut) {
-        Ok(json) => crate::control::audit::redact(&json),
+        Ok(json) => crate::redact::redact(&json),
         Err(_) => {
             let mut text = String::from_utf8_lossy(cut).into_owned();
             if bytes.len() > cut.len() {

@@ -696,7 +696,7 @@ fn scrub_denial(secrets: &Secrets, denial: &mut Denial) {
 }
 
 /// The text of a caught panic.
-fn panic_payload(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_payload(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())

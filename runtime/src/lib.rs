@@ -13,7 +13,8 @@
 //! - [`capability`]: what a guest can import, one module per WASI interface, all of the same shape.
 //! - [`egress`]: what the `wasi:http` capability uses: the grant grammar, address classification,
 //!   the per-connection pooled client, credentials (static, OAuth2, HMAC), retries and breakers.
-//! - [`secrets`]: the secrets injected into an invocation, scrubbed from all that leaves it.
+//! - [`secrets`]: the secrets injected into an invocation, scrubbed from all that leaves it;
+//!   [`redact`]: what merely looks like a secret, redacted from records and previews.
 //! - [`host`]: the Store's data, tying the capabilities to one invocation.
 //! - [`cache`]: compiled components on disk, keyed by digest and engine configuration.
 //! - [`manifest`], [`error`]: the host's types for what connectors declare and how calls fail.
@@ -39,6 +40,7 @@ pub mod invocation;
 pub mod limits;
 pub mod manifest;
 pub mod policy;
+pub mod redact;
 pub mod secrets;
 pub mod settings;
 pub mod time;

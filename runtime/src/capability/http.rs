@@ -282,8 +282,8 @@ async fn dry_run(
         .headers
         .iter()
         .map(|(name, value)| {
-            let shown = if crate::control::audit::secret_name(name.as_str()) {
-                crate::control::audit::REDACTED.to_owned()
+            let shown = if crate::redact::secret_name(name.as_str()) {
+                crate::redact::REDACTED.to_owned()
             } else {
                 value.to_str().unwrap_or("[not text]").to_owned()
             };

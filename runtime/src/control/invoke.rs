@@ -238,6 +238,33 @@ impl ControlPlane {
         params: &str,
         rationale: Option<&str>,
     ) -> Result<Outcome> {
+        use futures_util::FutureExt as _;
+        // A panic in the control plane's own steps (shaping, caching, auditing) fails this call
+        // the way one inside the sandbox does, and leaves the process serving others.
+        std::panic::AssertUnwindSafe(self.invoke_unguarded(who, name, operation, params, rationale))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| {
+                let message = crate::executor::panic_payload(panic.as_ref());
+                tracing::error!(
+                    connection = name,
+                    operation,
+                    "control plane panicked during an invocation: {message}"
+                );
+                Err(ControlError::Invoke(crate::InvokeError::HostPanic {
+                    message,
+                }))
+            })
+    }
+
+    async fn invoke_unguarded(
+        &self,
+        who: &Principal,
+        name: &str,
+        operation: &str,
+        params: &str,
+        rationale: Option<&str>,
+    ) -> Result<Outcome> {
         let started = Instant::now();
         let parsed: Option<serde_json::Value> = serde_json::from_str(params).ok();
         let resolved = match self.resolve(&who.tenant, name).await {
