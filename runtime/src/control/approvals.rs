@@ -131,8 +131,8 @@ impl std::fmt::Display for Ticket {
         let minutes = ((self.expires_at - now_ms()).max(0) + 59_999) / 60_000;
         write!(
             f,
-            "waiting for approval: `{}` is {} risk, so it runs once someone other than you with role {:?} or higher approves request {} (within {minutes} min); follow it with `airlock approvals wait {}`",
-            self.operation, self.risk, self.approver, self.request_id, self.request_id
+            "waiting for approval: `{}` is {} risk, so it runs once someone other than you with role {:?} or higher approves request {} (within {minutes} min)",
+            self.operation, self.risk, self.approver, self.request_id
         )
     }
 }

@@ -114,12 +114,22 @@ impl From<StateError> for ControlError {
 }
 
 impl ControlError {
-    /// 2 when policy denied (here or inside the sandbox), 1 otherwise.
+    /// Whether policy refused the action (here or inside the sandbox): what the audit records
+    /// as `denied`, whatever a front end makes of it.
+    pub fn is_denial(&self) -> bool {
+        matches!(
+            self,
+            ControlError::Denied { .. }
+                | ControlError::RateLimited { .. }
+                | ControlError::Invoke(InvokeError::Denied { .. })
+        )
+    }
+
+    /// The CLI's exit code: 2 when policy denied, 4 when waiting for approval, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ControlError::Denied { .. } | ControlError::RateLimited { .. } => 2,
+            _ if self.is_denial() => 2,
             ControlError::Pending(_) => 4,
-            ControlError::Invoke(e) => e.exit_code() as u8,
             _ => 1,
         }
     }
@@ -586,7 +596,7 @@ impl ControlPlane {
         let (outcome, rule, message) = match result {
             Ok(()) => ("ok", decision.rule.to_owned(), None),
             Err(e) => {
-                let denied = e.exit_code() == 2;
+                let denied = e.is_denial();
                 let rule = if denied {
                     e.rule()
                 } else {

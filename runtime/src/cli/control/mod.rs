@@ -147,7 +147,14 @@ fn print_json<T: serde::Serialize>(value: &T) {
 pub fn report_error(e: &ControlError) -> u8 {
     match e {
         ControlError::Denied { .. } | ControlError::RateLimited { .. } => say("denied", e),
-        ControlError::Pending(_) => say("pending", e),
+        // The core says what waits; the CLI says which command follows it.
+        ControlError::Pending(ticket) => say(
+            "pending",
+            &format_args!(
+                "{e}; follow it with `airlock approvals wait {}`",
+                ticket.request_id
+            ),
+        ),
         ControlError::Invoke(inner) => return report_invoke_error(inner),
         ControlError::Invalid(problems) => {
             eprintln!("error: invalid input:");
