@@ -172,3 +172,42 @@ fn settings_no_environment_read_below_the_root() {
         "read settings through crate::settings::Settings: {offenders:#?}"
     );
 }
+
+/// The composition root is the library's (issue 10): a control plane over the embedded store
+/// in a data directory, with its settings, started and stopped with its background work and
+/// closed with every audit record stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_the_embedded_store_opens_runs_and_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = airlock::control::vault::Vault::from_base64(
+        &airlock::control::vault::generate_key(),
+        "test",
+    )
+    .unwrap();
+    let settings = Settings {
+        cache_max_entries_per_tenant: 7,
+        ..Settings::default()
+    };
+    let cp = Arc::new(
+        ControlPlane::open_embedded(dir.path(), vault, settings)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(cp.settings().cache_max_entries_per_tenant, 7);
+    assert!(dir.path().join("airlock.db").exists());
+    let background = cp.start_background(Duration::from_millis(20));
+    let admin = principal("acme", Role::Admin);
+    cp.register(&admin, &std::fs::read(guest("sandbox")).unwrap(), &|_| {})
+        .await
+        .unwrap();
+    background.shutdown().await;
+    assert_eq!(cp.shutdown().await, airlock::control::audit::Closed::Stored);
+    assert!(
+        !dir.path().join("audit-spool").exists()
+            || std::fs::read_dir(dir.path().join("audit-spool"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "nothing spooled from a healthy store"
+    );
+}

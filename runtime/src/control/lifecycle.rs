@@ -1,5 +1,7 @@
-//! The control plane's own background work, started by whoever serves it (a server, a test) and
-//! stopped with it: nothing waits for a command to be typed.
+//! The control plane's life: built over the embedded default store ([`ControlPlane::open_embedded`],
+//! the composition root every front end shares), its own background work, started by whoever
+//! serves it (a server, a test) and stopped with it, and shutdown (`ControlPlane::shutdown`).
+//! Nothing waits for a command to be typed.
 //!
 //! Every round (at once, then every `interval`): approved requests that no process is running are
 //! run, exactly once across processes (the store's claim decides who; a process that died between
@@ -33,6 +35,35 @@ impl Background {
 }
 
 impl ControlPlane {
+    /// A control plane over the embedded default store in `data_dir`: `airlock.db` (SQLite:
+    /// registry, connections, audit, and connector key-value storage), the compile cache in
+    /// `cache/`, and the audit spool in `audit-spool/`. The same for every front end.
+    pub async fn open_embedded(
+        data_dir: &std::path::Path,
+        vault: super::vault::Vault,
+        settings: crate::settings::Settings,
+    ) -> super::Result<ControlPlane> {
+        let state = Arc::new(super::state::SqliteState::open(&data_dir.join("airlock.db")).await?);
+        let keyvalue: Arc<dyn crate::capability::keyvalue::KeyValueStore> =
+            Arc::new(state.keyvalue());
+        let executor = crate::Executor::new(crate::ExecutorOptions {
+            cache_dir: Some(data_dir.join("cache")),
+            ..Default::default()
+        })
+        .map_err(|e| {
+            super::ControlError::State(super::state::StateError::Storage(format!(
+                "cannot start the executor: {e:#}"
+            )))
+        })?;
+        Ok(ControlPlane::with_settings(
+            state,
+            Arc::new(executor),
+            vault,
+            keyvalue,
+            settings,
+        ))
+    }
+
     /// Starts the background work on the current tokio runtime (see the module doc).
     pub fn start_background(self: &Arc<Self>, interval: Duration) -> Background {
         let (stop, mut stopped) = watch::channel(false);

@@ -2,19 +2,15 @@
 //! opening the control plane, tables, times, JSON, and how errors become exit codes.
 
 use super::{EXIT_OK, report_invoke_error, report_outcome, say};
-use crate::capability::keyvalue::KeyValueStore;
-use crate::control::state::SqliteState;
 use crate::control::vault::Vault;
 use crate::control::{
     ConnectionSpec, ConnectionUpdate, ControlError, ControlPlane, Principal, PrincipalKind,
 };
-use crate::executor::{Executor, ExecutorOptions};
 use crate::invocation::Role;
 use crate::limits::Limits;
 use clap::{Args, Subcommand};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 mod approvals;
@@ -85,19 +81,8 @@ fn parse_json(flag: &str, text: &str) -> anyhow::Result<serde_json::Value> {
 
 /// Opens the control plane over the data directory's state store. Refuses without a master key.
 pub async fn open(data_dir: &Path, vault: Vault) -> anyhow::Result<ControlPlane> {
-    let state = Arc::new(SqliteState::open(&data_dir.join("airlock.db")).await?);
-    let keyvalue: Arc<dyn KeyValueStore> = Arc::new(state.keyvalue());
-    let executor = Arc::new(Executor::new(ExecutorOptions {
-        cache_dir: Some(data_dir.join("cache")),
-        ..Default::default()
-    })?);
-    Ok(ControlPlane::with_settings(
-        state,
-        executor,
-        vault,
-        keyvalue,
-        crate::settings::Settings::from_env(),
-    ))
+    // The composition root lives in the library; the CLI only reads its settings.
+    Ok(ControlPlane::open_embedded(data_dir, vault, crate::settings::Settings::from_env()).await?)
 }
 
 fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
