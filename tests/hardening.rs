@@ -240,13 +240,7 @@ async fn hardening_upstream_echoes_of_credentials_are_scrubbed_everywhere() {
     let (cp, _state) = control_plane(dir.path()).await;
     let admin = principal("acme", Role::Admin);
     let operator = principal("acme", Role::Operator);
-    cp.register(
-        &admin,
-        &std::fs::read(guest("egress-probe")).unwrap(),
-        &|_| {},
-    )
-    .await
-    .unwrap();
+    register(&cp, "acme", "egress-probe").await;
     let secrets = [
         ("bearer", Placement::Bearer, BEARER),
         (
@@ -445,9 +439,7 @@ async fn hardening_a_write_runs_only_after_its_audit_record_is_durable() {
     let (cp, _state) = control_plane(dir.path()).await;
     let admin = principal("acme", Role::Admin);
     let operator = principal("acme", Role::Operator);
-    cp.register(&admin, &std::fs::read(guest("sandbox")).unwrap(), &|_| {})
-        .await
-        .unwrap();
+    register(&cp, "acme", "sandbox").await;
     cp.connection_create(&admin, sandbox_connection("crm"))
         .await
         .unwrap();
@@ -614,14 +606,7 @@ async fn hardening_breaker_failures_are_counted_across_processes() {
     let admin = principal("acme", Role::Admin);
     let operator = principal("acme", Role::Operator);
     let first = plane().await;
-    first
-        .register(
-            &admin,
-            &std::fs::read(guest("egress-probe")).unwrap(),
-            &|_| {},
-        )
-        .await
-        .unwrap();
+    register(&first, "acme", "egress-probe").await;
     first
         .connection_create(
             &admin,
@@ -682,14 +667,7 @@ async fn hardening_oauth_tokens_are_shared_by_processes() {
         let state = Arc::new(SqliteState::open(&path).await.unwrap());
         control_plane_on(&state, executor.clone(), &key)
     };
-    setup
-        .register(
-            &admin,
-            &std::fs::read(guest("egress-probe")).unwrap(),
-            &|_| {},
-        )
-        .await
-        .unwrap();
+    register(&setup, "acme", "egress-probe").await;
     setup
         .connection_create(
             &admin,
@@ -887,9 +865,7 @@ async fn hardening_policy_is_decided_before_the_component_is_loaded() {
     let key = airlock::control::vault::generate_key();
     let cp = control_plane_on(&state, Arc::new(executor()), &key);
     let admin = principal("acme", Role::Admin);
-    cp.register(&admin, &std::fs::read(guest("sandbox")).unwrap(), &|_| {})
-        .await
-        .unwrap();
+    register(&cp, "acme", "sandbox").await;
     cp.connection_create(&admin, sandbox_connection("crm"))
         .await
         .unwrap();
@@ -1156,13 +1132,7 @@ async fn hardening_error_messages_and_audit_records_are_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let (cp, _state) = control_plane(dir.path()).await;
     let admin = principal("acme", Role::Admin);
-    cp.register(
-        &admin,
-        &std::fs::read(guest("denial-hammer")).unwrap(),
-        &|_| {},
-    )
-    .await
-    .unwrap();
+    register(&cp, "acme", "denial-hammer").await;
     cp.connection_create(
         &admin,
         ConnectionSpec {
@@ -1211,9 +1181,7 @@ async fn hardening_an_approved_write_waits_for_the_audit_store_instead_of_failin
     let dir = tempfile::tempdir().unwrap();
     let (cp, state) = control_plane(dir.path()).await;
     let admin = principal("acme", Role::Admin);
-    cp.register(&admin, &std::fs::read(guest("sandbox")).unwrap(), &|_| {})
-        .await
-        .unwrap();
+    register(&cp, "acme", "sandbox").await;
     cp.connection_create(
         &admin,
         ConnectionSpec {

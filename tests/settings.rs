@@ -66,9 +66,7 @@ async fn settings_two_control_planes_keep_their_own_settings_in_one_process() {
     let operator = principal("acme", Role::Operator);
     for cp in [&a, &b] {
         for connector in ["mail", "egress-probe"] {
-            cp.register(&admin, &std::fs::read(guest(connector)).unwrap(), &|_| {})
-                .await
-                .unwrap();
+            register(cp, "acme", connector).await;
         }
         for (name, connector, config) in [
             (
@@ -196,10 +194,7 @@ async fn settings_the_embedded_store_opens_runs_and_closes() {
     assert_eq!(cp.settings().cache_max_entries_per_tenant, 7);
     assert!(dir.path().join("airlock.db").exists());
     let background = cp.start_background(Duration::from_millis(20));
-    let admin = principal("acme", Role::Admin);
-    cp.register(&admin, &std::fs::read(guest("sandbox")).unwrap(), &|_| {})
-        .await
-        .unwrap();
+    register(&cp, "acme", "sandbox").await;
     background.shutdown().await;
     assert_eq!(cp.shutdown().await, airlock::control::audit::Closed::Stored);
     assert!(

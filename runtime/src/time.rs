@@ -30,6 +30,14 @@ pub fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
 }
 
+/// Now, in Unix milliseconds: the wall clock that stored deadlines (leases, expiries, breaker
+/// cooldowns) are kept in, so that every process reads them the same.
+pub fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Unix milliseconds as a readable UTC time (`2026-12-03T11:42:52Z`), for messages: a raw epoch
 /// number tells a person nothing.
 pub fn format_unix_ms(ms: i64) -> String {

@@ -119,3 +119,14 @@ pub fn principal(tenant: &str, role: Role) -> airlock::control::Principal {
         role,
     }
 }
+
+/// Registers the built guest `name` in `tenant`, as its admin.
+pub async fn register(cp: &airlock::control::ControlPlane, tenant: &str, name: &str) {
+    cp.register(
+        &principal(tenant, Role::Admin),
+        &std::fs::read(guest(name)).unwrap(),
+        &|_| {},
+    )
+    .await
+    .unwrap_or_else(|e| panic!("registering {name}: {e}"));
+}

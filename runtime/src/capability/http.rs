@@ -399,8 +399,9 @@ impl WasiHttpHooks for EgressHooks {
                 return dry_run(capture, &egress, &destination, request).await;
             }
             // After every check: a credential goes only where its own host grants say.
-            let credentialed = destination.credential(&egress).is_some();
-            if let Some(credential) = destination.credential(&egress) {
+            let credential = destination.credential(&egress);
+            let credentialed = credential.is_some();
+            if let Some(credential) = credential {
                 if let Err(reason) = credential
                     .apply(&egress.client, &mut request, &secrets)
                     .await

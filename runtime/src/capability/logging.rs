@@ -56,10 +56,6 @@ impl GuestLog {
         }))
     }
 
-    pub fn invocation(&self) -> &Invocation {
-        &self.0.invocation
-    }
-
     /// Logs one line, if the budget allows.
     pub fn line(&self, level: Level, source: Source<'_>, message: &str) {
         let inner = &self.0;

@@ -45,12 +45,6 @@ pub trait TokenStore: Send + Sync {
 /// How often a process waiting for another's token fetch looks again.
 const SHARED_POLL: Duration = Duration::from_millis(50);
 
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// One credential's current token. Shared by the connection's invocations.
 #[derive(Default)]
 pub struct TokenCache {
@@ -197,7 +191,7 @@ impl TokenCache {
     /// access rule.
     async fn shared_token(&self, store: &dyn TokenStore) -> Option<Token> {
         let fresh = |stored: Option<(Zeroizing<String>, i64)>| {
-            let now = unix_ms();
+            let now = crate::time::now_unix_ms();
             stored
                 .filter(|(_, refresh_at_ms)| now < *refresh_at_ms)
                 .map(|(access, refresh_at_ms)| Token {
@@ -220,7 +214,7 @@ impl TokenCache {
                     return None;
                 }
             }
-            let now = unix_ms();
+            let now = crate::time::now_unix_ms();
             let lease = (TOKEN_TIMEOUT + Duration::from_secs(1)).as_millis() as i64;
             match store.take_lease(now, now.saturating_add(lease)).await {
                 Ok(true) => {
@@ -285,8 +279,8 @@ impl TokenCache {
         self.fetched
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(store) = &shared {
-            let refresh_at_ms =
-                unix_ms().saturating_add(i64::try_from(fresh_for.as_millis()).unwrap_or(i64::MAX));
+            let refresh_at_ms = crate::time::now_unix_ms()
+                .saturating_add(i64::try_from(fresh_for.as_millis()).unwrap_or(i64::MAX));
             if let Err(e) = store.save(&access, refresh_at_ms).await {
                 tracing::warn!("shared token store: {e}");
             }

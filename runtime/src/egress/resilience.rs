@@ -143,12 +143,7 @@ pub enum Shared {
 /// another process's open circuit goes unseen here.
 pub const SHARED_STATE_REFRESH_MS: i64 = 1000;
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use crate::time::now_unix_ms as now_ms;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {

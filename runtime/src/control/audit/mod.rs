@@ -315,22 +315,20 @@ impl Writer {
 
     /// Moves the held records to a spool file while the store refuses them, so a long outage
     /// does not grow memory. False when there is no spool or it cannot be written.
-    fn spill(&mut self) -> bool {
-        let Some(dir) = &self.spool_dir else {
-            return false;
-        };
+    fn spill(&mut self) -> Option<std::path::PathBuf> {
+        let dir = self.spool_dir.as_ref()?;
         match spool::write(dir, &self.batch) {
             Ok(path) => {
-                tracing::warn!(records = self.batch.len(), file = %path.display(), "audit store still refusing writes; held records spooled");
+                // Their records are in the new file now.
                 for file in self.claimed.drain(..) {
                     let _ = std::fs::remove_file(file);
                 }
                 self.batch.clear();
-                true
+                Some(path)
             }
             Err(e) => {
                 tracing::error!(dir = %dir.display(), "cannot write the audit spool: {e}");
-                false
+                None
             }
         }
     }
@@ -348,24 +346,12 @@ impl Writer {
             "the audit store refused {records} record(s): {}",
             self.last_failure.as_deref().unwrap_or("no answer")
         );
-        if let Some(dir) = &self.spool_dir {
-            match spool::write(dir, &self.batch) {
-                Ok(path) => {
-                    // Their records are in the new file now.
-                    for file in self.claimed.drain(..) {
-                        let _ = std::fs::remove_file(file);
-                    }
-                    self.batch.clear();
-                    return Closed::Spooled {
-                        records,
-                        path,
-                        reason,
-                    };
-                }
-                Err(e) => {
-                    tracing::error!(dir = %dir.display(), "cannot write the audit spool: {e}")
-                }
-            }
+        if let Some(path) = self.spill() {
+            return Closed::Spooled {
+                records,
+                path,
+                reason,
+            };
         }
         // The last resort: the records go to the error log rather than nowhere.
         for (_, _, text) in self.batch.drain(..) {
@@ -400,7 +386,12 @@ impl AuditLog {
             writer.claim_spool();
             let mut closing = None;
             while closing.is_none() {
-                if writer.batch.len() >= MAX_HELD_RECORDS && !writer.spill() {
+                if writer.batch.len() >= MAX_HELD_RECORDS {
+                    let held = writer.batch.len();
+                    if let Some(path) = writer.spill() {
+                        tracing::warn!(records = held, file = %path.display(), "audit store still refusing writes; held records spooled");
+                        continue;
+                    }
                     // Held records are bounded: past the bound, and with no spool to take them,
                     // senders wait (their invocations with them) until the store is back.
                     tokio::time::sleep(HELD_RETRY).await;

@@ -786,8 +786,5 @@ pub trait StateStore: Send + Sync + 'static {
 }
 
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    crate::time::now_unix_ms()
 }
