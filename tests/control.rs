@@ -169,7 +169,7 @@ async fn control_reregistration_is_idempotent_and_history_shows_every_change() {
         s.cp.connector_show(&admin("globex"), "sandbox")
             .await
             .unwrap_err();
-    assert!(matches!(err, ControlError::NotFound(_)), "{err:?}");
+    assert!(matches!(err, ControlError::NotFound { .. }), "{err:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,7 +182,9 @@ async fn control_cross_tenant_access_by_id_is_not_found() {
         .unwrap();
     let intruder = admin("globex");
     let not_found = |r: Result<(), ControlError>, what: &str| match r {
-        Err(ControlError::NotFound(m)) => assert!(m.contains("not found"), "{what}: {m}"),
+        Err(ControlError::NotFound { message: m, .. }) => {
+            assert!(m.contains("not found"), "{what}: {m}")
+        }
         other => panic!("{what}: expected not found, got {other:?}"),
     };
     not_found(
@@ -242,7 +244,12 @@ async fn control_write_on_a_read_only_connection_is_denied_naming_the_setting() 
             .unwrap_err();
     assert_eq!(rule_of(&err), "read-only-connection");
     assert!(err.to_string().contains("writes_enabled = false"), "{err}");
-    assert!(err.to_string().contains("--writes-enabled true"), "{err}");
+    assert_eq!(
+        err.remedy(),
+        Some(airlock::remedy::Remedy::EnableWrites {
+            connection: "crm".into()
+        })
+    );
     assert_eq!(err.exit_code(), 2);
     // Reads work; after enabling writes, so does the write.
     s.cp.invoke(&op, "crm", "list", r#"{"type":"items"}"#)

@@ -13,6 +13,7 @@ use airlock::control::state::{Checkpoint, SealedKind, SealedValue, SqliteState, 
 use airlock::control::vault::{KeyId, SealedWith, Vault, generate_key};
 use airlock::control::{ConnectionSpec, ControlError, ControlPlane};
 use airlock::egress::credential::Placement;
+use airlock::remedy::Remedy;
 use common::*;
 use http_server::TestServer;
 use serde_json::json;
@@ -380,7 +381,7 @@ async fn keys_rotation_refuses_a_wrong_old_key_or_a_tampered_trail_and_changes_n
             ControlError::Keys(RotationError::AuditNotIntact { .. })
         ) && text.contains(&format!("does not verify with the old key {}", id(&wrong)))
             && text.contains("nothing was changed")
-            && text.contains("airlock keys id"),
+            && err.remedy() == Some(Remedy::IdentifyMasterKey),
         "{text}"
     );
     unchanged().await;
@@ -467,17 +468,18 @@ async fn keys_rotation_under_way_must_be_finished_with_the_same_new_key() {
         .begin_key_rotation(&id(&key1).to_string(), &id(&key2).to_string(), "ada", 1)
         .await
         .unwrap();
-    let err =
+    let error =
         w.cp.keys_rotate(&admin, vault(&key3), RotateOptions::default())
             .await
-            .unwrap_err()
-            .to_string();
+            .unwrap_err();
+    let err = error.to_string();
     assert!(
         err.contains(&format!(
             "from master key {} to {} is under way",
             id(&key1),
             id(&key2)
-        )) && err.contains("--new-key-file"),
+        )) && err.contains(&format!("key {} as the new key", id(&key2)))
+            && error.remedy() == Some(Remedy::RotateMasterKey),
         "{err}"
     );
     assert!(
@@ -541,15 +543,16 @@ async fn keys_rotation_skips_damaged_values_only_when_asked() {
         .await
         .unwrap();
 
-    let err =
+    let error =
         w.cp.keys_rotate(&admin, vault(&key2), RotateOptions::default())
             .await
-            .unwrap_err()
-            .to_string();
+            .unwrap_err();
+    let err = error.to_string();
     assert!(
         err.contains("1 sealed value(s) cannot be opened")
             && err.contains("credential acme/api/token: damaged")
-            && err.contains("--skip-unreadable"),
+            && err.contains("skip unreadable values")
+            && error.remedy() == Some(Remedy::ResealValue),
         "{err}"
     );
     assert!(w.state.key_rotations().await.unwrap().is_empty());

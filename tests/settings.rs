@@ -132,10 +132,10 @@ async fn settings_two_control_planes_keep_their_own_settings_in_one_process() {
     assert_eq!(b.settings().approval_timeout, Duration::from_secs(3600));
 }
 
-/// Nothing below the settings module and the binaries reads the environment.
-#[test]
-fn settings_no_environment_read_below_the_root() {
-    let mut offenders = Vec::new();
+/// Every source file of the host and the control plane, outside the CLI and the binary, with
+/// its path relative to the repository.
+fn core_sources() -> Vec<(String, String)> {
+    let mut sources = Vec::new();
     let mut dirs = vec![root().join("runtime/src")];
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
@@ -147,27 +147,55 @@ fn settings_no_environment_read_below_the_root() {
                 }
                 continue;
             }
-            if [
-                "runtime/src/settings.rs",
-                "runtime/src/cli.rs",
-                "runtime/src/main.rs",
-            ]
-            .contains(&relative.as_str())
-            {
+            if ["runtime/src/cli.rs", "runtime/src/main.rs"].contains(&relative.as_str()) {
                 continue;
             }
-            let text = std::fs::read_to_string(&path).unwrap();
-            for (i, line) in text.lines().enumerate() {
-                let code = line.split("//").next().unwrap_or("");
-                if code.contains("env::var") || code.contains("env::vars") {
-                    offenders.push(format!("{relative}:{}: {}", i + 1, line.trim()));
-                }
+            sources.push((relative, std::fs::read_to_string(&path).unwrap()));
+        }
+    }
+    sources
+}
+
+/// Nothing below the settings module and the binaries reads the environment.
+#[test]
+fn settings_no_environment_read_below_the_root() {
+    let mut offenders = Vec::new();
+    for (relative, text) in core_sources() {
+        if relative == "runtime/src/settings.rs" {
+            continue;
+        }
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if code.contains("env::var") || code.contains("env::vars") {
+                offenders.push(format!("{relative}:{}: {}", i + 1, line.trim()));
             }
         }
     }
     assert!(
         offenders.is_empty(),
         "read settings through crate::settings::Settings: {offenders:#?}"
+    );
+}
+
+/// The core is front-end neutral: no message (nor comment) in the host or the control plane
+/// names a CLI command; a remedy is data (`airlock::remedy::Remedy`) that each front end words.
+#[test]
+fn settings_no_command_line_text_in_the_core() {
+    let mut offenders = Vec::new();
+    for (relative, text) in core_sources() {
+        for (i, line) in text.lines().enumerate() {
+            // `airlock:connector/...` (WIT) and `airlock::...` (Rust paths) are not commands.
+            let commands = line
+                .match_indices("airlock ")
+                .filter(|(at, _)| line[at + 8..].starts_with(|c: char| c.is_ascii_lowercase()));
+            if commands.count() > 0 {
+                offenders.push(format!("{relative}:{}: {}", i + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "put the remedy in a crate::remedy::Remedy and word it in cli/remedy.rs: {offenders:#?}"
     );
 }
 

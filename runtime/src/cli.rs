@@ -181,16 +181,35 @@ pub fn main() -> ExitCode {
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
-        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+        Err(e) => return fail(&anyhow::anyhow!("cannot start the async runtime: {e}")),
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
-        Err(e) => fail(&format!("{e:#}")),
+        Err(e) => fail(&e),
     }
 }
 
-fn fail(message: &str) -> ExitCode {
-    say("error", &message);
+/// Prints an error that ended a command, with the command that would repair it when the core
+/// says what would.
+fn fail(error: &anyhow::Error) -> ExitCode {
+    use crate::remedy::Remedied;
+    let remedy = error
+        .downcast_ref::<crate::control::ControlError>()
+        .and_then(|e| e.remedy())
+        .or_else(|| {
+            error
+                .downcast_ref::<crate::control::vault::VaultError>()
+                .and_then(|e| e.remedy())
+        })
+        .or_else(|| {
+            error
+                .downcast_ref::<crate::control::keys::RotationError>()
+                .and_then(|e| e.remedy())
+        });
+    say(
+        "error",
+        &remedy::with_hint(&format_args!("{error:#}"), remedy.as_ref()),
+    );
     ExitCode::from(EXIT_ERROR)
 }
 
@@ -387,7 +406,10 @@ async fn call(
 /// Prints an outcome: its JSON on stdout, denials that did not stop it as warnings.
 pub(crate) fn report_outcome(outcome: &crate::executor::Outcome) -> u8 {
     for denial in &outcome.denials {
-        say("warning", &denial);
+        say(
+            "warning",
+            &remedy::with_hint(denial, denial.remedy.as_ref()),
+        );
     }
     println!("{}", pretty(&outcome.output));
     // What the control plane did to the result, on stderr so stdout stays the JSON.
@@ -417,7 +439,7 @@ pub(crate) fn report_invoke_error(e: &InvokeError) -> u8 {
             denial,
             guest_error,
         } => {
-            say("denied", &denial);
+            say("denied", &remedy::with_hint(denial, denial.remedy.as_ref()));
             if let Some(guest_error) = guest_error {
                 say("  the connector then failed with", guest_error);
             }
@@ -498,3 +520,4 @@ fn print_inspection(path: &Path, connector: &Connector, json: bool) {
 
 mod control;
 mod demo;
+mod remedy;

@@ -650,6 +650,7 @@ fn classify_trap(
                     "the guest was denied {denied} effects, over the limit of {}, and was stopped{first}",
                     capability::MAX_DENIALS
                 ),
+                remedy: None,
             },
             guest_error: None,
         };

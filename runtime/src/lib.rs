@@ -41,6 +41,7 @@ pub mod limits;
 pub mod manifest;
 pub mod policy;
 pub mod redact;
+pub mod remedy;
 pub mod secrets;
 pub mod settings;
 pub mod time;

@@ -92,14 +92,14 @@ impl Limits {
         let mut problems = Vec::new();
         if self.deadline.is_zero() || self.deadline > MAX_DEADLINE {
             problems.push(format!(
-                "deadline: {} ms is outside 1..={} ms; pass --deadline-ms within it",
+                "deadline: {} ms is outside 1..={} ms",
                 self.deadline.as_millis(),
                 MAX_DEADLINE.as_millis()
             ));
         }
         if self.max_memory_bytes < 1 << 20 || self.max_memory_bytes > memory_ceiling {
             problems.push(format!(
-                "memory: {} MiB is outside 1..={} MiB, this host's largest instance slot; pass --memory-mib within it",
+                "memory: {} MiB is outside 1..={} MiB, this host's largest instance slot",
                 self.max_memory_bytes >> 20,
                 memory_ceiling >> 20
             ));

@@ -10,6 +10,7 @@
 use crate::egress::address::non_global_reason;
 use crate::egress::grant::{Grant, HostPattern};
 use crate::invocation::{Access, Invocation};
+use crate::remedy::Remedy;
 
 /// Something a guest asks the host to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,8 +53,10 @@ pub struct Denial {
     pub rule: &'static str,
     /// What was asked, e.g. `write to key-value bucket "items"`.
     pub effect: String,
-    /// Why, and what would allow it.
+    /// Why.
     pub reason: String,
+    /// What would allow it, for the front end to put in its own terms.
+    pub remedy: Option<crate::remedy::Remedy>,
 }
 
 /// Rule: a `read` operation has no write path to storage.
@@ -89,11 +92,19 @@ fn has_dot_segment(path: &str) -> bool {
 }
 
 fn decide_http(invocation: &Invocation, t: &HttpTarget<'_>) -> Result<(), Denial> {
-    let deny = |rule: &'static str, reason: String| {
+    let refuse = |rule: &'static str, reason: String, remedy: Option<Remedy>| {
         Err(Denial {
             rule,
             effect: format!("{} request to {}", t.method, t.origin()),
             reason,
+            remedy,
+        })
+    };
+    let deny = |rule: &'static str, reason: String| refuse(rule, reason, None);
+    let grant_egress = || {
+        Some(Remedy::GrantEgress {
+            connection: invocation.connection.clone(),
+            origin: t.origin(),
         })
     };
     let declared_read = t.read_routes.iter().any(|(method, route)| {
@@ -115,14 +126,13 @@ fn decide_http(invocation: &Invocation, t: &HttpTarget<'_>) -> Result<(), Denial
         );
     }
     if t.grants.is_empty() {
-        return deny(
+        return refuse(
             RULE_NO_EGRESS_GRANTS,
             format!(
-                "connection `{}` has no egress grants; grant this destination with `--egress {}` (on `airlock run`, or `airlock connection update {}`)",
-                invocation.connection,
-                t.origin(),
+                "connection `{}` has no egress grants",
                 invocation.connection
             ),
+            grant_egress(),
         );
     }
     if has_dot_segment(t.path) {
@@ -137,15 +147,14 @@ fn decide_http(invocation: &Invocation, t: &HttpTarget<'_>) -> Result<(), Denial
         .find(|g| g.matches(t.scheme, t.host, t.port, t.path))
     else {
         let granted: Vec<&str> = t.grants.iter().map(|g| g.text.as_str()).collect();
-        return deny(
+        return refuse(
             RULE_EGRESS_NOT_GRANTED,
             format!(
-                "not in connection `{}`'s egress grants ({}); grant it with `--egress {}` (on `airlock run`, or `airlock connection update {}`)",
+                "not in connection `{}`'s egress grants ({})",
                 invocation.connection,
                 granted.join(", "),
-                t.origin(),
-                invocation.connection
             ),
+            grant_egress(),
         );
     };
     // An IP literal that is not global passes only under a grant that names that address.
@@ -171,6 +180,7 @@ pub fn authorize_resolved(t: &HttpTarget<'_>, resolved: Result<(), String>) -> R
         rule: RULE_EGRESS_ADDRESS,
         effect: format!("{} request to {}", t.method, t.origin()),
         reason: format!("{reason}; names must resolve to global addresses (grant an IP address to reach a private one)"),
+        remedy: None,
     })
 }
 
@@ -186,6 +196,7 @@ pub fn authorize(invocation: &Invocation, effect: &Effect<'_>) -> Result<(), Den
                     crate::invocation::shown(bucket)
                 ),
                 reason,
+                remedy: None,
             }),
         Effect::KeyValueWrite { bucket } => match invocation.access {
             Access::Write => Ok(()),
@@ -199,6 +210,7 @@ pub fn authorize(invocation: &Invocation, effect: &Effect<'_>) -> Result<(), Den
                     "operation `{}` is declared `read`; declare it `write` in the manifest to let it change storage",
                     invocation.operation
                 ),
+                remedy: None,
             }),
         },
         Effect::HttpRequest(target) => decide_http(invocation, target),
@@ -367,8 +379,12 @@ mod tests {
             ),
             "{denial}"
         );
-        assert!(
-            denial.reason.contains("--egress https://evil.example:443"),
+        assert_eq!(
+            denial.remedy,
+            Some(Remedy::GrantEgress {
+                connection: "c1".into(),
+                origin: "https://evil.example:443".into()
+            }),
             "{denial}"
         );
         let resolved = authorize_resolved(

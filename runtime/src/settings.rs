@@ -33,7 +33,7 @@ pub struct Settings {
     pub resilience: Resilience,
     /// How long before expiry an OAuth2 token is refreshed (`OAUTH_REFRESH_SAFETY_WINDOW_S`).
     pub oauth_refresh_window: Duration,
-    /// `airlock health`'s thresholds (`CONNECTOR_HEALTH_P95_MS`, `CONNECTOR_HEALTH_ERROR_RATE`).
+    /// The health summary's thresholds (`CONNECTOR_HEALTH_P95_MS`, `CONNECTOR_HEALTH_ERROR_RATE`).
     pub health_p95_ms: f64,
     pub health_error_rate: f64,
     /// The read cache's default TTL (`CONNECTOR_CACHE_TTL_SECONDS`) and size per tenant

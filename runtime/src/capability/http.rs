@@ -445,6 +445,7 @@ impl WasiHttpHooks for EgressHooks {
                         egress.resilience.breaker.failures_to_open,
                         open.retry_in.as_millis()
                     ),
+                    remedy: None,
                 });
                 drain_in_background(request.into_body());
                 return Err(HttpError::ConnectionRefused);

@@ -56,6 +56,14 @@ impl DenialLog {
     pub fn record(&self, mut denial: Denial) -> Denial {
         bounded(&mut denial.effect);
         bounded(&mut denial.reason);
+        // A remedy names what the guest asked for (an origin): as bounded as the rest.
+        if denial
+            .remedy
+            .as_ref()
+            .is_some_and(|r| r.to_string().len() > MAX_DENIAL_TEXT)
+        {
+            denial.remedy = None;
+        }
         let mut denials = self.0.lock().unwrap_or_else(|p| p.into_inner());
         denials.count += 1;
         if denials.kept.len() < KEPT_DENIALS {

@@ -67,7 +67,7 @@ async fn connection(
         Ok(_) => {
             println!("$ airlock connection create {name} ...\nconnection {name} created, {mode}")
         }
-        Err(ControlError::Conflict(_)) => {
+        Err(ControlError::Conflict { .. }) => {
             println!("connection {name} exists from an earlier run, {mode}")
         }
         Err(e) => return Err(e.into()),
@@ -103,7 +103,11 @@ async fn invoke(
                 4 => "pending",
                 _ => "error",
             };
-            println!("{kind} (exit {}): {e}", e.exit_code());
+            println!(
+                "{kind} (exit {}): {}",
+                e.exit_code(),
+                super::remedy::with_hint(&e, e.remedy().as_ref())
+            );
             Err(e)
         }
     }
@@ -200,7 +204,11 @@ pub async fn run(data_dir: &Path, guests: &Path) -> anyhow::Result<u8> {
     let id_ = &ticket.request_id;
     println!("$ airlock approvals approve {id_}   # as alice, who asked");
     match cp.approval_decide(&alice, id_, true, None).await {
-        Err(e) => println!("denied (exit {}): {e}", e.exit_code()),
+        Err(e) => println!(
+            "denied (exit {}): {}",
+            e.exit_code(),
+            super::remedy::with_hint(&e, e.remedy().as_ref())
+        ),
         Ok(_) => anyhow::bail!("the requester approved her own request"),
     }
     let bob = person("acme", "bob", Role::Operator);
@@ -252,7 +260,7 @@ pub async fn run(data_dir: &Path, guests: &Path) -> anyhow::Result<u8> {
     )
     .await;
     anyhow::ensure!(
-        matches!(seen, Err(ControlError::NotFound(_))),
+        matches!(seen, Err(ControlError::NotFound { .. })),
         "globex reached acme's connection"
     );
 

@@ -281,9 +281,8 @@ impl ControlPlane {
     async fn approval_record(&self, who: &Principal, id: &str) -> Result<ApprovalRecord> {
         self.state.expire_approvals(&who.tenant, now_ms()).await?;
         self.state.approval(&who.tenant, id).await?.ok_or_else(|| {
-            ControlError::NotFound(format!(
-                "no approval request `{id}`; `airlock approvals list --all` shows this tenant's"
-            ))
+            ControlError::not_found(format!("no approval request `{id}`"))
+                .with_remedy(crate::remedy::Remedy::ListApprovals)
         })
     }
 
@@ -372,10 +371,7 @@ impl ControlPlane {
         let context = Context::default();
         self.check(who, Action::ApprovalDecide, context, id, started)
             .await?;
-        let refuse = |rule: &str, reason: String| ControlError::Denied {
-            rule: rule.into(),
-            reason,
-        };
+        let refuse = |rule: &str, reason: String| ControlError::denied(rule, reason);
         let record = self.approval_record(who, id).await?;
         let risk = record.risk;
         let outcome: Result<()> = async {
@@ -399,7 +395,7 @@ impl ControlPlane {
             }
             if !approve && reason.is_none_or(|r| r.trim().is_empty()) {
                 return Err(ControlError::Invalid(vec![
-                    "a denial needs a reason (--reason \"...\"), so the requester learns why".into(),
+                    "a denial needs a reason, so the requester learns why".into(),
                 ]));
             }
             if self
@@ -411,11 +407,11 @@ impl ControlPlane {
             }
             let now = self.approval_record(who, id).await?;
             Err(match now.status {
-                ApprovalStatus::Expired => ControlError::Conflict(format!(
+                ApprovalStatus::Expired => ControlError::conflict(format!(
                     "{id} expired at {} without a decision and cannot be revived; the requester can ask again",
                     crate::time::format_unix_ms(now.expires_at)
                 )),
-                status => ControlError::Conflict(format!(
+                status => ControlError::conflict(format!(
                     "{id} is already {status}{}; nothing to {verb}",
                     now.decided_by
                         .as_deref()
@@ -433,6 +429,7 @@ impl ControlPlane {
                 "approval-denied"
             },
             reason: String::new(),
+            remedy: None,
         };
         let action = if approve { "approve" } else { "deny" };
         self.audit(
@@ -589,6 +586,7 @@ impl ControlPlane {
             allowed: true,
             rule: "approval-granted",
             reason: String::new(),
+            remedy: None,
         };
         let params = self
             .vault
@@ -627,13 +625,13 @@ impl ControlPlane {
                 &record.params_sealed,
             )
             .map_err(|_| {
-                ControlError::Conflict(format!(
+                ControlError::conflict(format!(
                     "the params of {} cannot be opened (altered in the store); nothing was run",
                     record.id
                 ))
             })?;
         let params = String::from_utf8(params.to_vec()).map_err(|_| {
-            ControlError::Conflict("the approved params are not UTF-8; nothing was run".into())
+            ControlError::conflict("the approved params are not UTF-8; nothing was run")
         })?;
         let hash = action_hash(
             &who.tenant,
@@ -643,7 +641,7 @@ impl ControlPlane {
             &params,
         );
         if hash != record.action_hash {
-            return Err(ControlError::Conflict(format!(
+            return Err(ControlError::conflict(format!(
                 "the action of {} no longer matches what was approved; nothing was run",
                 record.id
             )));
@@ -651,7 +649,7 @@ impl ControlPlane {
         self.forget_connection(&who.tenant, &record.connection);
         let resolved = self.resolve(&who.tenant, &record.connection).await?;
         if resolved.digest != record.connector_digest {
-            return Err(ControlError::Conflict(format!(
+            return Err(ControlError::conflict(format!(
                 "connection `{}` runs another connector version than the one approved; nothing was run; request again",
                 record.connection
             )));
@@ -660,10 +658,7 @@ impl ControlPlane {
         let parsed: Option<serde_json::Value> = serde_json::from_str(&params).ok();
         let decision = self.decide(who, &resolved, &record.operation, access, parsed.as_ref());
         if !decision.allowed {
-            return Err(ControlError::Denied {
-                rule: decision.rule.into(),
-                reason: decision.reason,
-            });
+            return Err(decision.to_error());
         }
         let outcome = self
             .run(

@@ -7,6 +7,7 @@
 //! "forbidden".
 
 use crate::invocation::{Access, Role};
+use crate::remedy::Remedy;
 use std::fmt;
 
 /// The kind of principal. Agents (AI agents, automations) act only through explicit grants.
@@ -302,6 +303,20 @@ pub struct Decision {
     pub allowed: bool,
     pub rule: &'static str,
     pub reason: String,
+    /// For a denial: what would allow it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remedy: Option<Remedy>,
+}
+
+impl Decision {
+    /// The error a refusal answers with.
+    pub fn to_error(&self) -> super::ControlError {
+        super::ControlError::Denied {
+            rule: self.rule.into(),
+            reason: self.reason.clone(),
+            remedy: self.remedy.clone(),
+        }
+    }
 }
 
 /// Decides `action` for `principal`. Fails closed: no rule, no access.
@@ -311,12 +326,14 @@ pub fn authorize(principal: &Principal, action: Action, ctx: Context) -> Decisio
             allowed: false,
             rule: "default-deny",
             reason: format!("no rule allows {action}"),
+            remedy: None,
         };
     };
     let deny = |rule: &'static str, reason: String| Decision {
         allowed: false,
         rule,
         reason,
+        remedy: None,
     };
     if principal.kind == PrincipalKind::Agent {
         match rule.agents {
@@ -327,14 +344,20 @@ pub fn authorize(principal: &Principal, action: Action, ctx: Context) -> Decisio
                 );
             }
             Agents::WithGrant if !ctx.agent_granted => {
-                return deny(
-                    "agent-needs-grant",
-                    format!(
-                        "agent `{}` has no grant for this connection and operation; an admin grants it with \
-                         `airlock connection grant`",
-                        principal.id
-                    ),
-                );
+                return Decision {
+                    remedy: Some(Remedy::GrantAgent {
+                        agent: principal.id.clone(),
+                        connection: None,
+                        operation: None,
+                    }),
+                    ..deny(
+                        "agent-needs-grant",
+                        format!(
+                            "agent `{}` has no grant for this connection and operation",
+                            principal.id
+                        ),
+                    )
+                };
             }
             Agents::WithGrant => {}
         }
@@ -360,5 +383,6 @@ pub fn authorize(principal: &Principal, action: Action, ctx: Context) -> Decisio
         allowed: true,
         rule: rule.name,
         reason: format!("{:?} may take {action}", principal.role),
+        remedy: None,
     }
 }

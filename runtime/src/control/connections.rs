@@ -114,7 +114,7 @@ impl ControlPlane {
         match found {
             Some(r) => Ok(r.clone()),
             None if versions.is_empty() => Err(not_registered(id)),
-            None => Err(ControlError::NotFound(format!(
+            None => Err(ControlError::not_found(format!(
                 "connector `{id}` has no version {}; registered: {}",
                 version.unwrap_or("?"),
                 versions
@@ -243,7 +243,16 @@ impl ControlPlane {
                 approval_policy: spec.approval.to_value(),
                 data_policy: spec.data.to_value(),
             };
-            self.state.insert_connection(&record).await?;
+            self.state.insert_connection(&record).await.map_err(|e| {
+                match ControlError::from(e) {
+                    exists @ ControlError::Conflict { .. } => {
+                        exists.with_remedy(crate::remedy::Remedy::UpdateConnection {
+                            connection: record.name.clone(),
+                        })
+                    }
+                    other => other,
+                }
+            })?;
             Ok(ConnectionView {
                 record,
                 config: spec.config.clone(),
@@ -288,11 +297,13 @@ impl ControlPlane {
         tenant: &str,
         name: &str,
     ) -> Result<ConnectionRecord> {
-        self.state.get_connection(tenant, name).await?.ok_or_else(|| {
-            ControlError::NotFound(format!(
-                "connection `{name}` not found; `airlock connection list` shows this tenant's connections"
-            ))
-        })
+        self.state
+            .get_connection(tenant, name)
+            .await?
+            .ok_or_else(|| {
+                ControlError::not_found(format!("connection `{name}` not found"))
+                    .with_remedy(crate::remedy::Remedy::ListConnections)
+            })
     }
 
     pub async fn connection_update(
@@ -529,7 +540,7 @@ impl ControlPlane {
                     .delete_grant(&who.tenant, name, agent, operation)
                     .await?
                 {
-                    return Err(ControlError::NotFound(format!(
+                    return Err(ControlError::not_found(format!(
                         "agent `{agent}` has no grant for `{operation}` on `{name}`"
                     )));
                 }

@@ -112,7 +112,7 @@ impl ControlPlane {
             .into_iter()
             .find(|c| c.name == name)
             .ok_or_else(|| {
-                ControlError::NotFound(format!(
+                ControlError::not_found(format!(
                     "connection `{connection}` has no credential `{name}`"
                 ))
             })
@@ -149,7 +149,7 @@ impl ControlPlane {
                     .delete_credential(&who.tenant, connection, name)
                     .await?
                 {
-                    return Err(ControlError::NotFound(format!(
+                    return Err(ControlError::not_found(format!(
                         "connection `{connection}` has no credential `{name}`"
                     )));
                 }

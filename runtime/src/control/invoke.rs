@@ -8,6 +8,7 @@ use crate::egress::Egress;
 use crate::executor::{Call, Caller, Connector, Environment, Outcome};
 use crate::invocation::{Access, Role};
 use crate::limits::Limits;
+use crate::remedy::Remedy;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
@@ -274,6 +275,7 @@ impl ControlPlane {
                     allowed: false,
                     rule: "connection-lookup",
                     reason: String::new(),
+                    remedy: None,
                 };
                 self.audit(
                     who,
@@ -327,6 +329,7 @@ impl ControlPlane {
                 allowed: true,
                 rule: "dry-run",
                 reason: String::new(),
+                remedy: None,
             };
             self.audit(
                 who,
@@ -485,6 +488,7 @@ impl ControlPlane {
             allowed: true,
             rule: allowed_by,
             reason: String::new(),
+            remedy: None,
         };
         let mut record = self.audit_record(
             who,
@@ -501,12 +505,14 @@ impl ControlPlane {
         self.audit
             .record_durable(record)
             .await
-            .map_err(|e| ControlError::Denied {
-                rule: super::RULE_AUDIT_UNAVAILABLE.into(),
-                reason: format!(
-                    "{}; a write runs only once its audit record is stored, so nothing was sent. Fix the store (disk space, permissions, locks) and retry",
-                    e.reason
-                ),
+            .map_err(|e| {
+                ControlError::denied(
+                    super::RULE_AUDIT_UNAVAILABLE,
+                    format!(
+                        "{}; a write runs only once its audit record is stored, so nothing was sent. Fix the store (disk space, permissions, locks) and retry",
+                        e.reason
+                    ),
+                )
             })
     }
 
@@ -533,15 +539,12 @@ impl ControlPlane {
                 allowed,
                 rule,
                 reason: error.to_string(),
+                remedy: error.remedy(),
             };
             Err((decision, error))
         };
         if !decision.allowed {
-            let error = ControlError::Denied {
-                rule: decision.rule.into(),
-                reason: decision.reason.clone(),
-            };
-            return Err((decision.clone(), error));
+            return Err((decision.clone(), decision.to_error()));
         }
         // The params, against the operation's schema, before anything is spent on the call (a
         // rate-limit token, an approval request, the guest).
@@ -556,10 +559,10 @@ impl ControlPlane {
             return refuse(
                 super::RULE_AUDIT_UNAVAILABLE,
                 false,
-                ControlError::Denied {
-                    rule: super::RULE_AUDIT_UNAVAILABLE.into(),
-                    reason: "the audit store cannot be written, so nothing runs unrecorded; fix the store (disk space, permissions, locks) and retry".into(),
-                },
+                ControlError::denied(
+                    super::RULE_AUDIT_UNAVAILABLE,
+                    "the audit store cannot be written, so nothing runs unrecorded; fix the store (disk space, permissions, locks) and retry",
+                ),
             );
         }
         let name = &resolved.record.name;
@@ -613,18 +616,21 @@ impl ControlPlane {
         params: Option<&serde_json::Value>,
     ) -> Decision {
         let record = &resolved.record;
-        let deny = |rule: &'static str, reason: String| Decision {
+        let refuse = |rule: &'static str, reason: String, remedy: Option<Remedy>| Decision {
             allowed: false,
             rule,
             reason,
+            remedy,
         };
+        let deny = |rule: &'static str, reason: String| refuse(rule, reason, None);
+        let connection = || record.name.clone();
         if record.status == ConnectionStatus::Disabled {
-            return deny(
+            return refuse(
                 "connection-disabled",
-                format!(
-                    "connection `{}` is disabled; enable it with `airlock connection enable {}`",
-                    record.name, record.name
-                ),
+                format!("connection `{}` is disabled", record.name),
+                Some(Remedy::EnableConnection {
+                    connection: connection(),
+                }),
             );
         }
         if !resolved.connector_enabled {
@@ -640,15 +646,17 @@ impl ControlPlane {
             && !allowed.iter().any(|op| op == operation)
             && resolved.manifest.operation(operation).is_some()
         {
-            return deny(
+            return refuse(
                 "operation-not-allowed",
                 format!(
-                    "operation `{operation}` is not in connection `{}`'s allowed operations ({}); allow it with \
-                     `airlock connection update {}`, passing --allow-operation for each operation to allow",
+                    "operation `{operation}` is not in connection `{}`'s allowed operations ({})",
                     record.name,
                     allowed.join(", "),
-                    record.name
                 ),
+                Some(Remedy::AllowOperation {
+                    connection: connection(),
+                    operation: operation.to_owned(),
+                }),
             );
         }
         if let (Some(allowed), Some(object)) = (&record.allowed_objects, params.and_then(object_of))
@@ -680,7 +688,16 @@ impl ControlPlane {
             },
         );
         if !decision.allowed {
-            return decision;
+            // The rules table knows the agent; here is where it needs the grant.
+            let remedy = match decision.remedy {
+                Some(Remedy::GrantAgent { agent, .. }) => Some(Remedy::GrantAgent {
+                    agent,
+                    connection: Some(connection()),
+                    operation: Some(operation.to_owned()),
+                }),
+                other => other,
+            };
+            return Decision { remedy, ..decision };
         }
         match &self.settings.invoke_role {
             Err(reason) => return deny("host-required-role", reason.clone()),
@@ -696,13 +713,15 @@ impl ControlPlane {
             Ok(_) => {}
         }
         if access == Access::Write && !record.writes_enabled {
-            return deny(
+            return refuse(
                 "read-only-connection",
                 format!(
-                    "operation `{operation}` writes, and connection `{}` is read-only (writes_enabled = false); \
-                     enable writes with `airlock connection update {} --writes-enabled true`",
-                    record.name, record.name
+                    "operation `{operation}` writes, and connection `{}` is read-only (writes_enabled = false)",
+                    record.name
                 ),
+                Some(Remedy::EnableWrites {
+                    connection: connection(),
+                }),
             );
         }
         decision

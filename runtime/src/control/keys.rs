@@ -1,4 +1,4 @@
-//! Rotating the master key (`airlock keys rotate`): every sealed value re-sealed under a new key
+//! Rotating the master key: every sealed value re-sealed under a new key
 //! and the audit trail's signatures moved to it, with no moment where data is unreadable to a
 //! process holding both keys, and no step that cannot be interrupted and run again.
 //!
@@ -94,12 +94,12 @@ pub struct RotationReport {
 pub enum RotationError {
     #[error(
         "the new key is the key already in use ({0}): keep the current key in AIRLOCK_MASTER_KEY and give \
-         a new one (`airlock keygen`) with --new-key-file"
+         a new one as the new key"
     )]
     SameKey(KeyId),
     #[error(
-        "a rotation from master key {from} to {to} is under way (started by {by}); finish it first: run \
-         `airlock keys rotate` again with key {from} as AIRLOCK_MASTER_KEY and key {to} in --new-key-file"
+        "a rotation from master key {from} to {to} is under way (started by {by}); finish it first: rotate \
+         again with key {from} as AIRLOCK_MASTER_KEY and key {to} as the new key"
     )]
     OtherUnderWay {
         from: String,
@@ -114,26 +114,41 @@ pub enum RotationError {
     OldKeyMissing(String),
     #[error(
         "the audit trail does not verify with the old key {old}, so nothing was changed: at record \
-         {seq}: {what}. If the old key is wrong, set AIRLOCK_MASTER_KEY to the key in use (`airlock keys \
-         id` prints a key's id); if the trail was tampered with, investigate first: a rotation re-signs it"
+         {seq}: {what}. If the old key is wrong, set AIRLOCK_MASTER_KEY to the key in use (compare the keys' \
+         ids); if the trail was tampered with, investigate first: a rotation re-signs it"
     )]
     AuditNotIntact { old: String, seq: i64, what: String },
     #[error(
         "{count} sealed value(s) cannot be opened with the keys given, so nothing was changed:\n{listed}\n\
          A value sealed with a key this process does not hold opens once that key is set as \
-         AIRLOCK_PREVIOUS_MASTER_KEY. A damaged one (altered, or moved from another row) can be replaced \
-         (`airlock credential set`, `airlock connection update --config`), or left as it is, still \
-         unreadable, with --skip-unreadable."
+         AIRLOCK_PREVIOUS_MASTER_KEY. A damaged one (altered, or moved from another row) can be set \
+         again (its credential, or its connection's config), or left as it is, still unreadable, by a \
+         rotation told to skip unreadable values."
     )]
     Unreadable { count: usize, listed: String },
     #[error(
         "values keep appearing under another key than {to} after {MAX_PASSES} passes: a process still \
          runs with the old key. Restart it with the new key as AIRLOCK_MASTER_KEY and the old one as \
-         AIRLOCK_PREVIOUS_MASTER_KEY, then run `airlock keys rotate` again"
+         AIRLOCK_PREVIOUS_MASTER_KEY, then rotate again"
     )]
     KeepsChanging { to: KeyId },
     #[error("the audit store cannot be written ({0}); nothing was changed")]
     AuditUnavailable(String),
+}
+
+impl crate::remedy::Remedied for RotationError {
+    fn remedy(&self) -> Option<crate::remedy::Remedy> {
+        use crate::remedy::Remedy;
+        match self {
+            RotationError::SameKey(_) => Some(Remedy::CreateMasterKey),
+            RotationError::OtherUnderWay { .. }
+            | RotationError::OldKeyMissing(_)
+            | RotationError::KeepsChanging { .. } => Some(Remedy::RotateMasterKey),
+            RotationError::AuditNotIntact { .. } => Some(Remedy::IdentifyMasterKey),
+            RotationError::Unreadable { .. } => Some(Remedy::ResealValue),
+            RotationError::AuditUnavailable(_) => None,
+        }
+    }
 }
 
 /// A sealed value's row, without its bytes.

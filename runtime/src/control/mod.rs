@@ -39,6 +39,7 @@ pub use registry::{ConnectorView, Registered};
 use crate::capability::keyvalue::KeyValueStore;
 use crate::error::{InvokeError, LoadError};
 use crate::executor::{Connector, Executor};
+use crate::remedy::{Remedied, Remedy};
 use audit::{AuditLog, AuditRecord};
 use authz::{Context, Decision};
 use state::{StateError, StateStore};
@@ -69,24 +70,36 @@ pub const RULE_RATE_LIMIT: &str = "rate-limit";
 /// Rule: the audit store does not take writes, so nothing that needs a record runs.
 pub const RULE_AUDIT_UNAVAILABLE: &str = "audit-unavailable";
 
-/// Why a control-plane request failed.
+/// Why a control-plane request failed. Every variant carries a message without any front end's
+/// wording in it; [`ControlError::remedy`] says what would allow or repair it, for the front end
+/// to put in its own terms (see [`crate::remedy`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     /// Absent, or in another tenant: the two are indistinguishable by design.
-    #[error("{0}")]
-    NotFound(String),
+    #[error("{message}")]
+    NotFound {
+        message: String,
+        remedy: Option<Remedy>,
+    },
     #[error("{reason} (rule `{rule}`)")]
-    Denied { rule: String, reason: String },
+    Denied {
+        rule: String,
+        reason: String,
+        remedy: Option<Remedy>,
+    },
     /// Not run yet: the operation's risk needs an approver. Not a failure; exit code 4.
     #[error("{0}")]
     Pending(approvals::Ticket),
     /// Bad input; each entry names one problem.
     #[error("{}", .0.join("\n"))]
     Invalid(Vec<String>),
-    #[error("{0}")]
-    Conflict(String),
+    #[error("{message}")]
+    Conflict {
+        message: String,
+        remedy: Option<Remedy>,
+    },
     /// The connection's rate limit is spent; try again after `retry_after`.
-    #[error("connection `{connection}` allows {per_minute} invocations per minute; retry in {} ms, or raise the limit with --queries-per-minute (rule `{RULE_RATE_LIMIT}`)", .retry_after.as_millis())]
+    #[error("connection `{connection}` allows {per_minute} invocations per minute; retry in {} ms (rule `{RULE_RATE_LIMIT}`)", .retry_after.as_millis())]
     RateLimited {
         connection: String,
         per_minute: u32,
@@ -107,13 +120,66 @@ pub enum ControlError {
 impl From<StateError> for ControlError {
     fn from(e: StateError) -> Self {
         match e {
-            StateError::Conflict(m) => ControlError::Conflict(m),
+            StateError::Conflict(m) => ControlError::conflict(m),
             other => ControlError::State(other),
         }
     }
 }
 
 impl ControlError {
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ControlError::NotFound {
+            message: message.into(),
+            remedy: None,
+        }
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        ControlError::Conflict {
+            message: message.into(),
+            remedy: None,
+        }
+    }
+
+    pub fn denied(rule: impl Into<String>, reason: impl Into<String>) -> Self {
+        ControlError::Denied {
+            rule: rule.into(),
+            reason: reason.into(),
+            remedy: None,
+        }
+    }
+
+    /// This error with `remedy` attached, where its kind carries one.
+    pub fn with_remedy(mut self, remedy: Remedy) -> Self {
+        if let ControlError::NotFound { remedy: r, .. }
+        | ControlError::Denied { remedy: r, .. }
+        | ControlError::Conflict { remedy: r, .. } = &mut self
+        {
+            *r = Some(remedy);
+        }
+        self
+    }
+
+    /// What would allow the action, or repair what failed, if anything would.
+    pub fn remedy(&self) -> Option<Remedy> {
+        match self {
+            ControlError::NotFound { remedy, .. }
+            | ControlError::Denied { remedy, .. }
+            | ControlError::Conflict { remedy, .. } => remedy.clone(),
+            ControlError::Pending(ticket) => Some(Remedy::WaitForApproval {
+                request: ticket.request_id.clone(),
+            }),
+            ControlError::RateLimited { connection, .. } => Some(Remedy::RaiseRateLimit {
+                connection: connection.clone(),
+            }),
+            ControlError::Invoke(InvokeError::Denied { denial, .. }) => denial.remedy.clone(),
+            ControlError::Vault(e) => e.remedy(),
+            ControlError::Keys(e) => e.remedy(),
+            ControlError::Load(_) | ControlError::Invalid(_) | ControlError::Invoke(_) => None,
+            ControlError::State(_) => None,
+        }
+    }
+
     /// Whether policy refused the action (here or inside the sandbox): what the audit records
     /// as `denied`, whatever a front end makes of it.
     pub fn is_denial(&self) -> bool {
@@ -138,11 +204,11 @@ impl ControlError {
     pub fn kind(&self) -> &'static str {
         use crate::manifest::ConnectorError as C;
         match self {
-            ControlError::NotFound(_) => "not-found",
+            ControlError::NotFound { .. } => "not-found",
             ControlError::Denied { .. } => "denied",
             ControlError::Pending(_) => "pending-approval",
             ControlError::Invalid(_) => "invalid-input",
-            ControlError::Conflict(_) => "conflict",
+            ControlError::Conflict { .. } => "conflict",
             ControlError::RateLimited { .. } => "rate-limited",
             ControlError::Load(_) => "load",
             ControlError::Vault(_) => "vault",
@@ -524,10 +590,7 @@ impl ControlPlane {
     ) -> Result<Decision> {
         let decision = authz::authorize(who, action, ctx);
         if !decision.allowed {
-            let error = ControlError::Denied {
-                rule: decision.rule.into(),
-                reason: decision.reason.clone(),
-            };
+            let error = decision.to_error();
             self.audit(
                 who,
                 action,
@@ -645,7 +708,7 @@ impl ControlPlane {
             return Ok(c.clone());
         }
         let bytes = self.state.get_component(digest).await?.ok_or_else(|| {
-            ControlError::NotFound(format!(
+            ControlError::not_found(format!(
                 "component sha256:{digest} is missing from the store"
             ))
         })?;

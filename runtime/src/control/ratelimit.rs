@@ -1,7 +1,7 @@
 //! Per-connection rate limits (the seeds' `queries_per_minute`): a token bucket per connection
 //! that refills continuously, so a burst up to the limit passes and then calls are spaced out.
 //! A refused call learns how long to wait. The bucket is kept in the store and taken from in one
-//! statement, so every process serving the connection shares it: each `airlock invoke` is a
+//! statement, so every process serving the connection shares it: each CLI invocation is a
 //! process of its own, and a bucket in memory would start full every time.
 
 use super::state::{StateError, StateStore, now_ms};

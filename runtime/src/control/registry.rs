@@ -142,7 +142,7 @@ impl ControlPlane {
                     created: false,
                 });
             }
-            return Err(ControlError::Conflict(format!(
+            return Err(ControlError::conflict(format!(
                 "{} version {} is already registered with different content (sha256:{}); give the new build a new version",
                 manifest.id, manifest.version, existing.digest
             )));
@@ -241,7 +241,7 @@ impl ControlPlane {
                 .collect();
             if chosen.is_empty() {
                 return Err(match version {
-                    Some(v) if !versions.is_empty() => ControlError::NotFound(format!(
+                    Some(v) if !versions.is_empty() => ControlError::not_found(format!(
                         "connector `{id}` has no version {v}; it has {}",
                         versions
                             .iter()
@@ -309,9 +309,11 @@ impl ControlPlane {
 }
 
 pub(crate) fn not_registered(id: &str) -> ControlError {
-    ControlError::NotFound(format!(
-        "connector `{id}` is not registered; register it with `airlock connector register <file.wasm>`"
-    ))
+    ControlError::not_found(format!("connector `{id}` is not registered")).with_remedy(
+        crate::remedy::Remedy::RegisterConnector {
+            connector: id.to_owned(),
+        },
+    )
 }
 
 #[cfg(test)]

@@ -108,7 +108,7 @@ impl SealedWith {
 pub enum VaultError {
     #[error(
         "no master key: set {MASTER_KEY_ENV} to a base64-encoded 32-byte key, or {MASTER_KEY_FILE_ENV} to a file \
-         holding one (`airlock keygen` prints a new key)"
+         holding one"
     )]
     NoKey,
     #[error("the master key in {source_name} is unusable: {reason}")]
@@ -117,7 +117,7 @@ pub enum VaultError {
     #[error(
         "stored secret for {what} was sealed with master key {sealed_with}, and this process holds {held}: \
          if {sealed_with} is the key used before a rotation, set it as {PREVIOUS_KEY_ENV} (or \
-         {PREVIOUS_KEY_FILE_ENV}) to read it, and finish the rotation with `airlock keys rotate`"
+         {PREVIOUS_KEY_FILE_ENV}) to read it, and finish the rotation"
     )]
     OtherKey {
         what: String,
@@ -133,15 +133,28 @@ pub enum VaultError {
     },
 }
 
+impl crate::remedy::Remedied for VaultError {
+    fn remedy(&self) -> Option<crate::remedy::Remedy> {
+        use crate::remedy::Remedy;
+        match self {
+            VaultError::NoKey => Some(Remedy::CreateMasterKey),
+            VaultError::OtherKey { .. } => Some(Remedy::RotateMasterKey),
+            VaultError::Open { why, .. } if *why == UNNAMED => Some(Remedy::RotateMasterKey),
+            VaultError::Open { .. } => Some(Remedy::ResealValue),
+            VaultError::BadKey { .. } => None,
+        }
+    }
+}
+
 const ALTERED: &str = "it was altered, or moved from another row";
 const UNNAMED: &str = "it was sealed before key ids, so either it was sealed with another master key \
-     (set that one as AIRLOCK_PREVIOUS_MASTER_KEY and run `airlock keys rotate`) or it was altered or moved";
+     (set that one as AIRLOCK_PREVIOUS_MASTER_KEY and rotate to the current key) or it was altered or moved";
 
 /// One master key: its cipher, and the key derived from it for signing audit checkpoints (one
 /// key, two uses kept apart by the derivation). Wiped from memory when dropped.
 struct Key {
     id: KeyId,
-    /// Where it came from (a variable's name or a file's path), for `airlock keys id`.
+    /// Where it came from (a variable's name or a file's path), for telling keys apart.
     source: String,
     cipher: XChaCha20Poly1305,
     checkpoint_key: Zeroizing<[u8; 32]>,
@@ -540,17 +553,16 @@ mod tests {
         let sealed = old.seal("acme", "crm", "config", b"{}");
         assert_eq!(SealedWith::of(&sealed), SealedWith::Key(old.key_id()));
         // A process holding only the new key says which key the value needs and what to do.
-        let err = new
-            .open("acme", "crm", "config", &sealed)
-            .unwrap_err()
-            .to_string();
+        let error = new.open("acme", "crm", "config", &sealed).unwrap_err();
+        let err = error.to_string();
         assert!(
             err.contains(&format!("sealed with master key {}", old.key_id()))
                 && err.contains(&format!("this process holds master key {}", new.key_id()))
-                && err.contains("AIRLOCK_PREVIOUS_MASTER_KEY")
-                && err.contains("airlock keys rotate"),
+                && err.contains("AIRLOCK_PREVIOUS_MASTER_KEY"),
             "{err}"
         );
+        use crate::remedy::{Remedied, Remedy};
+        assert_eq!(error.remedy(), Some(Remedy::RotateMasterKey));
         // Holding the old key as retired, it opens; sealing still uses the current key only.
         let both = Vault::from_base64(&generate_key(), "n").unwrap();
         let both_id = both.key_id();

@@ -114,9 +114,10 @@ impl Placement {
             Placement::Basic { username } if username.contains(':') => {
                 Err("a Basic username may not contain `:`".into())
             }
-            Placement::OAuth2JwtBearer { issuer, .. } if issuer.trim().is_empty() => {
-                Err("a JWT bearer credential needs an issuer (--issuer, often the client id or service account)".into())
-            }
+            Placement::OAuth2JwtBearer { issuer, .. } if issuer.trim().is_empty() => Err(
+                "a JWT bearer credential needs an issuer (often the client id or service account)"
+                    .into(),
+            ),
             _ => Ok(()),
         }
     }

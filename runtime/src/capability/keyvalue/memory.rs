@@ -1,4 +1,4 @@
-//! An in-memory backend: for tests, benchmarks and one-shot `airlock run`s. Data lives as long as
+//! An in-memory backend: for tests, benchmarks and one-shot runs. Data lives as long as
 //! the store value.
 
 use super::backend::{

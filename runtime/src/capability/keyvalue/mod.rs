@@ -142,6 +142,7 @@ impl store::Host for KeyValueView<'_> {
                 rule: crate::policy::RULE_BUCKET_NAME,
                 effect: "open key-value bucket".into(),
                 reason: e.clone(),
+                remedy: None,
             });
             return self.refused(store::Error::Other(e));
         }

@@ -88,7 +88,8 @@ pub async fn audit_verify(
             } else if let Some(problem) = &report.problem {
                 println!(
                     "audit trail NOT intact: first bad record at position {}: {}",
-                    problem.seq, problem.what
+                    problem.seq,
+                    crate::cli::remedy::with_hint(&problem.what, problem.remedy.as_ref())
                 );
             } else {
                 println!(

@@ -128,18 +128,13 @@ fn print_json<T: serde::Serialize>(value: &T) {
     );
 }
 
-/// The exit code for a control-plane error, after printing it.
+/// The exit code for a control-plane error, after printing it with its remedy in the CLI's
+/// terms (the command to run).
 pub fn report_error(e: &ControlError) -> u8 {
+    let text = crate::cli::remedy::with_hint(e, e.remedy().as_ref());
     match e {
-        ControlError::Denied { .. } | ControlError::RateLimited { .. } => say("denied", e),
-        // The core says what waits; the CLI says which command follows it.
-        ControlError::Pending(ticket) => say(
-            "pending",
-            &format_args!(
-                "{e}; follow it with `airlock approvals wait {}`",
-                ticket.request_id
-            ),
-        ),
+        ControlError::Denied { .. } | ControlError::RateLimited { .. } => say("denied", &text),
+        ControlError::Pending(_) => say("pending", &text),
         ControlError::Invoke(inner) => return report_invoke_error(inner),
         ControlError::Invalid(problems) => {
             eprintln!("error: invalid input:");
@@ -147,7 +142,7 @@ pub fn report_error(e: &ControlError) -> u8 {
                 eprintln!("  - {}", crate::control::audit::escape_for_terminal(p));
             }
         }
-        other => say("error", other),
+        _ => say("error", &text),
     }
     e.exit_code()
 }

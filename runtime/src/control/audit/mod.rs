@@ -283,7 +283,7 @@ impl Writer {
             match self.state.append_checkpoint(&c).await {
                 Ok(()) => {
                     self.since_checkpoint = 0;
-                    // A copy outside the database, for `airlock audit verify --checkpoint`.
+                    // A copy outside the database, which verify can be given back.
                     tracing::info!(target: "airlock::audit", checkpoint = %serde_json::to_string(&c).unwrap_or_default(), "audit checkpoint");
                 }
                 Err(e) => failure = Some(e.to_string()),
@@ -529,6 +529,9 @@ pub struct Problem {
     /// The first sequence number where the trail is wrong.
     pub seq: i64,
     pub what: String,
+    /// What would repair it, when the trail is not tampered with but out of date.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remedy: Option<crate::remedy::Remedy>,
 }
 
 /// Walks the whole chain in order and checks every stored checkpoint, every rotation
@@ -562,7 +565,11 @@ pub async fn verify(
         for row in rows {
             after = row.seq;
             report.records += 1;
-            let fail = |what: String| Problem { seq: row.seq, what };
+            let fail = |what: String| Problem {
+                seq: row.seq,
+                what,
+                remedy: None,
+            };
             if row.seq != report.last_seq + 1 && (report.last_seq > 0 || prev.is_some()) {
                 report.problem = Some(fail(format!(
                     "record {} follows record {}: {} record(s) missing (deleted)",
@@ -653,6 +660,7 @@ pub async fn verify(
     let mut problem = None;
     for (c, external) in &all {
         let message = checkpoint_message(c.seq, &c.hash, c.at);
+        let mut remedy = None;
         let what = if vault.checkpoint_signer(&message, &c.signature).is_some() {
             None
         } else {
@@ -670,13 +678,16 @@ pub async fn verify(
                     ));
                     None
                 }
-                Some(r) => Some(format!(
-                    "checkpoint is signed with the retired master key {}{}, not with a key this process \
-                     holds: a process still running with the retired key wrote it after the rotation, or \
-                     it was forged (`airlock keys rotate` run again with the retired key re-signs it)",
-                    r.from_key,
-                    replaced_by(r)
-                )),
+                Some(r) => {
+                    remedy = Some(crate::remedy::Remedy::RotateMasterKey);
+                    Some(format!(
+                        "checkpoint is signed with the retired master key {}{}, not with a key this process \
+                         holds: a process still running with the retired key wrote it after the rotation, or \
+                         it was forged (the rotation run again with the retired key re-signs it)",
+                        r.from_key,
+                        replaced_by(r)
+                    ))
+                }
                 None => Some(format!(
                     "checkpoint's signature is wrong (forged, or signed with another master key{})",
                     c.key_id
@@ -690,7 +701,11 @@ pub async fn verify(
             }
         };
         if let Some(what) = what.or_else(|| position(c.seq, &c.hash)) {
-            problem = Some(Problem { seq: c.seq, what });
+            problem = Some(Problem {
+                seq: c.seq,
+                what,
+                remedy,
+            });
             break;
         }
     }
@@ -723,7 +738,11 @@ pub async fn verify(
             None
         };
         if let Some(what) = what.or_else(|| position(c.seq, &c.hash)) {
-            problem = Some(Problem { seq: c.seq, what });
+            problem = Some(Problem {
+                seq: c.seq,
+                what,
+                remedy: None,
+            });
         }
     }
     report.links_checked = links_checked;
@@ -756,7 +775,7 @@ fn replaced_by(r: &KeyRotation) -> String {
 
 /// A field made safe for a one-line display: control characters (CR, LF, ESC...), Unicode line
 /// separators and bidirectional overrides escaped, so a value cannot forge a line, reorder
-/// text or send a terminal sequence in `airlock audit list`.
+/// text or send a terminal sequence in a listing.
 pub fn escape(text: &str) -> String {
     escape_with(text, true)
 }

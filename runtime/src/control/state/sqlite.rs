@@ -451,12 +451,9 @@ impl StateStore for SqliteState {
         .execute(&self.pool)
         .await;
         match result {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(StateError::Conflict(format!(
-                    "connection `{}` already exists; change it with `airlock connection update`",
-                    c.name
-                )))
-            }
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StateError::Conflict(
+                format!("connection `{}` already exists", c.name),
+            )),
             other => other.map(|_| ()).map_err(Into::into),
         }
     }
