@@ -362,14 +362,8 @@ async fn executor_rejects_unknown_operations_and_non_object_params_before_runnin
             .contains("it offers: list, get, create, update, delete"),
         "{err}"
     );
-    let call = airlock::Call::Invoke {
-        operation: "get".into(),
-        params: "[1, 2]".into(),
-    };
-    let err = executor
-        .call(&sandbox, &who, &env(), call)
-        .await
-        .unwrap_err();
+    // Params are checked where they enter: a call cannot be built with a non-object.
+    let err = airlock::Params::parse("[1, 2]").unwrap_err();
     assert!(matches!(err, InvokeError::BadParams(_)), "{err:?}");
     let err = invoke(
         &executor,

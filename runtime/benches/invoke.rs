@@ -205,8 +205,10 @@ async fn run(iterations: usize, quick: bool) {
     }
     let create = Call::Invoke {
         operation: "create".into(),
-        params: r#"{"type":"items","id":"42","data":{"name":"widget","qty":3,"tags":["a","b"]}}"#
-            .into(),
+        params: airlock::Params::parse(
+            r#"{"type":"items","id":"42","data":{"name":"widget","qty":3,"tags":["a","b"]}}"#,
+        )
+        .unwrap(),
     };
     executor
         .call(&sandbox, &caller, &env, create)
@@ -215,7 +217,7 @@ async fn run(iterations: usize, quick: bool) {
     let params = r#"{"type":"items","id":"42"}"#;
     let get = Call::Invoke {
         operation: "get".into(),
-        params: params.into(),
+        params: airlock::Params::parse(params).unwrap(),
     };
 
     // Same answer from both.
@@ -469,7 +471,7 @@ async fn egress(executor: &Arc<Executor>, caller: &Caller, iterations: usize) {
     };
     let fetch = Call::Invoke {
         operation: "fetch".into(),
-        params: serde_json::json!({ "url": url }).to_string(),
+        params: airlock::Params::parse(serde_json::json!({ "url": url }).to_string()).unwrap(),
     };
     let out = executor
         .call(&probe, caller, &env, fetch.clone())
@@ -500,7 +502,10 @@ async fn egress(executor: &Arc<Executor>, caller: &Caller, iterations: usize) {
     // A request the policy denies: the same guest and wasi-http plumbing, no network.
     let denied = Call::Invoke {
         operation: "fetch".into(),
-        params: serde_json::json!({ "url": "http://127.0.0.2:9/records/42" }).to_string(),
+        params: airlock::Params::parse(
+            serde_json::json!({ "url": "http://127.0.0.2:9/records/42" }).to_string(),
+        )
+        .unwrap(),
     };
     let mut guest_samples = Vec::with_capacity(iterations);
     let mut denied_samples = Vec::with_capacity(iterations);
@@ -769,7 +774,10 @@ async fn governance(executor: &Arc<Executor>, env: &Environment, iterations: usi
         let sandbox = executor.load_file(&guest("sandbox")).await.unwrap();
         let create = Call::Invoke {
             operation: "create".into(),
-            params: r#"{"type":"items","id":"42","data":{"name":"widget","qty":3}}"#.into(),
+            params: airlock::Params::parse(
+                r#"{"type":"items","id":"42","data":{"name":"widget","qty":3}}"#,
+            )
+            .unwrap(),
         };
         let _ = executor.call(&sandbox, &caller, env, create).await;
     }
@@ -867,8 +875,10 @@ async fn audit_chain(executor: &Arc<Executor>, env: &Environment, iterations: us
     };
     let create = Call::Invoke {
         operation: "create".into(),
-        params: r#"{"type":"items","id":"42","data":{"name":"widget","qty":3,"tags":["a","b"]}}"#
-            .into(),
+        params: airlock::Params::parse(
+            r#"{"type":"items","id":"42","data":{"name":"widget","qty":3,"tags":["a","b"]}}"#,
+        )
+        .unwrap(),
     };
     // Already there when part 1 ran first.
     let _ = executor.call(&sandbox, &caller, env, create).await;
@@ -956,7 +966,7 @@ async fn control_plane(
     let params = r#"{"type":"items","id":"42"}"#;
     let get = Call::Invoke {
         operation: "get".into(),
-        params: params.into(),
+        params: airlock::Params::parse(params).unwrap(),
     };
     // Same storage namespace (tenant acme, connection c1) as the bare runs: same record.
     let through = cp

@@ -267,16 +267,19 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             operation,
             params,
             invocation,
-        } => {
-            call(
-                &data_dir,
-                &component,
-                &who,
-                invocation,
-                Call::Invoke { operation, params },
-            )
-            .await
-        }
+        } => match crate::params::Params::parse(params) {
+            Ok(params) => {
+                call(
+                    &data_dir,
+                    &component,
+                    &who,
+                    invocation,
+                    Call::Invoke { operation, params },
+                )
+                .await
+            }
+            Err(e) => Ok(report_invoke_error(&e)),
+        },
         Command::Health {
             component: Some(component),
             invocation,

@@ -91,7 +91,11 @@ impl Default for Environment {
 pub enum Call {
     Health,
     Discover,
-    Invoke { operation: String, params: String },
+    /// The params were parsed (and found to be an object) where they entered.
+    Invoke {
+        operation: String,
+        params: crate::params::Params,
+    },
 }
 
 impl Call {
@@ -287,7 +291,7 @@ impl Executor {
     ) -> Result<Outcome, InvokeError> {
         let started = Instant::now();
         let access = match &call {
-            Call::Invoke { operation, params } => {
+            Call::Invoke { operation, .. } => {
                 let op = connector.manifest.operation(operation).ok_or_else(|| {
                     InvokeError::UnknownOperation {
                         operation: operation.clone(),
@@ -300,7 +304,6 @@ impl Executor {
                             .join(", "),
                     }
                 })?;
-                check_params(params)?;
                 op.access
             }
             // Connection tests and discovery only look.
@@ -358,7 +361,7 @@ impl Executor {
                     Box::pin(async move {
                         guest
                             .airlock_connector_connector()
-                            .call_invoke(store, &operation, &params)
+                            .call_invoke(store, &operation, params.text())
                             .await
                     })
                 })
@@ -554,7 +557,7 @@ impl Executor {
             let t2 = Instant::now();
             let result = instance
                 .airlock_connector_connector()
-                .call_invoke(&mut store, &operation, &params)
+                .call_invoke(&mut store, &operation, params.text())
                 .await?;
             std::hint::black_box(result.ok());
             let t3 = Instant::now();
@@ -614,17 +617,6 @@ fn unsupported_import(error: &wasmtime::Error, imports: &[String]) -> LoadError 
     match named {
         Some(import) => LoadError::UnsupportedImport { import },
         None => LoadError::Invalid(text),
-    }
-}
-
-fn check_params(params: &str) -> Result<(), InvokeError> {
-    match serde_json::from_str::<serde_json::Value>(params) {
-        Ok(serde_json::Value::Object(_)) => Ok(()),
-        Ok(other) => Err(InvokeError::BadParams(format!(
-            "got {}; pass an object such as '{{\"id\": \"1\"}}'",
-            capability::config::json_kind(&other)
-        ))),
-        Err(e) => Err(InvokeError::BadParams(format!("not valid JSON ({e})"))),
     }
 }
 

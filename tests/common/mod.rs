@@ -76,7 +76,7 @@ pub async fn invoke(
 ) -> Result<serde_json::Value, InvokeError> {
     let call = Call::Invoke {
         operation: operation.into(),
-        params: params.to_string(),
+        params: airlock::Params::parse(params.to_string())?,
     };
     let outcome = executor.call(connector, caller, env, call).await?;
     Ok(serde_json::from_str(&outcome.output).expect("output is JSON"))

@@ -18,12 +18,14 @@
 
 use super::audit::redact;
 use super::authz::{Action, Context, Decision, Principal};
+use super::entry::AuditEntry;
 use super::invoke::Resolved;
 use super::state::{ApprovalRecord, ApprovalStatus, now_ms};
 use super::{ControlError, ControlPlane, Result};
 use crate::executor::Call;
 use crate::invocation::Role;
 use crate::manifest::Risk;
+use crate::params::Params;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use std::collections::BTreeMap;
@@ -167,7 +169,7 @@ impl ControlPlane {
         who: &Principal,
         resolved: &Resolved,
         operation: &str,
-        params: &str,
+        params: &Params,
     ) -> serde_json::Value {
         let capture = std::sync::Arc::new(crate::capture::Capture::default());
         let mut env = resolved.env.clone();
@@ -178,7 +180,7 @@ impl ControlPlane {
         env.egress.capture = Some(capture.clone());
         let call = Call::Invoke {
             operation: operation.into(),
-            params: params.into(),
+            params: params.clone(),
         };
         let result = match self.loaded(resolved).await {
             Ok(connector) => self
@@ -219,7 +221,7 @@ impl ControlPlane {
         who: &Principal,
         resolved: &Resolved,
         operation: &str,
-        params: &str,
+        params: &Params,
         risk: Risk,
         rationale: Option<&str>,
     ) -> Result<Ticket> {
@@ -240,9 +242,9 @@ impl ControlPlane {
                 &who.tenant,
                 connection,
                 &purpose(&id),
-                params.as_bytes(),
+                params.text().as_bytes(),
             ),
-            action_hash: action_hash(&who.tenant, connection, digest, operation, params),
+            action_hash: action_hash(&who.tenant, connection, digest, operation, params.text()),
             risk,
             rationale: rationale.map(Into::into),
             requested_by: who.id.clone(),
@@ -286,8 +288,10 @@ impl ControlPlane {
         })
     }
 
-    fn view(&self, record: ApprovalRecord, with_output: bool) -> ApprovalView {
-        let params = self
+    /// The params a request was made with: the one place they are unsealed. Bound to the
+    /// request (its id is the seal's purpose), so a row's params cannot be moved to another.
+    fn requested_params(&self, record: &ApprovalRecord) -> Result<Params> {
+        let bytes = self
             .vault
             .open(
                 &record.tenant,
@@ -295,9 +299,25 @@ impl ControlPlane {
                 &purpose(&record.id),
                 &record.params_sealed,
             )
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
-            .map_or(serde_json::Value::Null, |p| redact(&p));
+            .map_err(|_| {
+                ControlError::conflict(format!(
+                    "the params of {} cannot be opened (altered in the store); nothing was run",
+                    record.id
+                ))
+            })?;
+        let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
+            ControlError::conflict(format!(
+                "the params of {} are not UTF-8; nothing was run",
+                record.id
+            ))
+        })?;
+        Params::parse(text).map_err(ControlError::Invoke)
+    }
+
+    fn view(&self, record: ApprovalRecord, with_output: bool) -> ApprovalView {
+        let params = self
+            .requested_params(&record)
+            .map_or(serde_json::Value::Null, |p| redact(p.value()));
         let output = with_output
             .then_some(record.output_sealed.as_ref())
             .flatten()
@@ -341,11 +361,8 @@ impl ControlPlane {
         let record = self.approval_record(who, id).await?;
         if !self.is_requester(who, &record) {
             self.check(
-                who,
-                Action::ApprovalList,
+                &AuditEntry::new(who, Action::ApprovalList, id),
                 Context::default(),
-                id,
-                Instant::now(),
             )
             .await?;
         }
@@ -366,11 +383,9 @@ impl ControlPlane {
         approve: bool,
         reason: Option<&str>,
     ) -> Result<ApprovalView> {
-        let started = Instant::now();
         let verb = if approve { "approve" } else { "deny" };
-        let context = Context::default();
-        self.check(who, Action::ApprovalDecide, context, id, started)
-            .await?;
+        let entry = AuditEntry::new(who, Action::ApprovalDecide, id);
+        self.check(&entry, Context::default()).await?;
         let refuse = |rule: &str, reason: String| ControlError::denied(rule, reason);
         let record = self.approval_record(who, id).await?;
         let risk = record.risk;
@@ -431,19 +446,14 @@ impl ControlPlane {
             reason: String::new(),
             remedy: None,
         };
-        let action = if approve { "approve" } else { "deny" };
-        self.audit(
-            who,
-            Action::ApprovalDecide,
-            &format!("{}/{id}", record.connection),
-            Some(action),
-            &decision,
-            outcome.as_ref().map(|_| ()),
-            started,
-            None,
-            None,
-        )
-        .await;
+        let target = format!("{}/{id}", record.connection);
+        let entry = AuditEntry {
+            target: &target,
+            operation: Some(verb),
+            ..entry
+        };
+        self.audit(&entry, &decision, outcome.as_ref().map(|_| ()))
+            .await;
         outcome?;
         self.decisions.changed(id);
         self.stop_here_for_tests("approval-committed").await;
@@ -582,32 +592,17 @@ impl ControlPlane {
         if let Err(e) = finished {
             tracing::error!(approval = %id, error = %e, "cannot record how an approved request ended");
         }
-        let decision = Decision {
-            allowed: true,
-            rule: "approval-granted",
-            reason: String::new(),
-            remedy: None,
-        };
-        let params = self
-            .vault
-            .open(
-                tenant,
-                &record.connection,
-                &purpose(id),
-                &record.params_sealed,
-            )
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
-        self.audit(
-            &who,
-            Action::InvokeWrite,
-            &record.connection,
-            Some(&record.operation),
-            &decision,
-            result.as_ref().map(|_| ()),
+        let entry = AuditEntry {
+            params: self.requested_params(record).ok(),
+            invocation_id: Some(id.clone()),
             started,
-            params.as_ref(),
-            Some(id),
+            ..AuditEntry::new(&who, Action::InvokeWrite, &record.connection)
+                .operation(&record.operation)
+        };
+        self.audit(
+            &entry,
+            &Decision::allowed_by("approval-granted"),
+            result.as_ref().map(|_| ()),
         )
         .await;
         true
@@ -616,29 +611,13 @@ impl ControlPlane {
     /// Runs exactly the approved action: the sealed params, checked against the hash, on the
     /// approved connector, with the requester's identity and every connection check again.
     async fn run_approved(&self, who: &Principal, record: &ApprovalRecord) -> Result<String> {
-        let params = self
-            .vault
-            .open(
-                &who.tenant,
-                &record.connection,
-                &purpose(&record.id),
-                &record.params_sealed,
-            )
-            .map_err(|_| {
-                ControlError::conflict(format!(
-                    "the params of {} cannot be opened (altered in the store); nothing was run",
-                    record.id
-                ))
-            })?;
-        let params = String::from_utf8(params.to_vec()).map_err(|_| {
-            ControlError::conflict("the approved params are not UTF-8; nothing was run")
-        })?;
+        let params = self.requested_params(record)?;
         let hash = action_hash(
             &who.tenant,
             &record.connection,
             &record.connector_digest,
             &record.operation,
-            &params,
+            params.text(),
         );
         if hash != record.action_hash {
             return Err(ControlError::conflict(format!(
@@ -655,8 +634,7 @@ impl ControlPlane {
             )));
         }
         let access = resolved.access(&record.operation);
-        let parsed: Option<serde_json::Value> = serde_json::from_str(&params).ok();
-        let decision = self.decide(who, &resolved, &record.operation, access, parsed.as_ref());
+        let decision = self.decide(who, &resolved, &record.operation, access, Some(&params));
         if !decision.allowed {
             return Err(decision.to_error());
         }
@@ -665,7 +643,7 @@ impl ControlPlane {
                 who,
                 &resolved,
                 &record.operation,
-                params,
+                &params,
                 &record.id,
                 "approval-granted",
             )

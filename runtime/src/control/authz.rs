@@ -309,6 +309,25 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// Allowed by `rule`, which needs no reason (a dry run, an approval, a grant).
+    pub fn allowed_by(rule: &'static str) -> Self {
+        Decision {
+            allowed: true,
+            rule,
+            reason: String::new(),
+            remedy: None,
+        }
+    }
+
+    /// Refused at `rule` before any policy was weighed (the connection cannot be found); the
+    /// error says why.
+    pub fn refused(rule: &'static str) -> Self {
+        Decision {
+            allowed: false,
+            ..Decision::allowed_by(rule)
+        }
+    }
+
     /// The error a refusal answers with.
     pub fn to_error(&self) -> super::ControlError {
         super::ControlError::Denied {

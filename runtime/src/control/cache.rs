@@ -79,12 +79,11 @@ pub fn key(
     revision: i64,
     digest: &str,
     operation: &str,
-    params: (Option<&serde_json::Value>, &str),
+    params: &crate::params::Params,
 ) -> [u8; 32] {
-    let params = match params {
-        (Some(parsed), _) => parsed.to_string(),
-        (None, text) => text.to_owned(),
-    };
+    // The parsed value, re-serialized: the same params spelled with other spacing hit the
+    // same entry.
+    let params = params.value().to_string();
     let agent = match who.kind {
         PrincipalKind::Agent => who.id.as_str(),
         PrincipalKind::User => "",

@@ -1,6 +1,7 @@
 //! Connections: a tenant's configured instance of a connector.
 
 use super::authz::{Action, Context};
+use super::entry::AuditEntry;
 use super::registry::{ConnectorView, latest, not_registered, version_key};
 use super::state::{ConnectionRecord, ConnectionStatus, Grant, now_ms};
 use super::{ControlError, ControlPlane, Principal, Result, schema};
@@ -8,7 +9,6 @@ use crate::invocation::{Role, validate_id};
 use crate::limits::Limits;
 use crate::manifest::Manifest;
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 /// The purpose bound into the sealed config (see [`super::vault`]).
 pub(crate) const CONFIG_PURPOSE: &str = "connection-config";
@@ -181,20 +181,12 @@ impl ControlPlane {
         who: &Principal,
         mut spec: ConnectionSpec,
     ) -> Result<ConnectionView> {
-        let started = Instant::now();
         // No config is an empty config.
         if spec.config.is_null() {
             spec.config = serde_json::json!({});
         }
-        let decision = self
-            .check(
-                who,
-                Action::ConnectionCreate,
-                Context::default(),
-                &spec.name,
-                started,
-            )
-            .await?;
+        let entry = AuditEntry::new(who, Action::ConnectionCreate, &spec.name);
+        let decision = self.check(&entry, Context::default()).await?;
         let result = async {
             validate_id("connection name", &spec.name)
                 .map_err(|e| ControlError::Invalid(vec![e]))?;
@@ -260,18 +252,8 @@ impl ControlPlane {
             })
         }
         .await;
-        self.audit(
-            who,
-            Action::ConnectionCreate,
-            &spec.name,
-            None,
-            &decision,
-            result.as_ref().map(|_| ()),
-            started,
-            None,
-            None,
-        )
-        .await;
+        self.audit(&entry, &decision, result.as_ref().map(|_| ()))
+            .await;
         result
     }
 
@@ -422,33 +404,15 @@ impl ControlPlane {
     }
 
     pub async fn connection_list(&self, who: &Principal) -> Result<Vec<ConnectionRecord>> {
-        let started = Instant::now();
-        let decision = self
-            .check(
-                who,
-                Action::ConnectionList,
-                Context::default(),
-                "connections",
-                started,
-            )
-            .await?;
+        let entry = AuditEntry::new(who, Action::ConnectionList, "connections");
+        let decision = self.check(&entry, Context::default()).await?;
         let result = self
             .state
             .list_connections(&who.tenant)
             .await
             .map_err(ControlError::from);
-        self.audit(
-            who,
-            Action::ConnectionList,
-            "connections",
-            None,
-            &decision,
-            result.as_ref().map(|_| ()),
-            started,
-            None,
-            None,
-        )
-        .await;
+        self.audit(&entry, &decision, result.as_ref().map(|_| ()))
+            .await;
         result
     }
 
@@ -521,16 +485,8 @@ impl ControlPlane {
         operation: &str,
         revoke: bool,
     ) -> Result<()> {
-        let started = Instant::now();
-        let decision = self
-            .check(
-                who,
-                Action::ConnectionGrant,
-                Context::default(),
-                name,
-                started,
-            )
-            .await?;
+        let entry = AuditEntry::new(who, Action::ConnectionGrant, name);
+        let decision = self.check(&entry, Context::default()).await?;
         let result = async {
             validate_id("agent", agent).map_err(|e| ControlError::Invalid(vec![e]))?;
             let record = self.connection_record(&who.tenant, name).await?;
@@ -581,18 +537,14 @@ impl ControlPlane {
         }
         .await;
         let operation_label = format!("{}{operation}", if revoke { "revoke:" } else { "grant:" });
-        self.audit(
-            who,
-            Action::ConnectionGrant,
-            &format!("{name}/{agent}"),
-            Some(&operation_label),
-            &decision,
-            result.as_ref().map(|_| ()),
-            started,
-            None,
-            None,
-        )
-        .await;
+        let target = format!("{name}/{agent}");
+        let entry = AuditEntry {
+            target: &target,
+            operation: Some(&operation_label),
+            ..entry
+        };
+        self.audit(&entry, &decision, result.as_ref().map(|_| ()))
+            .await;
         result
     }
 }

@@ -1,6 +1,7 @@
 //! Invocation through the control plane: resolve the connection, decide, run, audit.
 
 use super::authz::{Action, Context, Decision, PrincipalKind};
+use super::entry::AuditEntry;
 use super::state::ConnectionStatus;
 use super::{ControlError, ControlPlane, Principal, RESOLVED_TTL, Result};
 use crate::capability::config::ConfigCtx;
@@ -8,6 +9,7 @@ use crate::egress::Egress;
 use crate::executor::{Call, Caller, Connector, Environment, Outcome};
 use crate::invocation::{Access, Role};
 use crate::limits::Limits;
+use crate::params::Params;
 use crate::remedy::Remedy;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -95,15 +97,6 @@ impl Resolved {
             connection: self.record.name.clone(),
         }
     }
-}
-
-/// The field of the params that names the object an operation touches, by convention: the
-/// sandbox's `type`, an `object` elsewhere. `allowed_objects` is checked against it.
-fn object_of(params: &serde_json::Value) -> Option<&str> {
-    params
-        .get("object")
-        .or_else(|| params.get("type"))
-        .and_then(|v| v.as_str())
 }
 
 impl ControlPlane {
@@ -258,6 +251,8 @@ impl ControlPlane {
             })
     }
 
+    /// One invocation, audited once: the steps answer with the decision to record and the
+    /// result, and this is the one place that records them.
     async fn invoke_unguarded(
         &self,
         who: &Principal,
@@ -266,84 +261,48 @@ impl ControlPlane {
         params: &str,
         rationale: Option<&str>,
     ) -> Result<Outcome> {
-        let started = Instant::now();
-        let parsed: Option<serde_json::Value> = serde_json::from_str(params).ok();
+        let mut entry = AuditEntry::new(who, Action::InvokeRead, name).operation(operation);
+        let (decision, result) = self
+            .invoke_steps(&mut entry, name, operation, params, rationale)
+            .await;
+        self.audit(&entry, &decision, result.as_ref().map(|_| ()))
+            .await;
+        result
+    }
+
+    /// Resolve, decide, admit, then answer from a dry run, the cache or the guest. Fills in
+    /// the entry (the action, the params, the invocation id) as it learns them.
+    async fn invoke_steps(
+        &self,
+        entry: &mut AuditEntry<'_>,
+        name: &str,
+        operation: &str,
+        params: &str,
+        rationale: Option<&str>,
+    ) -> (Decision, Result<Outcome>) {
+        let who = entry.who;
+        let started = entry.started;
+        let parsed = crate::params::Params::parse(params);
+        entry.params = parsed.as_ref().ok().cloned();
         let resolved = match self.resolve(&who.tenant, name).await {
             Ok(r) => r,
-            Err(e) => {
-                let decision = Decision {
-                    allowed: false,
-                    rule: "connection-lookup",
-                    reason: String::new(),
-                    remedy: None,
-                };
-                self.audit(
-                    who,
-                    Action::InvokeRead,
-                    name,
-                    Some(operation),
-                    &decision,
-                    Err(&e),
-                    started,
-                    parsed.as_ref(),
-                    None,
-                )
-                .await;
-                return Err(e);
-            }
+            Err(e) => return (Decision::refused("connection-lookup"), Err(e)),
         };
         let access = resolved.access(operation);
-        let action = Action::for_access(access);
-        let decision = self.decide(who, &resolved, operation, access, parsed.as_ref());
-        let refusal = self
-            .admit(
-                who,
-                &resolved,
-                operation,
-                params,
-                parsed.as_ref(),
-                rationale,
-                &decision,
-            )
+        entry.action = Action::for_access(access);
+        let decision = self.decide(who, &resolved, operation, access, parsed.as_ref().ok());
+        let params = match self
+            .admit(who, &resolved, operation, parsed, rationale, &decision)
             .await
-            .err();
-        if let Some((refused, error)) = refusal {
-            self.audit(
-                who,
-                action,
-                name,
-                Some(operation),
-                &refused,
-                Err(&error),
-                started,
-                parsed.as_ref(),
-                None,
-            )
-            .await;
-            return Err(error);
-        }
+        {
+            Ok(params) => params,
+            Err((refused, error)) => return (refused, Err(error)),
+        };
         if resolved.dry_run(operation, self.settings.dry_run) {
-            let answer = self.dry_run(who, &resolved, operation, params).await;
+            let answer = self.dry_run(who, &resolved, operation, &params).await;
             let outcome = host_outcome(answer.to_string(), started);
-            let dry = Decision {
-                allowed: true,
-                rule: "dry-run",
-                reason: String::new(),
-                remedy: None,
-            };
-            self.audit(
-                who,
-                action,
-                name,
-                Some(operation),
-                &dry,
-                Ok(()),
-                started,
-                parsed.as_ref(),
-                Some(&outcome.invocation_id),
-            )
-            .await;
-            return Ok(outcome);
+            entry.invocation_id = Some(outcome.invocation_id.clone());
+            return (Decision::allowed_by("dry-run"), Ok(outcome));
         }
         // Read results may come from the cache: only now, after every check allowed the call.
         let cache_ttl = match access {
@@ -358,7 +317,7 @@ impl ControlPlane {
                 resolved.record.revision,
                 &resolved.digest,
                 operation,
-                (parsed.as_ref(), params),
+                &params,
             )
         });
         if let Some(key) = &cache_key
@@ -370,27 +329,17 @@ impl ControlPlane {
                 cached: true,
                 ..host_outcome(hit.output, started)
             };
-            self.audit(
-                who,
-                action,
-                name,
-                Some(operation),
-                &decision,
-                Ok(()),
-                started,
-                parsed.as_ref(),
-                Some(&outcome.invocation_id),
-            )
-            .await;
-            return Ok(outcome);
+            entry.invocation_id = Some(outcome.invocation_id.clone());
+            return (decision, Ok(outcome));
         }
         let invocation_id = uuid::Uuid::new_v4().simple().to_string();
+        entry.invocation_id = Some(invocation_id.clone());
         let result = self
             .run(
                 who,
                 &resolved,
                 operation,
-                params.into(),
+                &params,
                 &invocation_id,
                 decision.rule,
             )
@@ -413,19 +362,7 @@ impl ControlPlane {
                 _ => {}
             }
         }
-        self.audit(
-            who,
-            action,
-            name,
-            Some(operation),
-            &decision,
-            result.as_ref().map(|_| ()),
-            started,
-            parsed.as_ref(),
-            Some(&invocation_id),
-        )
-        .await;
-        result
+        (decision, result)
     }
 
     /// Runs `operation` in the sandbox as `who` and shapes its result (classification, masking):
@@ -435,17 +372,17 @@ impl ControlPlane {
         who: &Principal,
         resolved: &Resolved,
         operation: &str,
-        params: String,
+        params: &Params,
         invocation_id: &str,
         allowed_by: &'static str,
     ) -> Result<Outcome> {
         if resolved.access(operation) == Access::Write {
-            self.record_intent(who, resolved, operation, &params, invocation_id, allowed_by)
+            self.record_intent(who, resolved, operation, params, invocation_id, allowed_by)
                 .await?;
         }
         let call = Call::Invoke {
             operation: operation.into(),
-            params,
+            params: params.clone(),
         };
         let connector = self.loaded(resolved).await?;
         let mut outcome = self
@@ -479,28 +416,16 @@ impl ControlPlane {
         who: &Principal,
         resolved: &Resolved,
         operation: &str,
-        params: &str,
+        params: &Params,
         invocation_id: &str,
         allowed_by: &'static str,
     ) -> Result<()> {
-        let parsed: Option<serde_json::Value> = serde_json::from_str(params).ok();
-        let allowed = Decision {
-            allowed: true,
-            rule: allowed_by,
-            reason: String::new(),
-            remedy: None,
+        let entry = AuditEntry {
+            params: Some(params.clone()),
+            invocation_id: Some(invocation_id.to_owned()),
+            ..AuditEntry::new(who, Action::InvokeWrite, &resolved.record.name).operation(operation)
         };
-        let mut record = self.audit_record(
-            who,
-            Action::InvokeWrite,
-            &resolved.record.name,
-            Some(operation),
-            &allowed,
-            Ok(()),
-            Instant::now(),
-            parsed.as_ref(),
-            Some(invocation_id),
-        );
+        let mut record = entry.record(&Decision::allowed_by(allowed_by), Ok(()));
         record.outcome = super::audit::OUTCOME_STARTED.into();
         self.audit
             .record_durable(record)
@@ -516,23 +441,19 @@ impl ControlPlane {
             })
     }
 
-    /// After the operation-level decision, in order: the decision itself, the audit store
-    /// (fail closed), the rate limit, and approval. The first that refuses answers with the
-    /// decision to record and the error for the caller.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "one invocation's parts, passed through"
-    )]
+    /// After the operation-level decision, in order: the decision itself, the params (parsed,
+    /// then checked against the operation's schema), the audit store (fail closed), the rate
+    /// limit, and approval. The first that refuses answers with the decision to record and the
+    /// error for the caller; else the call may go on, with these params.
     async fn admit(
         &self,
         who: &Principal,
         resolved: &Resolved,
         operation: &str,
-        params: &str,
-        parsed: Option<&serde_json::Value>,
+        params: std::result::Result<Params, crate::InvokeError>,
         rationale: Option<&str>,
         decision: &Decision,
-    ) -> std::result::Result<(), (Decision, ControlError)> {
+    ) -> std::result::Result<Params, (Decision, ControlError)> {
         #[allow(clippy::result_large_err, reason = "as above")]
         let refuse = |rule: &'static str, allowed: bool, error: ControlError| {
             let decision = Decision {
@@ -548,9 +469,11 @@ impl ControlPlane {
         }
         // The params, against the operation's schema, before anything is spent on the call (a
         // rate-limit token, an approval request, the guest).
-        if let Some(params) = parsed
-            && let Err(problems) = resolved.params.check(operation, params)
-        {
+        let params = match params {
+            Ok(params) => params,
+            Err(e) => return refuse(RULE_PARAMS_SCHEMA, true, ControlError::Invoke(e)),
+        };
+        if let Err(problems) = resolved.params.check(operation, params.value()) {
             return refuse(RULE_PARAMS_SCHEMA, true, ControlError::Invalid(problems));
         }
         if !self.audit_available() {
@@ -584,17 +507,11 @@ impl ControlPlane {
         }
         // A dry run applies nothing, so it needs no approver.
         if resolved.dry_run(operation, self.settings.dry_run) {
-            return Ok(());
+            return Ok(params);
         }
         if let Some(risk) = self.approval_needed(resolved, operation) {
-            if !matches!(parsed, Some(serde_json::Value::Object(_))) {
-                let error = ControlError::Invalid(vec![format!(
-                    "params for `{operation}` must be a JSON object, e.g. '{{\"id\": \"42\"}}'"
-                )]);
-                return refuse("approval-required", false, error);
-            }
             let error = match self
-                .request_approval(who, resolved, operation, params, risk, rationale)
+                .request_approval(who, resolved, operation, &params, risk, rationale)
                 .await
             {
                 Ok(ticket) => ControlError::Pending(ticket),
@@ -603,7 +520,7 @@ impl ControlPlane {
             let allowed = matches!(error, ControlError::Pending(_));
             return refuse("approval-required", allowed, error);
         }
-        Ok(())
+        Ok(params)
     }
 
     /// Every operation-level check, in order; the first that fails decides.
@@ -613,7 +530,7 @@ impl ControlPlane {
         resolved: &Resolved,
         operation: &str,
         access: Access,
-        params: Option<&serde_json::Value>,
+        params: Option<&Params>,
     ) -> Decision {
         let record = &resolved.record;
         let refuse = |rule: &'static str, reason: String, remedy: Option<Remedy>| Decision {
@@ -659,7 +576,8 @@ impl ControlPlane {
                 }),
             );
         }
-        if let (Some(allowed), Some(object)) = (&record.allowed_objects, params.and_then(object_of))
+        if let (Some(allowed), Some(object)) =
+            (&record.allowed_objects, params.and_then(Params::object))
             && !allowed.iter().any(|o| o == object)
         {
             return deny(

@@ -20,6 +20,7 @@ mod breakers;
 pub mod cache;
 mod connections;
 mod credentials;
+mod entry;
 mod invoke;
 pub mod keys;
 pub mod lifecycle;
@@ -42,6 +43,7 @@ use crate::executor::{Connector, Executor};
 use crate::remedy::{Remedied, Remedy};
 use audit::{AuditLog, AuditRecord};
 use authz::{Context, Decision};
+use entry::AuditEntry;
 use state::{StateError, StateStore};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -459,13 +461,9 @@ impl ControlPlane {
 
     /// The tenant's audit records, newest `limit`, oldest first.
     pub async fn audit_list(&self, who: &Principal, limit: i64) -> Result<Vec<AuditRecord>> {
-        let started = Instant::now();
         self.check(
-            who,
-            Action::AuditList,
+            &AuditEntry::new(who, Action::AuditList, &who.tenant),
             Context::default(),
-            &who.tenant,
-            started,
         )
         .await?;
         let _ = self.audit.flush().await;
@@ -485,13 +483,9 @@ impl ControlPlane {
         who: &Principal,
         window: i64,
     ) -> Result<Vec<metrics::OperationStats>> {
-        let started = Instant::now();
         self.check(
-            who,
-            Action::ConnectionList,
+            &AuditEntry::new(who, Action::ConnectionList, "health"),
             Context::default(),
-            "health",
-            started,
         )
         .await?;
         let _ = self.audit.flush().await;
@@ -514,13 +508,9 @@ impl ControlPlane {
     /// This process's read cache for the tenant: entries held, and hits and misses per
     /// connection.
     pub async fn cache_stats(&self, who: &Principal) -> Result<CacheStats> {
-        let started = Instant::now();
         self.check(
-            who,
-            Action::ConnectionList,
+            &AuditEntry::new(who, Action::ConnectionList, "cache"),
             Context::default(),
-            "cache",
-            started,
         )
         .await?;
         Ok(CacheStats {
@@ -536,13 +526,9 @@ impl ControlPlane {
 
     /// The tenant's circuit breakers that are open or probing, as every process sees them.
     pub async fn circuits(&self, who: &Principal) -> Result<Vec<state::BreakerRecord>> {
-        let started = Instant::now();
         self.check(
-            who,
-            Action::ConnectionList,
+            &AuditEntry::new(who, Action::ConnectionList, "circuits"),
             Context::default(),
-            "circuits",
-            started,
         )
         .await?;
         Ok(self.state.tripped_breakers(&who.tenant).await?)
@@ -558,143 +544,37 @@ impl ControlPlane {
         operation: Option<&str>,
         body: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        let started = Instant::now();
-        let decision = self
-            .check(who, action, Context::default(), target, started)
-            .await?;
-        let result = body.await;
-        self.audit(
-            who,
-            action,
-            target,
+        let entry = AuditEntry {
             operation,
-            &decision,
-            result.as_ref().map(|_| ()),
-            started,
-            None,
-            None,
-        )
-        .await;
+            ..AuditEntry::new(who, action, target)
+        };
+        let decision = self.check(&entry, Context::default()).await?;
+        let result = body.await;
+        self.audit(&entry, &decision, result.as_ref().map(|_| ()))
+            .await;
         result
     }
 
-    /// Authorizes, and audits a denial. Allowed decisions are audited by the caller with the
-    /// outcome of the action.
-    async fn check(
-        &self,
-        who: &Principal,
-        action: Action,
-        ctx: Context,
-        target: &str,
-        started: Instant,
-    ) -> Result<Decision> {
-        let decision = authz::authorize(who, action, ctx);
+    /// Authorizes the entry's action, and audits a denial. Allowed decisions are audited by the
+    /// caller with the outcome of the action.
+    async fn check(&self, entry: &AuditEntry<'_>, ctx: Context) -> Result<Decision> {
+        let decision = authz::authorize(entry.who, entry.action, ctx);
         if !decision.allowed {
             let error = decision.to_error();
-            self.audit(
-                who,
-                action,
-                target,
-                None,
-                &decision,
-                Err(&error),
-                started,
-                None,
-                None,
-            )
-            .await;
+            self.audit(entry, &decision, Err(&error)).await;
             return Err(error);
         }
         Ok(decision)
     }
 
-    /// Appends one audit record.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one record, many fields; a builder would only move them"
-    )]
+    /// Appends the entry's record, completed with the decision and the result.
     async fn audit(
         &self,
-        who: &Principal,
-        action: Action,
-        target: &str,
-        operation: Option<&str>,
+        entry: &AuditEntry<'_>,
         decision: &Decision,
         result: std::result::Result<(), &ControlError>,
-        started: Instant,
-        params: Option<&serde_json::Value>,
-        invocation_id: Option<&str>,
     ) {
-        let record = self.audit_record(
-            who,
-            action,
-            target,
-            operation,
-            decision,
-            result,
-            started,
-            params,
-            invocation_id,
-        );
-        self.audit.record(record).await;
-    }
-
-    /// One audit record, as [`ControlPlane::audit`] appends it.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one record, many fields; a builder would only move them"
-    )]
-    fn audit_record(
-        &self,
-        who: &Principal,
-        action: Action,
-        target: &str,
-        operation: Option<&str>,
-        decision: &Decision,
-        result: std::result::Result<(), &ControlError>,
-        started: Instant,
-        params: Option<&serde_json::Value>,
-        invocation_id: Option<&str>,
-    ) -> AuditRecord {
-        let (outcome, rule, message) = match result {
-            Ok(()) => ("ok", decision.rule.to_owned(), None),
-            Err(e) => {
-                let denied = e.is_denial();
-                let rule = if denied {
-                    e.rule()
-                } else {
-                    decision.rule.to_owned()
-                };
-                let outcome = match e {
-                    ControlError::Pending(_) => "pending",
-                    _ if denied => "denied",
-                    _ => "error",
-                };
-                (outcome, rule, Some(audit::bounded_message(e.to_string())))
-            }
-        };
-        AuditRecord {
-            at: state::now_ms(),
-            tenant: who.tenant.clone(),
-            principal: who.id.clone(),
-            principal_kind: format!("{:?}", who.kind).to_lowercase(),
-            role: format!("{:?}", who.role),
-            action: action.name().into(),
-            target: target.into(),
-            operation: operation.map(Into::into),
-            decision: if decision.allowed && outcome != "denied" {
-                "allowed".into()
-            } else {
-                "denied".into()
-            },
-            rule,
-            outcome: outcome.into(),
-            error_kind: result.err().map(|e| e.kind().to_owned()),
-            message,
-            duration_us: started.elapsed().as_micros() as u64,
-            params: params.map(|p| audit::bounded_params(audit::redact(p))),
-            invocation_id: invocation_id.map(Into::into),
-        }
+        self.audit.record(entry.record(decision, result)).await;
     }
 
     /// The loaded connector for a digest, loading it from the stored bytes once.

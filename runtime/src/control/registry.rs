@@ -1,11 +1,11 @@
 //! The connector registry: content-addressed components, versioned, with a history of changes.
 
 use super::authz::{Action, Context};
+use super::entry::AuditEntry;
 use super::state::{ConnectorRecord, HistoryEntry, now_ms};
 use super::{ControlError, ControlPlane, Principal, Result};
 use crate::manifest::Manifest;
 use sha2::{Digest, Sha256};
-use std::time::Instant;
 
 /// What `register` did.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -88,33 +88,19 @@ impl ControlPlane {
         bytes: &[u8],
         progress: &(dyn Fn(&str) + Sync),
     ) -> Result<Registered> {
-        let started = Instant::now();
-        let decision = self
-            .check(
-                who,
-                Action::ConnectorRegister,
-                Context::default(),
-                "registry",
-                started,
-            )
-            .await?;
+        let entry = AuditEntry::new(who, Action::ConnectorRegister, "registry");
+        let decision = self.check(&entry, Context::default()).await?;
         let result = self.register_allowed(who, bytes, progress).await;
         let target = match &result {
             Ok(r) => format!("{}@{}", r.connector.id, r.connector.version),
             Err(_) => "registry".to_owned(),
         };
-        self.audit(
-            who,
-            Action::ConnectorRegister,
-            &target,
-            None,
-            &decision,
-            result.as_ref().map(|_| ()),
-            started,
-            None,
-            None,
-        )
-        .await;
+        let entry = AuditEntry {
+            target: &target,
+            ..entry
+        };
+        self.audit(&entry, &decision, result.as_ref().map(|_| ()))
+            .await;
         result
     }
 
@@ -276,34 +262,16 @@ impl ControlPlane {
         who: &Principal,
         id: Option<&str>,
     ) -> Result<Vec<HistoryEntry>> {
-        let started = Instant::now();
         let target = id.unwrap_or("registry");
-        let decision = self
-            .check(
-                who,
-                Action::ConnectorHistory,
-                Context::default(),
-                target,
-                started,
-            )
-            .await?;
+        let entry = AuditEntry::new(who, Action::ConnectorHistory, target);
+        let decision = self.check(&entry, Context::default()).await?;
         let result = self
             .state
             .history(&who.tenant, id)
             .await
             .map_err(ControlError::from);
-        self.audit(
-            who,
-            Action::ConnectorHistory,
-            target,
-            None,
-            &decision,
-            result.as_ref().map(|_| ()),
-            started,
-            None,
-            None,
-        )
-        .await;
+        self.audit(&entry, &decision, result.as_ref().map(|_| ()))
+            .await;
         result
     }
 }
