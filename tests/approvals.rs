@@ -6,7 +6,8 @@ use crate::http_server;
 
 use airlock::Role;
 use airlock::control::approvals::ApprovalPolicy;
-use airlock::control::state::{StateStore, now_ms};
+use airlock::control::state::now_ms;
+use airlock::control::state::stores::*;
 use airlock::control::{ConnectionSpec, ControlError, ControlPlane, Principal, PrincipalKind};
 use airlock::manifest::Risk;
 use common::*;

@@ -272,7 +272,7 @@ async fn audit_fails_closed_when_the_store_cannot_be_written() {
     }
     cp.invoke(&operator, "crm", "get", get).await.ok();
     cp.flush_audit().await.unwrap();
-    let rows = airlock::control::state::StateStore::audit_rows(state.as_ref(), before, 100)
+    let rows = airlock::control::state::AuditStore::audit_rows(state.as_ref(), before, 100)
         .await
         .unwrap();
     let outcomes: Vec<String> = rows

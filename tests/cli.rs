@@ -3,6 +3,7 @@
 use crate::common;
 use crate::http_server;
 
+use airlock::control::state::stores::*;
 use common::guest;
 use std::process::Command;
 
@@ -688,7 +689,6 @@ fn cli_keys_rotate_killed_half_way_resumes() {
 
     // Half-way: each value wholly under one key or the other.
     let under: Vec<SealedWith> = runtime.block_on(async {
-        use airlock::control::state::StateStore;
         let state = airlock::control::state::SqliteState::open(&db)
             .await
             .unwrap();

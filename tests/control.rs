@@ -3,7 +3,8 @@
 
 use crate::common;
 
-use airlock::control::state::{SqliteState, StateStore};
+use airlock::control::state::SqliteState;
+use airlock::control::state::stores::*;
 use airlock::control::vault::generate_key;
 use airlock::control::{
     ConnectionSpec, ConnectionUpdate, ControlError, ControlPlane, Principal, PrincipalKind,

@@ -3,7 +3,7 @@
 use crate::common;
 use crate::http_server;
 
-use airlock::control::state::StateStore;
+use airlock::control::state::stores::*;
 use airlock::egress::Egress;
 use airlock::policy;
 use airlock::remedy::Remedy;

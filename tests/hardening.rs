@@ -225,6 +225,7 @@ fn echoing_upstream(seen: &http_server_echo::Seen) -> Reply {
 }
 
 use crate::http_server as http_server_echo;
+use airlock::control::state::stores::*;
 
 /// Item 3: every credential form the host injects is masked in what the guest reads (body and
 /// headers), and so in the output, errors, audit records and the database.
@@ -1177,7 +1178,6 @@ async fn hardening_error_messages_and_audit_records_are_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hardening_an_approved_write_waits_for_the_audit_store_instead_of_failing() {
     use airlock::control::PrincipalKind;
-    use airlock::control::state::StateStore;
     let dir = tempfile::tempdir().unwrap();
     let (cp, state) = control_plane(dir.path()).await;
     let admin = principal("acme", Role::Admin);

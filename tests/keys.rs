@@ -9,7 +9,8 @@ use crate::http_server;
 
 use airlock::Role;
 use airlock::control::keys::{RotateOptions, RotationError};
-use airlock::control::state::{Checkpoint, SealedKind, SealedValue, SqliteState, StateStore};
+use airlock::control::state::stores::*;
+use airlock::control::state::{Checkpoint, SealedKind, SealedValue, SqliteState};
 use airlock::control::vault::{KeyId, SealedWith, Vault, generate_key};
 use airlock::control::{ConnectionSpec, ControlError, ControlPlane};
 use airlock::egress::credential::Placement;

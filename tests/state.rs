@@ -1,8 +1,13 @@
-//! The state store contract. `check_store` takes any [`StateStore`]: the PostgreSQL backend will
-//! run the same function.
+//! The state store's contracts, one per narrow trait (`registry_contract`, `connection_contract`,
+//! ...), each generic over the backend: the PostgreSQL backend will run the same functions, and a
+//! Redis backend the coordination one.
 
+use crate::common;
+use airlock::control::audit::chain_rows;
 use airlock::control::state::{
-    ConnectionRecord, ConnectorRecord, Grant, HistoryEntry, SqliteState, StateError, StateStore,
+    ApprovalStore, AuditHead, AuditStore, ConnectionRecord, ConnectionStore, ConnectorRecord,
+    CoordinationStore, CredentialStore, Grant, HistoryEntry, RegistryStore, SqliteState,
+    StateError, StateStore,
 };
 use std::sync::Arc;
 
@@ -47,7 +52,16 @@ fn connection(tenant: &str, name: &str) -> ConnectionRecord {
     }
 }
 
-async fn check_store(store: Arc<dyn StateStore>) {
+/// Appends a batch the way the audit writer does: chained onto the head.
+async fn append<S: AuditStore + ?Sized>(store: &S, batch: &[(i64, String, String)]) -> AuditHead {
+    let head = store.audit_head().await.unwrap();
+    let rows = chain_rows(&head, batch, true);
+    assert!(store.append_audit(&head, &rows).await.unwrap());
+    store.audit_head().await.unwrap()
+}
+
+/// [`RegistryStore`]: components, connector versions, history.
+async fn registry_contract<S: RegistryStore + ?Sized>(store: &S) {
     // Components: content-addressed, idempotent.
     store.put_component("d1", b"bytes").await.unwrap();
     store.put_component("d1", b"bytes").await.unwrap();
@@ -135,7 +149,10 @@ async fn check_store(store: Arc<dyn StateStore>) {
             .unwrap()
             .is_empty()
     );
+}
 
+/// [`ConnectionStore`]: connections and grants.
+async fn connection_contract<S: ConnectionStore + ?Sized>(store: &S) {
     // Connections: round trip, conflict on create, optimistic concurrency on update.
     let c = connection("acme", "main");
     store.insert_connection(&c).await.unwrap();
@@ -223,7 +240,14 @@ async fn check_store(store: Arc<dyn StateStore>) {
             .await
             .unwrap()
     );
+}
 
+/// [`CredentialStore`], on a connection that exists.
+async fn credential_contract<S: CredentialStore + ConnectionStore + ?Sized>(store: &S) {
+    store
+        .insert_connection(&connection("acme", "main"))
+        .await
+        .unwrap();
     // Credentials: replace in place, per tenant.
     let cred = airlock::control::state::CredentialRecord {
         connection: "main".into(),
@@ -268,17 +292,244 @@ async fn check_store(store: Arc<dyn StateStore>) {
             .await
             .unwrap()
     );
+}
 
+fn approval(tenant: &str, id: &str, expires_at: i64) -> airlock::control::state::ApprovalRecord {
+    use airlock::control::state::{ApprovalRecord, ApprovalStatus};
+    ApprovalRecord {
+        tenant: tenant.into(),
+        id: id.into(),
+        connection: "main".into(),
+        connector_digest: "d".into(),
+        operation: "create".into(),
+        params_sealed: vec![1],
+        action_hash: "h".into(),
+        risk: airlock::manifest::Risk::High,
+        rationale: Some("why".into()),
+        requested_by: "olivia".into(),
+        requester_kind: airlock::control::PrincipalKind::Agent,
+        requester_role: airlock::Role::Operator,
+        requested_at: 1,
+        expires_at,
+        status: ApprovalStatus::Pending,
+        decided_by: None,
+        decided_at: None,
+        reason: None,
+        lease_until: None,
+        finished_at: None,
+        output_sealed: None,
+        error: None,
+        preview: Some("{}".into()),
+    }
+}
+
+/// [`ApprovalStore`]: each status change true for exactly one caller; expiry for good;
+/// tenants apart.
+async fn approval_contract<S: ApprovalStore + ?Sized>(store: &S) {
+    use airlock::control::state::ApprovalStatus;
+    let pending = approval("acme", "apr-1", 1_000);
+    store.insert_approval(&pending).await.unwrap();
+    assert!(
+        store.insert_approval(&pending).await.is_err(),
+        "ids are unique"
+    );
+    assert_eq!(
+        store.approval("acme", "apr-1").await.unwrap(),
+        Some(pending.clone())
+    );
+    assert_eq!(store.approval("globex", "apr-1").await.unwrap(), None);
+    // Decided once: the second decision (either way) loses.
+    assert!(
+        store
+            .decide_approval("acme", "apr-1", true, "ada", None, 10)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .decide_approval("acme", "apr-1", false, "bob", Some("no"), 11)
+            .await
+            .unwrap()
+    );
+    let decided = store.approval("acme", "apr-1").await.unwrap().unwrap();
+    assert_eq!(
+        (decided.status, decided.decided_by.as_deref()),
+        (ApprovalStatus::Approved, Some("ada"))
+    );
+    // Claimed once, given back, claimed again, finished.
+    assert_eq!(store.approvals_to_resume(20).await.unwrap().len(), 1);
+    assert!(store.claim_approval("acme", "apr-1", 100).await.unwrap());
+    assert!(!store.claim_approval("acme", "apr-1", 100).await.unwrap());
+    assert!(
+        store.approvals_to_resume(20).await.unwrap().is_empty(),
+        "leased"
+    );
+    assert_eq!(
+        store.approvals_to_resume(101).await.unwrap().len(),
+        1,
+        "lease ran out"
+    );
+    store.unclaim_approval("acme", "apr-1").await.unwrap();
+    assert!(store.claim_approval("acme", "apr-1", 100).await.unwrap());
+    store
+        .finish_approval(
+            "acme",
+            "apr-1",
+            ApprovalStatus::Executed,
+            Some(&[7]),
+            None,
+            30,
+        )
+        .await
+        .unwrap();
+    let done = store.approval("acme", "apr-1").await.unwrap().unwrap();
+    assert_eq!(
+        (done.status, done.output_sealed.as_deref()),
+        (ApprovalStatus::Executed, Some(&[7u8][..]))
+    );
+    assert!(!store.claim_approval("acme", "apr-1", 100).await.unwrap());
+    // Expiry: past its time a pending request cannot be decided, ever.
+    store
+        .insert_approval(&approval("acme", "apr-2", 50))
+        .await
+        .unwrap();
+    store
+        .insert_approval(&approval("globex", "apr-3", 50))
+        .await
+        .unwrap();
+    assert_eq!(store.expire_approvals("acme", 60).await.unwrap(), 1);
+    assert!(
+        !store
+            .decide_approval("acme", "apr-2", true, "ada", None, 61)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.expire_all_approvals(60).await.unwrap(),
+        1,
+        "globex's too"
+    );
+    let open: Vec<String> = store
+        .list_approvals("acme", true)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert!(open.is_empty(), "{open:?}");
+    assert_eq!(store.list_approvals("acme", false).await.unwrap().len(), 2);
+}
+
+/// [`CoordinationStore`]: breakers counted and probed by every process together, rate tokens
+/// taken atomically, one OAuth2 fetch lease at a time.
+async fn coordination_contract<S: CoordinationStore + ?Sized>(store: &S) {
+    use airlock::control::state::{BreakerState, TokenKey};
+    let (t, c, o) = ("acme", "main", "https://api.example.com:443");
+    assert_eq!(store.breaker(t, c, o).await.unwrap(), None);
+    // Two failures under a threshold of three stay closed; the third opens it.
+    for expected in [
+        BreakerState::Closed,
+        BreakerState::Closed,
+        BreakerState::Open,
+    ] {
+        let b = store
+            .count_breaker_failure(t, c, o, 3, 1_000)
+            .await
+            .unwrap();
+        assert_eq!(b.state, expected, "{b:?}");
+    }
+    assert_eq!(store.tripped_breakers(t).await.unwrap().len(), 1);
+    assert!(store.tripped_breakers("globex").await.unwrap().is_empty());
+    // Not before the cooldown; then one probe for one caller.
+    assert!(!store.take_breaker_probe(t, c, o, 999, 2_000).await.unwrap());
+    assert!(
+        store
+            .take_breaker_probe(t, c, o, 1_000, 2_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .take_breaker_probe(t, c, o, 1_001, 2_000)
+            .await
+            .unwrap()
+    );
+    store
+        .set_breaker(t, c, o, BreakerState::Closed, 0)
+        .await
+        .unwrap();
+    assert!(store.tripped_breakers(t).await.unwrap().is_empty());
+    // Two tokens a minute: two now, the third waits about half a minute.
+    assert_eq!(store.take_rate_token(t, c, 2, 0).await.unwrap(), Ok(()));
+    assert_eq!(store.take_rate_token(t, c, 2, 0).await.unwrap(), Ok(()));
+    let wait = store
+        .take_rate_token(t, c, 2, 0)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!((29_000..=30_000).contains(&wait), "{wait}");
+    assert_eq!(
+        store.take_rate_token(t, c, 2, 30_000).await.unwrap(),
+        Ok(())
+    );
+    assert_eq!(
+        store.take_rate_token(t, "other", 2, 0).await.unwrap(),
+        Ok(())
+    );
+    // OAuth2: one lease at a time; the token outlives a released lease.
+    let key = TokenKey {
+        tenant: t,
+        connection: c,
+        credential: "oauth",
+        version: 1,
+    };
+    assert_eq!(store.oauth_token(&key).await.unwrap(), None);
+    assert!(store.take_oauth_lease(&key, 0, 100).await.unwrap());
+    assert!(!store.take_oauth_lease(&key, 50, 150).await.unwrap());
+    store.put_oauth_token(&key, &[1, 2], 5_000).await.unwrap();
+    let token = store.oauth_token(&key).await.unwrap().unwrap();
+    assert_eq!(
+        (token.token_sealed.as_deref(), token.refresh_at_ms),
+        (Some(&[1u8, 2][..]), 5_000)
+    );
+    assert!(
+        store.take_oauth_lease(&key, 60, 160).await.unwrap(),
+        "put frees the lease"
+    );
+    store.release_oauth_lease(&key).await.unwrap();
+    assert!(
+        store
+            .oauth_token(&key)
+            .await
+            .unwrap()
+            .unwrap()
+            .token_sealed
+            .is_some()
+    );
+    assert!(store.take_oauth_lease(&key, 70, 170).await.unwrap());
+}
+
+/// [`AuditStore`]: appends at the head only, conditionally; reads in order and per tenant.
+async fn audit_contract<S: AuditStore + ?Sized>(store: &S) {
     // Audit: consecutive sequence numbers across batches, per-tenant reads, oldest first.
     let batch = |n: i64, tenant: &str| {
         (0..n)
             .map(|i| (i, tenant.to_owned(), format!("{{\"i\":{i}}}")))
             .collect::<Vec<_>>()
     };
-    let (seq, hash) = store.append_audit(&batch(3, "acme"), true).await.unwrap();
-    assert_eq!((seq, hash.as_ref().map(String::len)), (3, Some(64)));
-    let (seq, _) = store.append_audit(&batch(2, "globex"), true).await.unwrap();
-    assert_eq!(seq, 5);
+    assert_eq!(store.audit_head().await.unwrap(), AuditHead::default());
+    let head = append(store, &batch(3, "acme")).await;
+    assert_eq!(
+        (head.seq, head.hash.as_ref().map(String::len)),
+        (3, Some(64))
+    );
+    assert_eq!(store.audit_head().await.unwrap(), head);
+    // A writer that read the head before another appended writes nothing, and says so.
+    let stale = AuditHead::default();
+    let rows = chain_rows(&stale, &batch(1, "acme"), true);
+    assert!(!store.append_audit(&stale, &rows).await.unwrap());
+    assert_eq!(store.audit_head().await.unwrap(), head);
+    assert_eq!(append(store, &batch(2, "globex")).await.seq, 5);
     // Each record chains onto the one before, across batches.
     let rows = store.audit_rows(0, 10).await.unwrap();
     assert_eq!(
@@ -516,12 +767,17 @@ async fn check_sealed_store(store: Arc<dyn StateStore>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_sqlite_keeps_the_contract() {
     let dir = tempfile::tempdir().unwrap();
-    check_store(Arc::new(
-        SqliteState::open(&dir.path().join("airlock.db"))
-            .await
-            .unwrap(),
-    ))
-    .await;
+    // Each contract on a store of its own, as a backend that implements one trait would be.
+    let store = |name: &'static str| {
+        let path = dir.path().join(name);
+        async move { SqliteState::open(&path).await.unwrap() }
+    };
+    registry_contract(&store("registry.db").await).await;
+    connection_contract(&store("connections.db").await).await;
+    credential_contract(&store("credentials.db").await).await;
+    approval_contract(&store("approvals.db").await).await;
+    coordination_contract(&store("coordination.db").await).await;
+    audit_contract(&store("audit.db").await).await;
     check_sealed_store(Arc::new(
         SqliteState::open(&dir.path().join("sealed.db"))
             .await
@@ -652,6 +908,88 @@ async fn state_an_unknown_stored_value_names_its_record() {
         sqlx::query(
             "UPDATE approvals SET risk = 'high', requester_kind = 'agent', status = 'pending'",
         )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+}
+
+/// A connection's stored policies and required roles are typed on the way in: one that does not
+/// read fails the invocation naming the connection and the field, never falls back to the
+/// default (an approval threshold quietly lowered, a required role quietly dropped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_a_damaged_connection_policy_fails_closed_naming_the_connection() {
+    use airlock::control::ConnectionSpec;
+    use sqlx::ConnectOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let state = Arc::new(
+        SqliteState::open(&dir.path().join("airlock.db"))
+            .await
+            .unwrap(),
+    );
+    let key = airlock::control::vault::generate_key();
+    let plane = || common::control_plane_on(&state, Arc::new(common::executor()), &key);
+    let cp = plane();
+    let admin = common::principal("acme", airlock::Role::Admin);
+    common::register(&cp, "acme", "sandbox").await;
+    cp.connection_create(
+        &admin,
+        ConnectionSpec {
+            name: "crm".into(),
+            connector: "sandbox".into(),
+            writes_enabled: true,
+            ..ConnectionSpec::default()
+        },
+    )
+    .await
+    .unwrap();
+    let params = r#"{"type":"items"}"#;
+    cp.invoke(&admin, "crm", "list", params).await.unwrap();
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.path().join("airlock.db"))
+        .connect()
+        .await
+        .unwrap();
+    for (column, value, says) in [
+        (
+            "approval_policy",
+            r#"{"require_from":"extreme"}"#,
+            "connection `crm`'s stored approval policy does not read",
+        ),
+        (
+            "data_policy",
+            r#"{"mask":17}"#,
+            "connection `crm`'s stored data policy does not read",
+        ),
+        (
+            "required_roles",
+            r#"{"list":"superuser"}"#,
+            "stored required role for `list` is `superuser`, which is not a role",
+        ),
+    ] {
+        // Test-made SQL: the column is one of the three names above, the value is bound.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE connections SET {column} = ?1 WHERE name = 'crm'"
+        )))
+        .bind(value)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        // Another process (or this one, once its resolution expires) reads it fresh.
+        let err = plane()
+            .invoke(&admin, "crm", "list", params)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(says), "{column}: {err}");
+        let undo = match column {
+            "required_roles" => "{}",
+            _ => "null",
+        };
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE connections SET {column} = ?1 WHERE name = 'crm'"
+        )))
+        .bind(undo)
         .execute(&mut conn)
         .await
         .unwrap();

@@ -19,77 +19,20 @@
 use super::audit::redact;
 use super::authz::{Action, Context, Decision, Principal};
 use super::entry::AuditEntry;
-use super::invoke::Resolved;
+pub use super::policies::{ApprovalPolicy, approver_role};
+use super::resolve::Resolved;
 use super::state::{ApprovalRecord, ApprovalStatus, now_ms};
 use super::{ControlError, ControlPlane, Result};
-use crate::executor::Call;
 use crate::invocation::Role;
 use crate::manifest::Risk;
 use crate::params::Params;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::Digest;
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-
-/// A connection's approval policy.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApprovalPolicy {
-    /// Per operation, the risk the operator assigns; the effective risk is the higher of this
-    /// and the manifest's claim.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub operation_risks: BTreeMap<String, Risk>,
-    /// The lowest risk that waits for an approver; `None` takes the default (medium, or low
-    /// when `APPROVAL_AUTO_APPROVE_LOW_RISK=false`). Critical always waits for an Admin.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub require_from: Option<Risk>,
-    /// Dry-run mode: write operations run with their effects captured, never applied, and
-    /// answer with what they would have done. `None` takes the default: on for a prototype
-    /// connector unless the host runs with `DRY_RUN=false` (the seeds'), off for any other.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dry_run: Option<bool>,
-}
-
-impl ApprovalPolicy {
-    pub fn from_value(value: &serde_json::Value) -> Self {
-        super::policy_from_value(value)
-    }
-
-    pub fn to_value(&self) -> serde_json::Value {
-        super::policy_to_value(self)
-    }
-
-    /// The higher of the manifest's claim and this policy's risk for `operation`.
-    pub fn risk(&self, operation: &str, claimed: Risk) -> Risk {
-        self.operation_risks
-            .get(operation)
-            .map_or(claimed, |&r| r.max(claimed))
-    }
-
-    /// Whether an invocation of `risk` waits for an approver. Without a threshold of its own the
-    /// connection takes the host's: medium, or low when low-risk writes are not auto-approved
-    /// (`Settings::auto_approve_low_risk`).
-    pub fn needs_approval(&self, risk: Risk, auto_approve_low_risk: bool) -> bool {
-        let default = if auto_approve_low_risk {
-            Risk::Medium
-        } else {
-            Risk::Low
-        };
-        risk == Risk::Critical || risk >= self.require_from.unwrap_or(default)
-    }
-}
 
 /// How often a wait looks at the store for a decision made by another process (one made by this
 /// process wakes it at once).
 const OTHER_PROCESS_POLL: Duration = Duration::from_millis(250);
-
-/// The lowest role that may decide a request of `risk`.
-pub fn approver_role(risk: Risk) -> Role {
-    if risk == Risk::Critical {
-        Role::Admin
-    } else {
-        Role::Operator
-    }
-}
 
 /// What was approved, as a hash: tenant, connection, connector digest, operation, params.
 fn action_hash(
@@ -161,50 +104,6 @@ impl ApprovalView {
 }
 
 impl ControlPlane {
-    /// Runs `operation` with its write effects captured instead of applied (see
-    /// `crate::capture`), as `who`: `{"dry_run": true, "effects": [...], "result": ...}`, or an
-    /// `"error"` for a guest that failed.
-    pub(crate) async fn dry_run(
-        &self,
-        who: &Principal,
-        resolved: &Resolved,
-        operation: &str,
-        params: &Params,
-    ) -> serde_json::Value {
-        let capture = std::sync::Arc::new(crate::capture::Capture::default());
-        let mut env = resolved.env.clone();
-        env.keyvalue = std::sync::Arc::new(crate::capture::CapturingStore::new(
-            env.keyvalue.clone(),
-            capture.clone(),
-        ));
-        env.egress.capture = Some(capture.clone());
-        let call = Call::Invoke {
-            operation: operation.into(),
-            params: params.clone(),
-        };
-        let result = match self.loaded(resolved).await {
-            Ok(connector) => self
-                .executor
-                .call(connector, &resolved.caller(who), &env, call)
-                .await
-                .map_err(ControlError::Invoke),
-            Err(e) => Err(e),
-        };
-        let mut answer = serde_json::json!({
-            "dry_run": true,
-            "effects": capture.effects(),
-        });
-        match result {
-            Ok(mut outcome) => {
-                resolved.shape(operation, &mut outcome);
-                answer["result"] =
-                    serde_json::from_str(&outcome.output).unwrap_or(serde_json::Value::Null);
-            }
-            Err(e) => answer["error"] = serde_json::Value::String(e.to_string()),
-        }
-        answer
-    }
-
     /// Whether `operation` on this connection waits for approval, and at what risk.
     pub(crate) fn approval_needed(&self, resolved: &Resolved, operation: &str) -> Option<Risk> {
         let claimed = resolved.manifest.operation(operation)?.risk;
@@ -686,7 +585,7 @@ mod tests {
         );
         assert_eq!(approver_role(Risk::Critical), Role::Admin);
         assert_eq!(approver_role(Risk::High), Role::Operator);
-        let round = ApprovalPolicy::from_value(&policy.to_value());
+        let round = ApprovalPolicy::from_value(&policy.to_value()).unwrap();
         assert_eq!(round, policy);
         assert_eq!(
             ApprovalPolicy::default().to_value(),

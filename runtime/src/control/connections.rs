@@ -2,16 +2,14 @@
 
 use super::authz::{Action, Context};
 use super::entry::AuditEntry;
-use super::registry::{ConnectorView, latest, not_registered, version_key};
+use super::registry::ConnectorView;
+use super::resolve::CONFIG_PURPOSE;
 use super::state::{ConnectionRecord, ConnectionStatus, Grant, now_ms};
 use super::{ControlError, ControlPlane, Principal, Result, schema};
 use crate::invocation::{Role, validate_id};
 use crate::limits::Limits;
 use crate::manifest::Manifest;
 use std::collections::BTreeMap;
-
-/// The purpose bound into the sealed config (see [`super::vault`]).
-pub(crate) const CONFIG_PURPOSE: &str = "connection-config";
 
 /// What `connection create` takes.
 #[derive(Debug, Clone, Default)]
@@ -34,7 +32,7 @@ pub struct ConnectionSpec {
     /// Honour the connector's declared read routes (off by default).
     pub accept_read_routes: bool,
     /// Per-operation risks and the approval threshold; defaults from the seeds.
-    pub approval: super::approvals::ApprovalPolicy,
+    pub approval: super::policies::ApprovalPolicy,
     /// Classification raises, PII masking and the read cache.
     pub data: super::shaping::DataPolicy,
 }
@@ -55,7 +53,7 @@ pub struct ConnectionUpdate {
     /// `Some(None)` removes the limit.
     pub queries_per_minute: Option<Option<u32>>,
     pub accept_read_routes: Option<bool>,
-    pub approval: Option<super::approvals::ApprovalPolicy>,
+    pub approval: Option<super::policies::ApprovalPolicy>,
     pub data: Option<super::shaping::DataPolicy>,
 }
 
@@ -92,40 +90,6 @@ fn role_names(roles: &BTreeMap<String, Role>) -> BTreeMap<String, String> {
 }
 
 impl ControlPlane {
-    /// The connector version a connection uses, checked to exist.
-    pub(crate) async fn connector_record(
-        &self,
-        tenant: &str,
-        id: &str,
-        version: Option<&str>,
-    ) -> Result<super::state::ConnectorRecord> {
-        let versions = self.state.connector_versions(tenant, id).await?;
-        let found = match version {
-            Some(v) => versions.iter().find(|r| r.version == v),
-            // Following the latest means the latest enabled version: disabling a bad release
-            // moves its connections back to the one before. With none enabled, the latest
-            // (which invocations then refuse as disabled).
-            None => versions
-                .iter()
-                .filter(|r| r.enabled)
-                .max_by(|a, b| version_key(&a.version).cmp(&version_key(&b.version)))
-                .or_else(|| latest(&versions)),
-        };
-        match found {
-            Some(r) => Ok(r.clone()),
-            None if versions.is_empty() => Err(not_registered(id)),
-            None => Err(ControlError::not_found(format!(
-                "connector `{id}` has no version {}; registered: {}",
-                version.unwrap_or("?"),
-                versions
-                    .iter()
-                    .map(|r| r.version.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
-        }
-    }
-
     /// Checks the parts of a connection that depend on the manifest, collecting every problem.
     fn check_against_manifest(
         manifest: &Manifest,
@@ -133,7 +97,7 @@ impl ControlPlane {
         allowed_operations: &Option<Vec<String>>,
         required_roles: &BTreeMap<String, Role>,
         egress: &[String],
-        approval: &super::approvals::ApprovalPolicy,
+        approval: &super::policies::ApprovalPolicy,
         data: &super::shaping::DataPolicy,
     ) -> Result<()> {
         let mut problems = schema::validate(&manifest.config_schema, config, "config")
@@ -262,32 +226,6 @@ impl ControlPlane {
             .seal(tenant, name, CONFIG_PURPOSE, config.to_string().as_bytes())
     }
 
-    pub(crate) fn open_config(&self, record: &ConnectionRecord) -> Result<serde_json::Value> {
-        let plain = self.vault.open(
-            &record.tenant,
-            &record.name,
-            CONFIG_PURPOSE,
-            &record.config_sealed,
-        )?;
-        serde_json::from_slice(&plain)
-            .map_err(|e| ControlError::State(super::state::StateError::Corrupt(e.to_string())))
-    }
-
-    /// The connection, or "not found" (also for another tenant's).
-    pub(crate) async fn connection_record(
-        &self,
-        tenant: &str,
-        name: &str,
-    ) -> Result<ConnectionRecord> {
-        self.state
-            .get_connection(tenant, name)
-            .await?
-            .ok_or_else(|| {
-                ControlError::not_found(format!("connection `{name}` not found"))
-                    .with_remedy(crate::remedy::Remedy::ListConnections)
-            })
-    }
-
     pub async fn connection_update(
         &self,
         who: &Principal,
@@ -341,11 +279,14 @@ impl ControlPlane {
             if let Some(approval) = &update.approval {
                 record.approval_policy = approval.to_value();
             }
-            let approval = super::approvals::ApprovalPolicy::from_value(&record.approval_policy);
+            let corrupt = |what, why| super::policies::corrupt(&record.name, what, why);
+            let approval = super::policies::ApprovalPolicy::from_value(&record.approval_policy)
+                .map_err(|why| corrupt("approval", why))?;
             if let Some(data) = &update.data {
                 record.data_policy = data.to_value();
             }
-            let data = super::shaping::DataPolicy::from_value(&record.data_policy);
+            let data = super::shaping::DataPolicy::from_value(&record.data_policy)
+                .map_err(|why| corrupt("data", why))?;
             let connector = self
                 .connector_record(
                     &who.tenant,

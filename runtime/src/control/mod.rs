@@ -25,8 +25,11 @@ mod invoke;
 pub mod keys;
 pub mod lifecycle;
 pub mod metrics;
+pub mod policies;
 pub mod ratelimit;
 mod registry;
+mod resolve;
+mod run;
 pub mod schema;
 pub mod shaping;
 pub mod state;
@@ -49,23 +52,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vault::Vault;
-
-/// A connection's policy as stored in its JSON column (approvals, data shaping): `null` is the
-/// default, and the default is stored as `null`.
-fn policy_from_value<P: serde::de::DeserializeOwned + Default>(value: &serde_json::Value) -> P {
-    if value.is_null() {
-        return P::default();
-    }
-    serde_json::from_value(value.clone()).unwrap_or_default()
-}
-
-fn policy_to_value<P: serde::Serialize + Default + PartialEq>(policy: &P) -> serde_json::Value {
-    if *policy == P::default() {
-        serde_json::Value::Null
-    } else {
-        serde_json::to_value(policy).expect("policies serialize")
-    }
-}
 
 /// Rule: the connection's invocations per minute are spent.
 pub const RULE_RATE_LIMIT: &str = "rate-limit";
@@ -282,7 +268,7 @@ type ConnectionTransport = (
 type TokenKey = (String, String, String, i64);
 
 /// Resolved connections by (tenant, name), with when they were resolved.
-type ResolvedCache = HashMap<(String, String), (Instant, Arc<invoke::Resolved>)>;
+type ResolvedCache = HashMap<(String, String), (Instant, Arc<resolve::Resolved>)>;
 
 pub struct ControlPlane {
     state: Arc<dyn StateStore>,

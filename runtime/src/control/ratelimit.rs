@@ -24,6 +24,7 @@ pub async fn take(
 mod tests {
     use super::*;
     use crate::control::state::SqliteState;
+    use crate::control::state::stores::*;
 
     #[tokio::test]
     async fn ratelimit_allows_a_burst_then_says_how_long_to_wait() {

@@ -86,12 +86,13 @@ impl Masking {
 }
 
 impl DataPolicy {
-    pub fn from_value(value: &Value) -> Self {
-        super::policy_from_value(value)
+    /// The policy from its stored JSON (`null`: the default); an error names what is wrong.
+    pub fn from_value(value: &Value) -> Result<Self, String> {
+        super::policies::policy_from_value(value)
     }
 
     pub fn to_value(&self) -> Value {
-        super::policy_to_value(self)
+        super::policies::policy_to_value(self)
     }
 
     /// The higher of the manifest's classification and this policy's for `operation`.
@@ -395,6 +396,6 @@ mod tests {
             policy.classification("get", Classification::Confidential),
             Classification::Confidential
         );
-        assert_eq!(DataPolicy::from_value(&policy.to_value()), policy);
+        assert_eq!(DataPolicy::from_value(&policy.to_value()).unwrap(), policy);
     }
 }

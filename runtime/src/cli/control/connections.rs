@@ -391,12 +391,18 @@ pub async fn connection(
             {
                 match cp.connection_show(&principal, &name).await {
                     Ok(view) => (
-                        Some(crate::control::approvals::ApprovalPolicy::from_value(
-                            &view.record.approval_policy,
-                        )),
-                        Some(crate::control::shaping::DataPolicy::from_value(
-                            &view.record.data_policy,
-                        )),
+                        Some(
+                            crate::control::approvals::ApprovalPolicy::from_value(
+                                &view.record.approval_policy,
+                            )
+                            .map_err(|e| anyhow::anyhow!("stored approval policy: {e}"))?,
+                        ),
+                        Some(
+                            crate::control::shaping::DataPolicy::from_value(
+                                &view.record.data_policy,
+                            )
+                            .map_err(|e| anyhow::anyhow!("stored data policy: {e}"))?,
+                        ),
                     ),
                     Err(e) => return Ok(report_error(&e)),
                 }

@@ -27,7 +27,7 @@
 
 mod spool;
 
-use super::state::{AuditRow, Checkpoint, KeyRotation, StateStore};
+use super::state::{AuditHead, AuditRow, Checkpoint, KeyRotation, StateStore};
 use super::vault::Vault;
 use serde::Serialize;
 use serde_json::Value;
@@ -54,6 +54,43 @@ pub const CHECKPOINT_EVERY: i64 = 1000;
 /// The outcome of a write's first record, stored durably before the guest runs; the outcome
 /// follows in a second record with the same invocation id.
 pub const OUTCOME_STARTED: &str = "started";
+/// Numbers `records` (time, tenant, JSON text) after `head` and, with `chain`, links each to
+/// the one before by [`chain_hash`]: the rows the store appends if `head` is still its head.
+pub fn chain_rows(
+    head: &AuditHead,
+    records: &[(i64, String, String)],
+    chain: bool,
+) -> Vec<AuditRow> {
+    let mut seq = head.seq;
+    let mut prev = head.hash.clone();
+    records
+        .iter()
+        .map(|(at, tenant, record)| {
+            seq += 1;
+            let (prev_hash, hash) = if chain {
+                let prev_hash = prev.take().unwrap_or_else(|| GENESIS.to_owned());
+                let hash = chain_hash(&prev_hash, seq, *at, tenant, record);
+                (Some(prev_hash), Some(hash))
+            } else {
+                (None, None)
+            };
+            prev = hash.clone();
+            AuditRow {
+                seq,
+                at: *at,
+                tenant: tenant.clone(),
+                record: record.clone(),
+                prev_hash,
+                hash,
+            }
+        })
+        .collect()
+}
+
+/// How many times in a row a writer rebuilds its batch on a head another writer moved, before
+/// it counts as a failed write (then retried as one, and held if it keeps failing).
+const APPEND_RACES: usize = 64;
+
 /// The `prev_hash` of the first chained record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -233,16 +270,34 @@ impl Writer {
         self.claimed.extend(claimed.files);
     }
 
+    /// Appends the batch after the trail's head, chained onto it; when another writer (another
+    /// process) appended first, reads the new head and chains onto that instead.
+    async fn append(&self) -> super::state::Result<AuditHead> {
+        for _ in 0..APPEND_RACES {
+            let head = self.state.audit_head().await?;
+            let rows = chain_rows(&head, &self.batch, self.chain);
+            if self.state.append_audit(&head, &rows).await? {
+                return Ok(rows.last().map_or(head, |r| AuditHead {
+                    seq: r.seq,
+                    hash: r.hash.clone(),
+                }));
+            }
+        }
+        Err(super::state::StateError::Storage(format!(
+            "the audit trail's head moved under this writer {APPEND_RACES} times in a row"
+        )))
+    }
+
     /// Stores the batch (and a checkpoint when one is due); on failure keeps it.
     async fn write(&mut self) {
         let mut failure = None;
         if !self.batch.is_empty() {
             let mut attempt = 0;
             loop {
-                match self.state.append_audit(&self.batch, self.chain).await {
-                    Ok((seq, hash)) => {
+                match self.append().await {
+                    Ok(head) => {
                         self.since_checkpoint += self.batch.len() as i64;
-                        self.last = hash.map(|h| (seq, h));
+                        self.last = head.hash.map(|h| (head.seq, h));
                         self.batch.clear();
                         for file in self.claimed.drain(..) {
                             let _ = std::fs::remove_file(file);

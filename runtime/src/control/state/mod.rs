@@ -559,17 +559,24 @@ pub struct TokenKey<'a> {
     pub version: i64,
 }
 
-/// What the state store keeps. Implementations: [`SqliteState`]; PostgreSQL later.
+/// The state store, as narrow traits a backend implements one by one (SQLite embedded; PostgreSQL
+/// next, with Redis able to take [`CoordinationStore`]). Each has its contract test, generic over
+/// the backend (`tests/state.rs`). Code that needs all of it takes a [`StateStore`].
+/// The connector registry: component bytes by digest, versions per tenant, and their history.
 #[async_trait::async_trait]
-pub trait StateStore: Send + Sync + 'static {
+pub trait RegistryStore: Send + Sync + 'static {
     /// Stores component bytes under their digest; storing the same digest again is a no-op.
     async fn put_component(&self, digest: &str, bytes: &[u8]) -> Result<()>;
+
     async fn get_component(&self, digest: &str) -> Result<Option<Vec<u8>>>;
 
     /// Inserts a connector version; a version already registered is a conflict.
     async fn insert_connector(&self, record: &ConnectorRecord) -> Result<()>;
+
     async fn connector_versions(&self, tenant: &str, id: &str) -> Result<Vec<ConnectorRecord>>;
+
     async fn list_connectors(&self, tenant: &str) -> Result<Vec<ConnectorRecord>>;
+
     /// Sets `enabled` on one version; returns false if there is no such version.
     async fn set_connector_enabled(
         &self,
@@ -578,17 +585,27 @@ pub trait StateStore: Send + Sync + 'static {
         version: &str,
         enabled: bool,
     ) -> Result<bool>;
+
     /// Appends to the registry history, assigning the next sequence number.
     async fn append_history(&self, tenant: &str, entry: &HistoryEntry) -> Result<i64>;
-    async fn history(&self, tenant: &str, connector: Option<&str>) -> Result<Vec<HistoryEntry>>;
 
+    async fn history(&self, tenant: &str, connector: Option<&str>) -> Result<Vec<HistoryEntry>>;
+}
+
+/// Tenants' connections and the agents' grants on them.
+#[async_trait::async_trait]
+pub trait ConnectionStore: Send + Sync + 'static {
     async fn insert_connection(&self, record: &ConnectionRecord) -> Result<()>;
+
     /// Replaces a connection if its revision is still `record.revision - 1`.
     async fn update_connection(&self, record: &ConnectionRecord) -> Result<()>;
+
     async fn get_connection(&self, tenant: &str, name: &str) -> Result<Option<ConnectionRecord>>;
+
     async fn list_connections(&self, tenant: &str) -> Result<Vec<ConnectionRecord>>;
 
     async fn put_grant(&self, tenant: &str, grant: &Grant) -> Result<()>;
+
     async fn delete_grant(
         &self,
         tenant: &str,
@@ -596,6 +613,7 @@ pub trait StateStore: Send + Sync + 'static {
         agent: &str,
         operation: &str,
     ) -> Result<bool>;
+
     async fn has_grant(
         &self,
         tenant: &str,
@@ -603,22 +621,36 @@ pub trait StateStore: Send + Sync + 'static {
         agent: &str,
         operation: &str,
     ) -> Result<bool>;
-    async fn list_grants(&self, tenant: &str, connection: &str) -> Result<Vec<Grant>>;
 
+    async fn list_grants(&self, tenant: &str, connection: &str) -> Result<Vec<Grant>>;
+}
+
+/// Connections' credentials, sealed.
+#[async_trait::async_trait]
+pub trait CredentialStore: Send + Sync + 'static {
     /// Creates or replaces a credential.
     async fn put_credential(&self, tenant: &str, record: &CredentialRecord) -> Result<()>;
+
     async fn list_credentials(
         &self,
         tenant: &str,
         connection: &str,
     ) -> Result<Vec<CredentialRecord>>;
-    async fn delete_credential(&self, tenant: &str, connection: &str, name: &str) -> Result<bool>;
 
-    /// Appends audit records (JSON), assigning consecutive sequence numbers; returns the last.
+    async fn delete_credential(&self, tenant: &str, connection: &str, name: &str) -> Result<bool>;
+}
+
+/// Approval requests. Every status change is one conditional update: true for exactly one caller,
+/// in whichever process.
+#[async_trait::async_trait]
+pub trait ApprovalStore: Send + Sync + 'static {
     async fn insert_approval(&self, record: &ApprovalRecord) -> Result<()>;
+
     async fn approval(&self, tenant: &str, id: &str) -> Result<Option<ApprovalRecord>>;
+
     /// A tenant's requests, newest first; `open_only`: pending, approved and executing ones.
     async fn list_approvals(&self, tenant: &str, open_only: bool) -> Result<Vec<ApprovalRecord>>;
+
     /// Moves a pending, unexpired request to `approved` or `denied`: true for exactly one caller.
     async fn decide_approval(
         &self,
@@ -629,16 +661,21 @@ pub trait StateStore: Send + Sync + 'static {
         reason: Option<&str>,
         now_ms: i64,
     ) -> Result<bool>;
+
     /// Marks pending requests past their expiry `expired` (for good: nothing moves them back).
     async fn expire_approvals(&self, tenant: &str, now_ms: i64) -> Result<u64>;
+
     /// [`StateStore::expire_approvals`] for every tenant (the control plane's background work).
     async fn expire_all_approvals(&self, now_ms: i64) -> Result<u64>;
+
     /// Takes an approved request to run it (`approved` -> `executing`, leased until
     /// `lease_until`): true for exactly one caller, in whichever process.
     async fn claim_approval(&self, tenant: &str, id: &str, lease_until: i64) -> Result<bool>;
+
     /// Gives a claimed request back (`executing` -> `approved`) when its action did not start,
     /// so that it runs later.
     async fn unclaim_approval(&self, tenant: &str, id: &str) -> Result<()>;
+
     /// Records how an execution ended (`executed` or `failed`).
     async fn finish_approval(
         &self,
@@ -649,9 +686,16 @@ pub trait StateStore: Send + Sync + 'static {
         error: Option<&str>,
         now_ms: i64,
     ) -> Result<()>;
+
     /// Approved requests not yet started, and executions whose lease ran out, in every tenant.
     async fn approvals_to_resume(&self, now_ms: i64) -> Result<Vec<ApprovalRecord>>;
+}
 
+/// What processes serving the same connections share while they run: circuit breakers, rate-limit
+/// buckets and OAuth2 tokens with their fetch leases. Small, hot and each step atomic: the part a
+/// Redis backend can take.
+#[async_trait::async_trait]
+pub trait CoordinationStore: Send + Sync + 'static {
     /// One circuit breaker's shared state.
     async fn breaker(
         &self,
@@ -659,6 +703,7 @@ pub trait StateStore: Send + Sync + 'static {
         connection: &str,
         origin: &str,
     ) -> Result<Option<BreakerRecord>>;
+
     /// Sets a breaker's state (`closed` or `open` until `until_ms`).
     async fn set_breaker(
         &self,
@@ -668,6 +713,19 @@ pub trait StateStore: Send + Sync + 'static {
         state: BreakerState,
         until_ms: i64,
     ) -> Result<()>;
+
+    /// Counts a failure against a closed breaker, opening it until `open_until_ms` when the
+    /// count reaches `threshold`, in one statement (any number of processes count together).
+    /// Returns the breaker as it now is.
+    async fn count_breaker_failure(
+        &self,
+        tenant: &str,
+        connection: &str,
+        origin: &str,
+        threshold: u32,
+        open_until_ms: i64,
+    ) -> Result<BreakerRecord>;
+
     /// Takes the one probe of an open circuit whose cooldown has passed, or of a half-open one
     /// whose probe's lease has run out: true for exactly one caller across all processes.
     async fn take_breaker_probe(
@@ -678,6 +736,7 @@ pub trait StateStore: Send + Sync + 'static {
         now_ms: i64,
         lease_until_ms: i64,
     ) -> Result<bool>;
+
     /// A tenant's breakers that are not closed.
     async fn tripped_breakers(&self, tenant: &str) -> Result<Vec<BreakerRecord>>;
 
@@ -692,32 +751,9 @@ pub trait StateStore: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<std::result::Result<(), i64>>;
 
-    /// Appends records (time, tenant, JSON text) after the last one; with `chain`, each gets
-    /// the hash of the one before and its own (see `audit::chain_hash`). Returns the last
-    /// record's sequence number and hash.
-    async fn append_audit(
-        &self,
-        records: &[(i64, String, String)],
-        chain: bool,
-    ) -> Result<(i64, Option<String>)>;
-    /// A directory on this node where audit records that could not be stored are kept until
-    /// the store takes them (see `audit`); none keeps them in memory only.
-    fn audit_spool_dir(&self) -> Option<std::path::PathBuf> {
-        None
-    }
-    /// Counts a failure against a closed breaker, opening it until `open_until_ms` when the
-    /// count reaches `threshold`, in one statement (any number of processes count together).
-    /// Returns the breaker as it now is.
-    async fn count_breaker_failure(
-        &self,
-        tenant: &str,
-        connection: &str,
-        origin: &str,
-        threshold: u32,
-        open_until_ms: i64,
-    ) -> Result<BreakerRecord>;
     /// The shared OAuth2 token of a credential version, if any process stored one.
     async fn oauth_token(&self, key: &TokenKey<'_>) -> Result<Option<OAuthTokenRecord>>;
+
     /// Takes the right to fetch a token until `until_ms`, if nobody holds it at `now_ms`: true
     /// for exactly one caller.
     async fn take_oauth_lease(
@@ -726,8 +762,10 @@ pub trait StateStore: Send + Sync + 'static {
         now_ms: i64,
         until_ms: i64,
     ) -> Result<bool>;
+
     /// Frees the lease (a fetch failed), keeping any stored token.
     async fn release_oauth_lease(&self, key: &TokenKey<'_>) -> Result<()>;
+
     /// Stores a fetched token and frees the lease.
     async fn put_oauth_token(
         &self,
@@ -735,8 +773,32 @@ pub trait StateStore: Send + Sync + 'static {
         token_sealed: &[u8],
         refresh_at_ms: i64,
     ) -> Result<()>;
+}
+
+/// The audit trail: rows appended at the head only, conditionally, so writers in any number of
+/// processes chain onto each other and never fork the chain. The hashes are computed above the
+/// backend (`audit::chain_rows`); the backend stores and reads.
+#[async_trait::async_trait]
+pub trait AuditStore: Send + Sync + 'static {
+    /// The last stored record: its sequence number and hash (`(0, None)` for an empty trail;
+    /// no hash for a record that predates the chain).
+    async fn audit_head(&self) -> Result<AuditHead>;
+
+    /// Appends `rows`, numbered and chained by the caller after `head`, if the last stored
+    /// record is still `head`; `Ok(false)`, with nothing written, when another writer appended
+    /// first (read the head again and rebuild the rows). Never two records with one number, and
+    /// never two records chained onto the same one.
+    async fn append_audit(&self, head: &AuditHead, rows: &[AuditRow]) -> Result<bool>;
+
+    /// A directory on this node where audit records that could not be stored are kept until
+    /// the store takes them (see `audit`); none keeps them in memory only.
+    fn audit_spool_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+
     /// Stored records after `after_seq`, in order, at most `limit`.
     async fn audit_rows(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditRow>>;
+
     /// A tenant's records with `since_ms <= at < until_ms` after `after_seq`, at most `limit`.
     async fn audit_range(
         &self,
@@ -746,10 +808,19 @@ pub trait StateStore: Send + Sync + 'static {
         after_seq: i64,
         limit: i64,
     ) -> Result<Vec<AuditRow>>;
+
+    /// The newest `limit` records of a tenant, oldest first.
+    async fn list_audit(&self, tenant: &str, limit: i64) -> Result<Vec<(i64, String)>>;
+
     async fn append_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()>;
+
     /// Every checkpoint, oldest first.
     async fn checkpoints(&self) -> Result<Vec<Checkpoint>>;
+}
 
+/// Every sealed value, for rotating the master key, and the rotations themselves.
+#[async_trait::async_trait]
+pub trait SealedStore: Send + Sync + 'static {
     /// Sealed values of every kind after `after`, in order of kind, then tenant, then the row's
     /// key (connection and name for credentials, name for connections, id for approvals); at
     /// most `limit`.
@@ -758,12 +829,15 @@ pub trait StateStore: Send + Sync + 'static {
         after: Option<&SealedValue>,
         limit: i64,
     ) -> Result<Vec<SealedValue>>;
+
     /// In one transaction: replaces each value's sealed bytes with the new ones where they are
     /// still the old ones (a row changed or deleted meanwhile is left alone), and adds the number
     /// replaced to rotation `rotation`'s count. Returns, per change, whether it was made.
     async fn reseal(&self, rotation: i64, changes: &[(SealedValue, Vec<u8>)]) -> Result<Vec<bool>>;
+
     /// Every key rotation, oldest first.
     async fn key_rotations(&self) -> Result<Vec<KeyRotation>>;
+
     /// Records a rotation under way; a conflict when another one is.
     async fn begin_key_rotation(
         &self,
@@ -772,8 +846,10 @@ pub trait StateStore: Send + Sync + 'static {
         by: &str,
         at: i64,
     ) -> Result<KeyRotation>;
+
     /// Marks a rotation done, with its checkpoint.
     async fn finish_key_rotation(&self, id: i64, checkpoint: &RotationCheckpoint) -> Result<()>;
+
     /// In one transaction: new signatures (and key ids) for stored checkpoints, by `seq`, and
     /// for rotation checkpoints, by rotation id.
     async fn resign_checkpoints(
@@ -781,8 +857,46 @@ pub trait StateStore: Send + Sync + 'static {
         checkpoints: &[Checkpoint],
         rotations: &[(i64, String)],
     ) -> Result<()>;
-    /// The newest `limit` records of a tenant, oldest first.
-    async fn list_audit(&self, tenant: &str, limit: i64) -> Result<Vec<(i64, String)>>;
+}
+
+/// Everything the control plane keeps: every narrow store. Any type that implements them all
+/// is one (see the blanket implementation).
+pub trait StateStore:
+    RegistryStore
+    + ConnectionStore
+    + CredentialStore
+    + ApprovalStore
+    + CoordinationStore
+    + AuditStore
+    + SealedStore
+{
+}
+
+impl<T> StateStore for T where
+    T: RegistryStore
+        + ConnectionStore
+        + CredentialStore
+        + ApprovalStore
+        + CoordinationStore
+        + AuditStore
+        + SealedStore
+{
+}
+
+/// Every store trait, for code that calls them on a concrete backend:
+/// `use airlock::control::state::stores::*`.
+pub mod stores {
+    pub use super::{
+        ApprovalStore, AuditStore, ConnectionStore, CoordinationStore, CredentialStore,
+        RegistryStore, SealedStore, StateStore,
+    };
+}
+
+/// Where the audit trail ends: the last record's sequence number and hash.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditHead {
+    pub seq: i64,
+    pub hash: Option<String>,
 }
 
 pub fn now_ms() -> i64 {

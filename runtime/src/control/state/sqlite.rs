@@ -273,13 +273,101 @@ fn policy_text(policy: &serde_json::Value) -> Option<String> {
     (!policy.is_null()).then(|| policy.to_string())
 }
 
+/// A connection's columns, in the order [`bind_connection`] binds them: the one list both
+/// statements are built from, so a new column cannot be written by one and forgotten by the
+/// other.
+const CONNECTION_COLUMNS: [&str; 23] = [
+    "tenant",
+    "name",
+    "connector",
+    "connector_version",
+    "config_sealed",
+    "status",
+    "allowed_operations",
+    "allowed_objects",
+    "required_roles",
+    "writes_enabled",
+    "limits",
+    "last_test_at",
+    "last_test_ok",
+    "last_test_message",
+    "created_by",
+    "created_at",
+    "updated_at",
+    "revision",
+    "egress",
+    "queries_per_minute",
+    "accept_read_routes",
+    "approval_policy",
+    "data_policy",
+];
+
+/// Set once, never updated: the key and the creation.
+const CONNECTION_FIXED: [&str; 4] = ["tenant", "name", "created_by", "created_at"];
+
+static INSERT_CONNECTION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let placeholders: Vec<String> = (1..=CONNECTION_COLUMNS.len())
+        .map(|i| format!("?{i}"))
+        .collect();
+    format!(
+        "INSERT INTO connections ({}) VALUES ({})",
+        CONNECTION_COLUMNS.join(", "),
+        placeholders.join(", ")
+    )
+});
+
+/// Every column but the fixed ones, where the stored revision is the one before (bound last).
+static UPDATE_CONNECTION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let set: Vec<String> = CONNECTION_COLUMNS
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !CONNECTION_FIXED.contains(c))
+        .map(|(i, c)| format!("{c} = ?{}", i + 1))
+        .collect();
+    format!(
+        "UPDATE connections SET {} WHERE tenant = ?1 AND name = ?2 AND revision = ?{}",
+        set.join(", "),
+        CONNECTION_COLUMNS.len() + 1
+    )
+});
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
+/// Binds `c`'s values in [`CONNECTION_COLUMNS`]' order.
+fn bind_connection<'q>(query: SqliteQuery<'q>, c: &ConnectionRecord) -> SqliteQuery<'q> {
+    query
+        .bind(c.tenant.clone())
+        .bind(c.name.clone())
+        .bind(c.connector.clone())
+        .bind(c.connector_version.clone())
+        .bind(c.config_sealed.clone())
+        .bind(c.status.as_str())
+        .bind(list_text(&c.allowed_operations))
+        .bind(list_text(&c.allowed_objects))
+        .bind(serde_json::to_string(&c.required_roles).expect("map serializes"))
+        .bind(c.writes_enabled)
+        .bind(c.limits.to_string())
+        .bind(c.last_test_at)
+        .bind(c.last_test_ok)
+        .bind(c.last_test_message.clone())
+        .bind(c.created_by.clone())
+        .bind(c.created_at)
+        .bind(c.updated_at)
+        .bind(c.revision)
+        .bind(serde_json::to_string(&c.egress).expect("strings serialize"))
+        .bind(c.queries_per_minute)
+        .bind(c.accept_read_routes)
+        .bind(policy_text(&c.approval_policy))
+        .bind(policy_text(&c.data_policy))
+}
+
 fn list_text(list: &Option<Vec<String>>) -> Option<String> {
     list.as_ref()
         .map(|l| serde_json::to_string(l).expect("strings serialize"))
 }
 
 #[async_trait::async_trait]
-impl StateStore for SqliteState {
+impl RegistryStore for SqliteState {
     async fn put_component(&self, digest: &str, bytes: &[u8]) -> Result<()> {
         sqlx::query("INSERT INTO components (digest, size, bytes) VALUES (?1, ?2, ?3) ON CONFLICT (digest) DO NOTHING")
             .bind(digest)
@@ -417,39 +505,14 @@ impl StateStore for SqliteState {
             })
             .collect()
     }
+}
 
+#[async_trait::async_trait]
+impl ConnectionStore for SqliteState {
     async fn insert_connection(&self, c: &ConnectionRecord) -> Result<()> {
-        let result = sqlx::query(
-            "INSERT INTO connections (tenant, name, connector, connector_version, config_sealed, status,
-                allowed_operations, allowed_objects, required_roles, writes_enabled, limits, last_test_at,
-                last_test_ok, last_test_message, created_by, created_at, updated_at, revision, egress, queries_per_minute, accept_read_routes, approval_policy, data_policy)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
-        )
-        .bind(&c.tenant)
-        .bind(&c.name)
-        .bind(&c.connector)
-        .bind(&c.connector_version)
-        .bind(&c.config_sealed)
-        .bind(c.status.as_str())
-        .bind(list_text(&c.allowed_operations))
-        .bind(list_text(&c.allowed_objects))
-        .bind(serde_json::to_string(&c.required_roles).expect("map serializes"))
-        .bind(c.writes_enabled)
-        .bind(c.limits.to_string())
-        .bind(c.last_test_at)
-        .bind(c.last_test_ok)
-        .bind(&c.last_test_message)
-        .bind(&c.created_by)
-        .bind(c.created_at)
-        .bind(c.updated_at)
-        .bind(c.revision)
-        .bind(serde_json::to_string(&c.egress).expect("strings serialize"))
-        .bind(c.queries_per_minute)
-        .bind(c.accept_read_routes)
-        .bind(policy_text(&c.approval_policy))
-        .bind(policy_text(&c.data_policy))
-        .execute(&self.pool)
-        .await;
+        let result = bind_connection(sqlx::query(INSERT_CONNECTION.as_str()), c)
+            .execute(&self.pool)
+            .await;
         match result {
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StateError::Conflict(
                 format!("connection `{}` already exists", c.name),
@@ -459,38 +522,10 @@ impl StateStore for SqliteState {
     }
 
     async fn update_connection(&self, c: &ConnectionRecord) -> Result<()> {
-        let done = sqlx::query(
-            "UPDATE connections SET connector = ?3, connector_version = ?4, config_sealed = ?5, status = ?6,
-                allowed_operations = ?7, allowed_objects = ?8, required_roles = ?9, writes_enabled = ?10,
-                limits = ?11, last_test_at = ?12, last_test_ok = ?13, last_test_message = ?14,
-                updated_at = ?15, revision = ?16, egress = ?18, queries_per_minute = ?19, accept_read_routes = ?20,
-                approval_policy = ?21, data_policy = ?22
-             WHERE tenant = ?1 AND name = ?2 AND revision = ?17",
-        )
-        .bind(&c.tenant)
-        .bind(&c.name)
-        .bind(&c.connector)
-        .bind(&c.connector_version)
-        .bind(&c.config_sealed)
-        .bind(c.status.as_str())
-        .bind(list_text(&c.allowed_operations))
-        .bind(list_text(&c.allowed_objects))
-        .bind(serde_json::to_string(&c.required_roles).expect("map serializes"))
-        .bind(c.writes_enabled)
-        .bind(c.limits.to_string())
-        .bind(c.last_test_at)
-        .bind(c.last_test_ok)
-        .bind(&c.last_test_message)
-        .bind(c.updated_at)
-        .bind(c.revision)
-        .bind(c.revision - 1)
-        .bind(serde_json::to_string(&c.egress).expect("strings serialize"))
-        .bind(c.queries_per_minute)
-        .bind(c.accept_read_routes)
-        .bind(policy_text(&c.approval_policy))
-        .bind(policy_text(&c.data_policy))
-        .execute(&self.pool)
-        .await?;
+        let done = bind_connection(sqlx::query(UPDATE_CONNECTION.as_str()), c)
+            .bind(c.revision - 1)
+            .execute(&self.pool)
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StateError::Conflict(format!(
                 "connection `{}` was changed by someone else meanwhile; reload it and try again",
@@ -584,7 +619,10 @@ impl StateStore for SqliteState {
             })
             .collect())
     }
+}
 
+#[async_trait::async_trait]
+impl CredentialStore for SqliteState {
     async fn put_credential(&self, tenant: &str, c: &CredentialRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO credentials (tenant, connection, name, kind, placement, hosts, secret_sealed, created_by,
@@ -654,7 +692,10 @@ impl StateStore for SqliteState {
         .await?;
         Ok(done.rows_affected() > 0)
     }
+}
 
+#[async_trait::async_trait]
+impl ApprovalStore for SqliteState {
     async fn insert_approval(&self, a: &ApprovalRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO approvals (tenant, id, connection, connector_digest, operation, params_sealed, action_hash,
@@ -811,7 +852,10 @@ impl StateStore for SqliteState {
         .await?;
         rows.iter().map(approval_row).collect()
     }
+}
 
+#[async_trait::async_trait]
+impl CoordinationStore for SqliteState {
     async fn breaker(
         &self,
         tenant: &str,
@@ -886,6 +930,98 @@ impl StateStore for SqliteState {
         .fetch_one(&self.pool)
         .await?;
         breaker_row(&row)
+    }
+
+    async fn take_breaker_probe(
+        &self,
+        tenant: &str,
+        connection: &str,
+        origin: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool> {
+        // One statement: the row changes for one caller only, whichever process it is in.
+        let done = sqlx::query(
+            "UPDATE circuit_breakers SET state = 'half-open', until_ms = ?5, updated_at = ?4
+             WHERE tenant = ?1 AND connection = ?2 AND origin = ?3
+               AND state IN ('open', 'half-open') AND until_ms <= ?4",
+        )
+        .bind(tenant)
+        .bind(connection)
+        .bind(origin)
+        .bind(now_ms)
+        .bind(lease_until_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn tripped_breakers(&self, tenant: &str) -> Result<Vec<BreakerRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM circuit_breakers WHERE tenant = ?1 AND state <> 'closed'
+             ORDER BY connection, origin",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(breaker_row).collect()
+    }
+
+    async fn take_rate_token(
+        &self,
+        tenant: &str,
+        connection: &str,
+        per_minute: u32,
+        now_ms: i64,
+    ) -> Result<std::result::Result<(), i64>> {
+        // A new bucket, or one whose limit changed, starts full.
+        sqlx::query(
+            "INSERT INTO rate_buckets (tenant, connection, per_minute, tokens, at_ms)
+             VALUES (?1, ?2, ?3, ?3, ?4)
+             ON CONFLICT (tenant, connection) DO UPDATE SET per_minute = excluded.per_minute,
+                tokens = excluded.tokens, at_ms = excluded.at_ms
+             WHERE rate_buckets.per_minute <> excluded.per_minute",
+        )
+        .bind(tenant)
+        .bind(connection)
+        .bind(i64::from(per_minute))
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        // One statement refills and takes: SQLite runs writes one at a time, so two processes
+        // can never both take the last token.
+        macro_rules! refilled {
+            () => {
+                "MIN(per_minute, tokens + MAX(0, ?3 - at_ms) * per_minute / 60000.0)"
+            };
+        }
+        let taken = sqlx::query(concat!(
+            "UPDATE rate_buckets SET tokens = ",
+            refilled!(),
+            " - 1, at_ms = MAX(at_ms, ?3) WHERE tenant = ?1 AND connection = ?2 AND ",
+            refilled!(),
+            " >= 1"
+        ))
+        .bind(tenant)
+        .bind(connection)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        if taken.rows_affected() == 1 {
+            return Ok(Ok(()));
+        }
+        let tokens: f64 = sqlx::query_scalar(concat!(
+            "SELECT ",
+            refilled!(),
+            " FROM rate_buckets WHERE tenant = ?1 AND connection = ?2"
+        ))
+        .bind(tenant)
+        .bind(connection)
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        let per_ms = f64::from(per_minute) / 60_000.0;
+        Ok(Err(((1.0 - tokens) / per_ms).ceil().max(1.0) as i64))
     }
 
     async fn oauth_token(&self, key: &TokenKey<'_>) -> Result<Option<OAuthTokenRecord>> {
@@ -966,104 +1102,23 @@ impl StateStore for SqliteState {
         .await?;
         Ok(())
     }
+}
 
-    async fn take_breaker_probe(
-        &self,
-        tenant: &str,
-        connection: &str,
-        origin: &str,
-        now_ms: i64,
-        lease_until_ms: i64,
-    ) -> Result<bool> {
-        // One statement: the row changes for one caller only, whichever process it is in.
-        let done = sqlx::query(
-            "UPDATE circuit_breakers SET state = 'half-open', until_ms = ?5, updated_at = ?4
-             WHERE tenant = ?1 AND connection = ?2 AND origin = ?3
-               AND state IN ('open', 'half-open') AND until_ms <= ?4",
-        )
-        .bind(tenant)
-        .bind(connection)
-        .bind(origin)
-        .bind(now_ms)
-        .bind(lease_until_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+#[async_trait::async_trait]
+impl AuditStore for SqliteState {
+    async fn audit_head(&self) -> Result<AuditHead> {
+        let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(last
+            .map(|r| AuditHead {
+                seq: r.get("seq"),
+                hash: r.get("hash"),
+            })
+            .unwrap_or_default())
     }
 
-    async fn take_rate_token(
-        &self,
-        tenant: &str,
-        connection: &str,
-        per_minute: u32,
-        now_ms: i64,
-    ) -> Result<std::result::Result<(), i64>> {
-        // A new bucket, or one whose limit changed, starts full.
-        sqlx::query(
-            "INSERT INTO rate_buckets (tenant, connection, per_minute, tokens, at_ms)
-             VALUES (?1, ?2, ?3, ?3, ?4)
-             ON CONFLICT (tenant, connection) DO UPDATE SET per_minute = excluded.per_minute,
-                tokens = excluded.tokens, at_ms = excluded.at_ms
-             WHERE rate_buckets.per_minute <> excluded.per_minute",
-        )
-        .bind(tenant)
-        .bind(connection)
-        .bind(i64::from(per_minute))
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?;
-        // One statement refills and takes: SQLite runs writes one at a time, so two processes
-        // can never both take the last token.
-        macro_rules! refilled {
-            () => {
-                "MIN(per_minute, tokens + MAX(0, ?3 - at_ms) * per_minute / 60000.0)"
-            };
-        }
-        let taken = sqlx::query(concat!(
-            "UPDATE rate_buckets SET tokens = ",
-            refilled!(),
-            " - 1, at_ms = MAX(at_ms, ?3) WHERE tenant = ?1 AND connection = ?2 AND ",
-            refilled!(),
-            " >= 1"
-        ))
-        .bind(tenant)
-        .bind(connection)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?;
-        if taken.rows_affected() == 1 {
-            return Ok(Ok(()));
-        }
-        let tokens: f64 = sqlx::query_scalar(concat!(
-            "SELECT ",
-            refilled!(),
-            " FROM rate_buckets WHERE tenant = ?1 AND connection = ?2"
-        ))
-        .bind(tenant)
-        .bind(connection)
-        .bind(now_ms)
-        .fetch_one(&self.pool)
-        .await?;
-        let per_ms = f64::from(per_minute) / 60_000.0;
-        Ok(Err(((1.0 - tokens) / per_ms).ceil().max(1.0) as i64))
-    }
-
-    async fn tripped_breakers(&self, tenant: &str) -> Result<Vec<BreakerRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM circuit_breakers WHERE tenant = ?1 AND state <> 'closed'
-             ORDER BY connection, origin",
-        )
-        .bind(tenant)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(breaker_row).collect()
-    }
-
-    async fn append_audit(
-        &self,
-        records: &[(i64, String, String)],
-        chain: bool,
-    ) -> Result<(i64, Option<String>)> {
+    async fn append_audit(&self, head: &AuditHead, rows: &[AuditRow]) -> Result<bool> {
         // IMMEDIATE: take the write lock before reading the last record; a deferred transaction
         // would fail with SQLITE_BUSY (no busy wait) if another connection wrote in between, and
         // two processes must never chain onto the same record.
@@ -1071,35 +1126,29 @@ impl StateStore for SqliteState {
             let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
                 .fetch_optional(&mut *conn)
                 .await?;
-            let (mut seq, mut prev): (i64, Option<String>) = last
-                .map(|r| (r.get("seq"), r.get("hash")))
-                .unwrap_or((0, None));
-            for (at, tenant, record) in records {
-                seq += 1;
-                let (prev_hash, hash) = if chain {
-                    let prev_hash = prev
-                        .clone()
-                        .unwrap_or_else(|| crate::control::audit::GENESIS.to_owned());
-                    let hash =
-                        crate::control::audit::chain_hash(&prev_hash, seq, *at, tenant, record);
-                    (Some(prev_hash), Some(hash))
-                } else {
-                    (None, None)
-                };
+            let now = last
+                .map(|r| AuditHead {
+                    seq: r.get("seq"),
+                    hash: r.get("hash"),
+                })
+                .unwrap_or_default();
+            if now != *head {
+                return Ok(false);
+            }
+            for row in rows {
                 sqlx::query(
                     "INSERT INTO audit (seq, at, tenant, record, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
-                .bind(seq)
-                .bind(at)
-                .bind(tenant)
-                .bind(record)
-                .bind(&prev_hash)
-                .bind(&hash)
+                .bind(row.seq)
+                .bind(row.at)
+                .bind(&row.tenant)
+                .bind(&row.record)
+                .bind(&row.prev_hash)
+                .bind(&row.hash)
                 .execute(&mut *conn)
                 .await?;
-                prev = hash;
             }
-            Ok((seq, prev))
+            Ok(true)
         })
         .await
     }
@@ -1139,6 +1188,22 @@ impl StateStore for SqliteState {
         Ok(rows.iter().map(audit_row).collect())
     }
 
+    async fn list_audit(&self, tenant: &str, limit: i64) -> Result<Vec<(i64, String)>> {
+        let rows = sqlx::query(
+            "SELECT seq, record FROM audit WHERE tenant = ?1 ORDER BY seq DESC LIMIT ?2",
+        )
+        .bind(tenant)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<(i64, String)> = rows
+            .iter()
+            .map(|r| (r.get("seq"), r.get("record")))
+            .collect();
+        out.reverse();
+        Ok(out)
+    }
+
     async fn append_checkpoint(&self, c: &Checkpoint) -> Result<()> {
         sqlx::query(
             "INSERT INTO audit_checkpoints (seq, hash, at, signature, key_id) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -1169,23 +1234,10 @@ impl StateStore for SqliteState {
             })
             .collect())
     }
+}
 
-    async fn list_audit(&self, tenant: &str, limit: i64) -> Result<Vec<(i64, String)>> {
-        let rows = sqlx::query(
-            "SELECT seq, record FROM audit WHERE tenant = ?1 ORDER BY seq DESC LIMIT ?2",
-        )
-        .bind(tenant)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out: Vec<(i64, String)> = rows
-            .iter()
-            .map(|r| (r.get("seq"), r.get("record")))
-            .collect();
-        out.reverse();
-        Ok(out)
-    }
-
+#[async_trait::async_trait]
+impl SealedStore for SqliteState {
     async fn sealed_values(
         &self,
         after: Option<&SealedValue>,
