@@ -1,6 +1,7 @@
 //! The RBAC matrix: every role and principal kind against every action, checked against the table
 //! in docs/security-model.md.
 
+use crate::common;
 use airlock::Role;
 use airlock::control::authz::{Action, Context, Principal, PrincipalKind, RULES, authorize};
 
@@ -15,11 +16,7 @@ const ROLES: [Role; 6] = [
 
 /// The matrix rows of docs/security-model.md: action -> (rule, [cell per role..., agent]).
 fn documented() -> Vec<(String, String, Vec<String>)> {
-    let doc = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../docs/security-model.md"
-    ))
-    .unwrap();
+    let doc = std::fs::read_to_string(common::root().join("docs/security-model.md")).unwrap();
     doc.lines()
         .filter(|l| {
             l.starts_with("| ") && !l.starts_with("| action") && l.matches('|').count() == 10

@@ -132,8 +132,8 @@ async fn settings_two_control_planes_keep_their_own_settings_in_one_process() {
     assert_eq!(b.settings().approval_timeout, Duration::from_secs(3600));
 }
 
-/// Every source file of the host and the control plane, outside the CLI and the binary, with
-/// its path relative to the repository.
+/// Every source file of the library (the host and the control plane; the command is a crate of
+/// its own in runtime/cli), with its path relative to the repository.
 fn core_sources() -> Vec<(String, String)> {
     let mut sources = Vec::new();
     let mut dirs = vec![root().join("runtime/src")];
@@ -142,12 +142,7 @@ fn core_sources() -> Vec<(String, String)> {
             let path = entry.unwrap().path();
             let relative = path.strip_prefix(root()).unwrap().display().to_string();
             if path.is_dir() {
-                if !relative.ends_with("runtime/src/cli") {
-                    dirs.push(path);
-                }
-                continue;
-            }
-            if ["runtime/src/cli.rs", "runtime/src/main.rs"].contains(&relative.as_str()) {
+                dirs.push(path);
                 continue;
             }
             sources.push((relative, std::fs::read_to_string(&path).unwrap()));
@@ -197,6 +192,67 @@ fn settings_no_command_line_text_in_the_core() {
         offenders.is_empty(),
         "put the remedy in a crate::remedy::Remedy and word it in cli/remedy.rs: {offenders:#?}"
     );
+}
+
+/// The library links nothing only a terminal needs: the command is its own crate
+/// (runtime/cli), and an embedder (a server, a test harness) gets no clap, tables or progress
+/// bars.
+#[test]
+fn settings_the_library_links_no_command_line_dependencies() {
+    let manifest = std::fs::read_to_string(root().join("runtime/Cargo.toml")).unwrap();
+    let manifest: toml_like::Sections = toml_like::sections(&manifest);
+    let deps = manifest
+        .get("dependencies")
+        .expect("a [dependencies] table");
+    for cli_only in ["clap", "comfy-table", "indicatif", "tracing-subscriber"] {
+        assert!(
+            !deps
+                .iter()
+                .any(|line| line.split(['.', ' ', '=']).next() == Some(cli_only)),
+            "runtime/Cargo.toml depends on {cli_only}; put it in runtime/cli/Cargo.toml"
+        );
+    }
+    assert!(!root().join("runtime/src/cli.rs").exists());
+}
+
+/// The host (executor, capabilities, policy, egress) does not reach up into the control plane:
+/// only the root's settings module, which builds the vault for the binaries, names it.
+#[test]
+fn settings_the_host_does_not_reach_into_the_control_plane() {
+    let mut offenders = Vec::new();
+    for (relative, text) in core_sources() {
+        if relative.starts_with("runtime/src/control/")
+            || ["runtime/src/lib.rs", "runtime/src/settings.rs"].contains(&relative.as_str())
+        {
+            continue;
+        }
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if code.contains("control::") {
+                offenders.push(format!("{relative}:{}: {}", i + 1, line.trim()));
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "{offenders:#?}");
+}
+
+/// Just enough of TOML to find a table's lines.
+mod toml_like {
+    pub type Sections = std::collections::HashMap<String, Vec<String>>;
+    pub fn sections(text: &str) -> Sections {
+        let mut all = Sections::new();
+        let mut current = String::new();
+        for line in text.lines().map(str::trim) {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                current = name.trim_matches(['[', ']']).to_owned();
+            } else if !line.is_empty() && !line.starts_with('#') {
+                all.entry(current.clone())
+                    .or_default()
+                    .push(line.to_owned());
+            }
+        }
+        all
+    }
 }
 
 /// The composition root is the library's (issue 10): a control plane over the embedded store

@@ -808,8 +808,8 @@ async fn state_sqlite_migrates_once_and_keeps_data_on_reopen() {
 
 #[test]
 fn state_every_migration_file_is_listed_in_order() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
-    let mut files: Vec<String> = std::fs::read_dir(dir)
+    let dir = common::root().join("runtime/migrations");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
@@ -827,7 +827,7 @@ fn state_every_migration_file_is_listed_in_order() {
         last = *version;
         assert!(file.starts_with(&format!("{:04}_", version)), "{file}");
         assert_eq!(
-            std::fs::read_to_string(format!("{dir}/{file}")).unwrap(),
+            std::fs::read_to_string(dir.join(file)).unwrap(),
             *sql,
             "{file}"
         );

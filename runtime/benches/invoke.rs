@@ -947,7 +947,7 @@ async fn control_plane(
     caller: &Caller,
     iterations: usize,
 ) {
-    use airlock::control::state::StateStore;
+    use airlock::control::state::stores::*;
     use airlock::control::{ConnectionSpec, Principal};
 
     let BenchPlane {

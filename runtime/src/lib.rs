@@ -23,13 +23,14 @@
 //!   the audit log.
 //! - [`time`]: deadlines from outside values (an upstream's `Retry-After`, an operator's
 //!   timeout), saturating instead of panicking.
-//! - [`cli`]: the `airlock` command.
+//!
+//! The `airlock` command is a crate of its own (`runtime/cli`, package `airlock`): this library
+//! links nothing a terminal needs (no clap, tables or progress bars).
 
 mod bindings;
 pub mod cache;
 pub mod capability;
 pub mod capture;
-pub mod cli;
 pub mod control;
 pub mod egress;
 pub mod engine;

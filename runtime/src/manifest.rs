@@ -94,7 +94,7 @@ pub struct Manifest {
     pub operations: Vec<Operation>,
     pub config_schema: serde_json::Value,
     pub hosts: Vec<String>,
-    /// A prototype's writes are dry runs by default (see `control::invoke::Resolved::dry_run`).
+    /// A prototype's writes are dry runs by default (see the control plane's `Resolved::dry_run`).
     pub prototype: bool,
 }
 

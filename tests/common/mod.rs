@@ -6,12 +6,12 @@ use airlock::{Call, Caller, Connector, Environment, Executor, ExecutorOptions, I
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// The workspace root.
+/// The workspace root (these tests belong to runtime/cli).
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+        .join("../..")
+        .canonicalize()
+        .expect("the workspace root")
 }
 
 /// The built component of the guest crate `name` (as named in its Cargo.toml). Every guest used

@@ -152,7 +152,7 @@ fn main() -> ExitCode {
         }),
         "bench" => build_guests().and_then(|()| {
             let mut cmd = cargo();
-            cmd.args(["bench", "-p", "airlock", "--bench", "invoke", "--"])
+            cmd.args(["bench", "-p", "airlock-runtime", "--bench", "invoke", "--"])
                 .args(rest);
             cmd.env("AIRLOCK_GUEST_DIR", guest_dir());
             run(cmd)

@@ -2,8 +2,8 @@
 
 use super::authz::{Action, Context};
 use super::entry::AuditEntry;
+use super::lookup::CONFIG_PURPOSE;
 use super::registry::ConnectorView;
-use super::resolve::CONFIG_PURPOSE;
 use super::state::{ConnectionRecord, ConnectionStatus, Grant, now_ms};
 use super::{ControlError, ControlPlane, Principal, Result, schema};
 use crate::invocation::{Role, validate_id};

@@ -174,7 +174,7 @@ fn describe(v: &SealedValue) -> String {
 /// The purpose each kind binds into its associated data, from the module that seals it.
 fn purpose(v: &SealedValue) -> String {
     match v.kind {
-        SealedKind::ConnectionConfig => super::resolve::CONFIG_PURPOSE.to_owned(),
+        SealedKind::ConnectionConfig => super::lookup::CONFIG_PURPOSE.to_owned(),
         SealedKind::Credential => super::credentials::purpose(&v.name),
         SealedKind::ApprovalParams => super::approvals::purpose(&v.name),
         SealedKind::ApprovalOutput => super::approvals::output_purpose(&v.name),

@@ -24,6 +24,7 @@ mod entry;
 mod invoke;
 pub mod keys;
 pub mod lifecycle;
+mod lookup;
 pub mod metrics;
 pub mod policies;
 pub mod ratelimit;

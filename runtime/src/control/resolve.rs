@@ -1,13 +1,10 @@
 //! A connection resolved for invocation: its record, the connector's manifest as registered,
 //! the opened config, credentials and egress, compiled policies, built once and reused for
-//! [`RESOLVED_TTL`]. Also the lookups it is built from (the connection, the connector version,
-//! the sealed config), which the administrative operations share.
+//! [`RESOLVED_TTL`].
 //!
 //! Below invocation and approvals: it decides nothing and runs nothing.
 
 use super::Principal;
-use super::registry::{latest, not_registered, version_key};
-use super::state::ConnectionRecord;
 use super::{ControlError, ControlPlane, RESOLVED_TTL, Result};
 use crate::capability::config::ConfigCtx;
 use crate::egress::Egress;
@@ -17,9 +14,6 @@ use crate::limits::Limits;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// The purpose bound into the sealed config (see [`super::vault`]).
-pub(crate) const CONFIG_PURPOSE: &str = "connection-config";
 
 /// A connection with everything an invocation needs, built once and reused for
 /// [`RESOLVED_TTL`]: the record, the connector's manifest (as registered) and the opened config.
@@ -90,66 +84,6 @@ impl Resolved {
 }
 
 impl ControlPlane {
-    /// The connection, or "not found" (also for another tenant's).
-    pub(crate) async fn connection_record(
-        &self,
-        tenant: &str,
-        name: &str,
-    ) -> Result<ConnectionRecord> {
-        self.state
-            .get_connection(tenant, name)
-            .await?
-            .ok_or_else(|| {
-                ControlError::not_found(format!("connection `{name}` not found"))
-                    .with_remedy(crate::remedy::Remedy::ListConnections)
-            })
-    }
-
-    /// The connector version a connection uses, checked to exist.
-    pub(crate) async fn connector_record(
-        &self,
-        tenant: &str,
-        id: &str,
-        version: Option<&str>,
-    ) -> Result<super::state::ConnectorRecord> {
-        let versions = self.state.connector_versions(tenant, id).await?;
-        let found = match version {
-            Some(v) => versions.iter().find(|r| r.version == v),
-            // Following the latest means the latest enabled version: disabling a bad release
-            // moves its connections back to the one before. With none enabled, the latest
-            // (which invocations then refuse as disabled).
-            None => versions
-                .iter()
-                .filter(|r| r.enabled)
-                .max_by(|a, b| version_key(&a.version).cmp(&version_key(&b.version)))
-                .or_else(|| latest(&versions)),
-        };
-        match found {
-            Some(r) => Ok(r.clone()),
-            None if versions.is_empty() => Err(not_registered(id)),
-            None => Err(ControlError::not_found(format!(
-                "connector `{id}` has no version {}; registered: {}",
-                version.unwrap_or("?"),
-                versions
-                    .iter()
-                    .map(|r| r.version.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
-        }
-    }
-
-    pub(crate) fn open_config(&self, record: &ConnectionRecord) -> Result<serde_json::Value> {
-        let plain = self.vault.open(
-            &record.tenant,
-            &record.name,
-            CONFIG_PURPOSE,
-            &record.config_sealed,
-        )?;
-        serde_json::from_slice(&plain)
-            .map_err(|e| ControlError::State(super::state::StateError::Corrupt(e.to_string())))
-    }
-
     /// The connection's egress: its grants, with its own pooled client, kept across
     /// re-resolutions so pooled connections survive; never shared with another connection.
     async fn egress_for(&self, tenant: &str, name: &str, grants: &[String]) -> Result<Egress> {

@@ -1,6 +1,6 @@
 //! The core's remedies in the CLI's terms: the command that would allow or repair it.
 
-use crate::remedy::Remedy;
+use airlock::remedy::Remedy;
 
 /// The remedy as a clause to follow an error on the terminal, naming the command to run.
 pub fn hint(remedy: &Remedy) -> String {

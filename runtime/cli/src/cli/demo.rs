@@ -3,10 +3,10 @@
 //! read-only default, tenant isolation and the sandbox's limits are shown stopping what they
 //! should; the audit log tells the story.
 
-use crate::control::vault::Vault;
-use crate::control::{ConnectionSpec, ControlError, ControlPlane, Principal, PrincipalKind};
-use crate::invocation::Role;
-use crate::limits::Limits;
+use airlock::control::vault::Vault;
+use airlock::control::{ConnectionSpec, ControlError, ControlPlane, Principal, PrincipalKind};
+use airlock::invocation::Role;
+use airlock::limits::Limits;
 use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -139,8 +139,8 @@ pub async fn run(data_dir: &Path, guests: &Path) -> anyhow::Result<u8> {
         config: json!({"latency_ms": 0}),
         writes_enabled: true,
         // Creates (medium risk) run at once; deletes (high) wait for a second person.
-        approval: crate::control::approvals::ApprovalPolicy {
-            require_from: Some(crate::manifest::Risk::High),
+        approval: airlock::control::approvals::ApprovalPolicy {
+            require_from: Some(airlock::manifest::Risk::High),
             ..Default::default()
         },
         ..ConnectionSpec::default()

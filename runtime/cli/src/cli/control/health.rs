@@ -64,7 +64,7 @@ pub async fn health(cp: &ControlPlane, who: &Identity, window: i64) -> anyhow::R
                     );
                 }
                 if !circuits.is_empty() {
-                    let now = crate::control::state::now_ms();
+                    let now = airlock::control::state::now_ms();
                     let rows = circuits
                         .iter()
                         .map(|c| {

@@ -3,7 +3,7 @@
 //! and are never printed: only their ids are.
 
 use super::*;
-use crate::control::keys::{DEFAULT_BATCH, RotateOptions};
+use airlock::control::keys::{DEFAULT_BATCH, RotateOptions};
 
 #[derive(Subcommand)]
 pub enum KeysCommand {
@@ -34,7 +34,7 @@ pub enum KeysCommand {
 pub fn keys_id(who: &Identity, key_file: Option<&Path>) -> anyhow::Result<u8> {
     let vault = match key_file {
         Some(path) => Vault::from_file(path)?,
-        None => crate::settings::vault_from_env()?,
+        None => airlock::settings::vault_from_env()?,
     };
     let keys: Vec<serde_json::Value> = vault
         .key_sources()

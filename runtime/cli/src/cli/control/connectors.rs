@@ -169,7 +169,7 @@ async fn set_enabled(
     id: &str,
     version: Option<&str>,
     enabled: bool,
-) -> crate::control::Result<()> {
+) -> airlock::control::Result<()> {
     cp.connector_set_enabled(who, id, version, enabled)
         .await
         .map(|changed| {

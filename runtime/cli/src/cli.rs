@@ -2,12 +2,12 @@
 //!
 //! Exit codes, as in the seeds: 0 success, 1 error, 2 denied by policy.
 
-use crate::cache::LoadSource;
-use crate::capability::config::ConfigCtx;
-use crate::capability::keyvalue::{KeyValueStore, MemoryStore, SqliteStore};
-use crate::error::InvokeError;
-use crate::executor::{Call, Caller, Connector, Environment, Executor, ExecutorOptions};
-use crate::limits::Limits;
+use airlock::cache::LoadSource;
+use airlock::capability::config::ConfigCtx;
+use airlock::capability::keyvalue::{KeyValueStore, MemoryStore, SqliteStore};
+use airlock::error::InvokeError;
+use airlock::executor::{Call, Caller, Connector, Environment, Executor, ExecutorOptions};
+use airlock::limits::Limits;
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -192,18 +192,18 @@ pub fn main() -> ExitCode {
 /// Prints an error that ended a command, with the command that would repair it when the core
 /// says what would.
 fn fail(error: &anyhow::Error) -> ExitCode {
-    use crate::remedy::Remedied;
+    use airlock::remedy::Remedied;
     let remedy = error
-        .downcast_ref::<crate::control::ControlError>()
+        .downcast_ref::<airlock::control::ControlError>()
         .and_then(|e| e.remedy())
         .or_else(|| {
             error
-                .downcast_ref::<crate::control::vault::VaultError>()
+                .downcast_ref::<airlock::control::vault::VaultError>()
                 .and_then(|e| e.remedy())
         })
         .or_else(|| {
             error
-                .downcast_ref::<crate::control::keys::RotationError>()
+                .downcast_ref::<airlock::control::keys::RotationError>()
                 .and_then(|e| e.remedy())
         });
     say(
@@ -220,7 +220,7 @@ pub(crate) fn say(label: &str, text: &dyn std::fmt::Display) {
     let text = text.to_string();
     let mut lines = text
         .split('\n')
-        .map(crate::control::audit::escape_for_terminal);
+        .map(airlock::control::audit::escape_for_terminal);
     let first = lines.next().unwrap_or_default();
     let mut out = format!("{label}: {first}");
     for line in lines {
@@ -267,7 +267,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             operation,
             params,
             invocation,
-        } => match crate::params::Params::parse(params) {
+        } => match airlock::params::Params::parse(params) {
             Ok(params) => {
                 call(
                     &data_dir,
@@ -291,7 +291,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         } => call(&data_dir, &component, &who, invocation, Call::Discover).await,
         Command::Demo { guests } => crate::cli::demo::run(&data_dir, &guests).await,
         Command::Keygen => {
-            println!("{}", crate::control::vault::generate_key());
+            println!("{}", airlock::control::vault::generate_key());
             Ok(EXIT_OK)
         }
         Command::Keys(control::KeysCommand::Id { key_file }) => {
@@ -299,7 +299,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         command => {
             // Everything else goes through the control plane, which needs the master key.
-            let vault = crate::settings::vault_from_env()?;
+            let vault = airlock::settings::vault_from_env()?;
             let cp = control::open(&data_dir, vault).await?;
             let code = control_command(&cp, &who, command).await;
             // Records the store refused are spooled (or printed) now, never dropped at exit.
@@ -310,7 +310,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
 }
 
 async fn control_command(
-    cp: &crate::control::ControlPlane,
+    cp: &airlock::control::ControlPlane,
     who: &control::Identity,
     command: Command,
 ) -> anyhow::Result<u8> {
@@ -389,9 +389,9 @@ async fn call(
         config: ConfigCtx::from_json(&config).map_err(anyhow::Error::msg)?,
         keyvalue,
         limits,
-        egress: crate::egress::Egress {
-            resilience: Arc::new(crate::settings::Settings::from_env().resilience),
-            ..crate::egress::Egress::from_grants(&args.egress)
+        egress: airlock::egress::Egress {
+            resilience: Arc::new(airlock::settings::Settings::from_env().resilience),
+            ..airlock::egress::Egress::from_grants(&args.egress)
                 .map_err(|p| anyhow::anyhow!(p.join("\n")))?
         },
     };
@@ -407,7 +407,7 @@ async fn call(
 }
 
 /// Prints an outcome: its JSON on stdout, denials that did not stop it as warnings.
-pub(crate) fn report_outcome(outcome: &crate::executor::Outcome) -> u8 {
+pub(crate) fn report_outcome(outcome: &airlock::executor::Outcome) -> u8 {
     for denial in &outcome.denials {
         say(
             "warning",
@@ -456,7 +456,7 @@ pub(crate) fn report_invoke_error(e: &InvokeError) -> u8 {
     }
 }
 
-fn report(result: Result<crate::executor::Outcome, InvokeError>) -> u8 {
+fn report(result: Result<airlock::executor::Outcome, InvokeError>) -> u8 {
     match result {
         Ok(outcome) => report_outcome(&outcome),
         Err(e) => report_invoke_error(&e),

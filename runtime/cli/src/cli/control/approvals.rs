@@ -1,7 +1,7 @@
 //! `airlock approvals`: list, show, approve, deny, wait and resume requests.
 
 use super::*;
-use crate::control::state::ApprovalStatus;
+use airlock::control::state::ApprovalStatus;
 
 #[derive(Subcommand)]
 pub enum ApprovalsCommand {
@@ -39,9 +39,9 @@ pub enum ApprovalsCommand {
     Resume,
 }
 
-fn show_approval(view: &crate::control::approvals::ApprovalView) -> u8 {
+fn show_approval(view: &airlock::control::approvals::ApprovalView) -> u8 {
     let r = &view.record;
-    let escape = crate::control::audit::escape;
+    let escape = airlock::control::audit::escape;
     println!(
         "{} {} {}/{} ({} risk, approver {:?} or higher)",
         r.id, r.status, r.connection, r.operation, r.risk, view.approver
@@ -119,7 +119,7 @@ pub async fn approvals(
                                 r.status.to_string(),
                                 format!("{}/{}", r.connection, r.operation),
                                 r.risk.to_string(),
-                                crate::control::audit::escape(&r.requested_by),
+                                airlock::control::audit::escape(&r.requested_by),
                                 when(Some(r.requested_at)),
                                 when(Some(r.expires_at)),
                             ]

@@ -121,9 +121,9 @@ pub async fn credential(
     who: &Identity,
     command: CredentialCommand,
 ) -> anyhow::Result<u8> {
-    use crate::egress::credential::Placement;
+    use airlock::egress::credential::Placement;
     let principal = who.principal()?;
-    let show = |c: &crate::control::state::CredentialRecord| {
+    let show = |c: &airlock::control::state::CredentialRecord| {
         format!(
             "{} ({}, version {}) for {}",
             c.name,
@@ -177,7 +177,7 @@ pub async fn credential(
                     audience,
                     scope,
                     key_id,
-                    algorithm: crate::egress::jwt::Algorithm::parse(&algorithm)
+                    algorithm: airlock::egress::jwt::Algorithm::parse(&algorithm)
                         .map_err(|e| anyhow::anyhow!("--algorithm: {e}"))?,
                 },
                 CredentialKind::Oauth2 => Placement::OAuth2ClientCredentials {

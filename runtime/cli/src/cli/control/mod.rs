@@ -2,12 +2,12 @@
 //! opening the control plane, tables, times, JSON, and how errors become exit codes.
 
 use super::{EXIT_OK, report_invoke_error, report_outcome, say};
-use crate::control::vault::Vault;
-use crate::control::{
+use airlock::control::vault::Vault;
+use airlock::control::{
     ConnectionSpec, ConnectionUpdate, ControlError, ControlPlane, Principal, PrincipalKind,
 };
-use crate::invocation::Role;
-use crate::limits::Limits;
+use airlock::invocation::Role;
+use airlock::limits::Limits;
 use clap::{Args, Subcommand};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -56,7 +56,7 @@ impl Identity {
             .tenant
             .clone()
             .ok_or_else(|| anyhow::anyhow!("no tenant: pass --tenant or set AIRLOCK_TENANT"))?;
-        crate::invocation::validate_id("tenant", &tenant).map_err(anyhow::Error::msg)?;
+        airlock::invocation::validate_id("tenant", &tenant).map_err(anyhow::Error::msg)?;
         let (id, kind) = match (&self.agent, &self.user) {
             (Some(agent), _) => (agent.clone(), PrincipalKind::Agent),
             (None, Some(user)) => (user.clone(), PrincipalKind::User),
@@ -65,7 +65,7 @@ impl Identity {
                 PrincipalKind::User,
             ),
         };
-        crate::invocation::validate_id("principal", &id).map_err(anyhow::Error::msg)?;
+        airlock::invocation::validate_id("principal", &id).map_err(anyhow::Error::msg)?;
         Ok(Principal {
             tenant,
             id,
@@ -82,7 +82,10 @@ fn parse_json(flag: &str, text: &str) -> anyhow::Result<serde_json::Value> {
 /// Opens the control plane over the data directory's state store. Refuses without a master key.
 pub async fn open(data_dir: &Path, vault: Vault) -> anyhow::Result<ControlPlane> {
     // The composition root lives in the library; the CLI only reads its settings.
-    Ok(ControlPlane::open_embedded(data_dir, vault, crate::settings::Settings::from_env()).await?)
+    Ok(
+        ControlPlane::open_embedded(data_dir, vault, airlock::settings::Settings::from_env())
+            .await?,
+    )
 }
 
 fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
@@ -139,7 +142,7 @@ pub fn report_error(e: &ControlError) -> u8 {
         ControlError::Invalid(problems) => {
             eprintln!("error: invalid input:");
             for p in problems {
-                eprintln!("  - {}", crate::control::audit::escape_for_terminal(p));
+                eprintln!("  - {}", airlock::control::audit::escape_for_terminal(p));
             }
         }
         _ => say("error", &text),
@@ -180,7 +183,7 @@ async fn flush(cp: &ControlPlane) {
 /// Closes the audit log before the process exits and says where any record the store refused
 /// went. The exit code is 1 unless every record is stored or spooled.
 pub async fn close(cp: &ControlPlane) -> u8 {
-    use crate::control::audit::Closed;
+    use airlock::control::audit::Closed;
     match cp.shutdown().await {
         Closed::Stored => super::EXIT_OK,
         Closed::Spooled {

@@ -12,7 +12,7 @@ pub async fn audit(cp: &ControlPlane, who: &Identity, limit: i64) -> anyhow::Res
                 let rows = records
                     .iter()
                     .map(|r| {
-                        use crate::control::audit::escape;
+                        use airlock::control::audit::escape;
                         // Every field escaped: a value must not forge a line in this table.
                         vec![
                             when(Some(r.at)),
@@ -53,7 +53,7 @@ fn parse_time(flag: &str, text: &str) -> anyhow::Result<i64> {
             .map_or(0, |d| d.as_millis() as i64));
     }
     if let Ok(age) = humantime::parse_duration(text.trim()) {
-        return Ok(crate::control::state::now_ms() - age.as_millis() as i64);
+        return Ok(airlock::control::state::now_ms() - age.as_millis() as i64);
     }
     anyhow::bail!(
         "{flag} `{text}` is neither a time (2026-11-22T08:00:00Z) nor an age (24h, 7days)"

@@ -138,7 +138,7 @@ fn roles(pairs: &[String]) -> anyhow::Result<BTreeMap<String, Role>> {
         .collect()
 }
 
-fn parse_risk(flag: &str, text: &str) -> anyhow::Result<crate::manifest::Risk> {
+fn parse_risk(flag: &str, text: &str) -> anyhow::Result<airlock::manifest::Risk> {
     serde_json::from_value(serde_json::Value::String(text.trim().to_ascii_lowercase())).map_err(
         |_| anyhow::anyhow!("{flag}: unknown risk `{text}`; use low, medium, high or critical"),
     )
@@ -148,8 +148,8 @@ fn parse_risk(flag: &str, text: &str) -> anyhow::Result<crate::manifest::Risk> {
 /// flag was given.
 fn approval_policy(
     settings: &ConnectionSettings,
-    base: Option<crate::control::approvals::ApprovalPolicy>,
-) -> anyhow::Result<Option<crate::control::approvals::ApprovalPolicy>> {
+    base: Option<airlock::control::approvals::ApprovalPolicy>,
+) -> anyhow::Result<Option<airlock::control::approvals::ApprovalPolicy>> {
     if settings.risks.is_empty() && settings.approval_from.is_none() && settings.dry_run.is_none() {
         return Ok(None);
     }
@@ -187,10 +187,10 @@ fn data_flags(settings: &ConnectionSettings) -> bool {
 /// when none was given.
 fn data_policy(
     settings: &ConnectionSettings,
-    base: Option<crate::control::shaping::DataPolicy>,
+    base: Option<airlock::control::shaping::DataPolicy>,
     default_ttl: std::time::Duration,
-) -> anyhow::Result<Option<crate::control::shaping::DataPolicy>> {
-    use crate::control::shaping::Masking;
+) -> anyhow::Result<Option<airlock::control::shaping::DataPolicy>> {
+    use airlock::control::shaping::Masking;
     if !data_flags(settings) {
         return Ok(None);
     }
@@ -392,13 +392,13 @@ pub async fn connection(
                 match cp.connection_show(&principal, &name).await {
                     Ok(view) => (
                         Some(
-                            crate::control::approvals::ApprovalPolicy::from_value(
+                            airlock::control::approvals::ApprovalPolicy::from_value(
                                 &view.record.approval_policy,
                             )
                             .map_err(|e| anyhow::anyhow!("stored approval policy: {e}"))?,
                         ),
                         Some(
-                            crate::control::shaping::DataPolicy::from_value(
+                            airlock::control::shaping::DataPolicy::from_value(
                                 &view.record.data_policy,
                             )
                             .map_err(|e| anyhow::anyhow!("stored data policy: {e}"))?,
