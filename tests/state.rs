@@ -995,3 +995,59 @@ async fn state_a_damaged_connection_policy_fails_closed_naming_the_connection() 
         .unwrap();
     }
 }
+
+/// What running processes share (breakers, rate-limit buckets, OAuth2 tokens) can live in a
+/// store of its own, as Redis will: two control planes on separate stores, given one
+/// coordination store, spend one connection's rate limit together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_coordination_can_live_in_a_store_of_its_own() {
+    use airlock::control::{ConnectionSpec, ControlError, ControlPlane};
+    let dir = tempfile::tempdir().unwrap();
+    let shared = Arc::new(
+        SqliteState::open(&dir.path().join("coordination.db"))
+            .await
+            .unwrap(),
+    );
+    let mut planes = Vec::new();
+    for name in ["a.db", "b.db"] {
+        let state = Arc::new(SqliteState::open(&dir.path().join(name)).await.unwrap());
+        let cp = ControlPlane::builder(
+            state.clone(),
+            Arc::new(common::executor()),
+            airlock::control::vault::Vault::from_base64(
+                &airlock::control::vault::generate_key(),
+                "test",
+            )
+            .unwrap(),
+            Arc::new(state.keyvalue()),
+        )
+        .coordination(shared.clone())
+        .build();
+        let admin = common::principal("acme", airlock::Role::Admin);
+        common::register(&cp, "acme", "sandbox").await;
+        cp.connection_create(
+            &admin,
+            ConnectionSpec {
+                name: "crm".into(),
+                connector: "sandbox".into(),
+                queries_per_minute: Some(2),
+                ..ConnectionSpec::default()
+            },
+        )
+        .await
+        .unwrap();
+        planes.push(cp);
+    }
+    let op = common::principal("acme", airlock::Role::Operator);
+    let list = r#"{"type":"items"}"#;
+    planes[0].invoke(&op, "crm", "list", list).await.unwrap();
+    planes[1].invoke(&op, "crm", "list", list).await.unwrap();
+    let third = planes[0]
+        .invoke(&op, "crm", "list", list)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(third, ControlError::RateLimited { per_minute: 2, .. }),
+        "the two planes share one bucket: {third}"
+    );
+}

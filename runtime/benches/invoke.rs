@@ -705,15 +705,16 @@ async fn bench_plane(executor: &Arc<Executor>, env: &Environment, chain: bool) -
             .await
             .unwrap(),
     );
-    let mut cp = ControlPlane::new(
+    let mut builder = ControlPlane::builder(
         state.clone(),
         executor.clone(),
         Vault::from_base64(&generate_key(), "bench").unwrap(),
         env.keyvalue.clone(),
     );
     if !chain {
-        cp = cp.without_audit_chain();
+        builder = builder.without_audit_chain();
     }
+    let cp = builder.build();
     let admin = Principal {
         tenant: "acme".into(),
         id: "ada".into(),

@@ -1,7 +1,7 @@
 //! The egress circuit breakers' shared state, kept in the state store per tenant, connection
 //! and origin (see `egress::resilience::BreakerLedger`).
 
-use super::state::{BreakerState, StateStore};
+use super::state::{BreakerState, CoordinationStore};
 use crate::egress::resilience::{BreakerLedger, Shared};
 use std::sync::Arc;
 
@@ -16,7 +16,7 @@ fn shared(state: BreakerState, until_ms: i64) -> Shared {
 }
 
 pub struct StoreLedger {
-    pub state: Arc<dyn StateStore>,
+    pub state: Arc<dyn CoordinationStore>,
     pub tenant: String,
     pub connection: String,
 }

@@ -231,7 +231,7 @@ impl ControlPlane {
             if placement.token_url().is_some() {
                 // One token for every process serving the connection (see `control::tokens`).
                 tokens.share_through(std::sync::Arc::new(super::tokens::StoreTokens {
-                    state: self.state.clone(),
+                    state: self.coordination.clone(),
                     vault: self.vault.clone(),
                     tenant: tenant.to_owned(),
                     connection: connection.to_owned(),

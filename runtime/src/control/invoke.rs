@@ -217,7 +217,7 @@ impl ControlPlane {
         let name = &resolved.record.name;
         if let Some(per_minute) = resolved.record.queries_per_minute {
             let per_minute = per_minute.clamp(1, u32::MAX.into()) as u32;
-            match super::ratelimit::take(&*self.state, &who.tenant, name, per_minute).await {
+            match super::ratelimit::take(&*self.coordination, &who.tenant, name, per_minute).await {
                 Ok(Ok(())) => {}
                 Ok(Err(retry_after)) => {
                     let error = ControlError::RateLimited {

@@ -273,6 +273,9 @@ type ResolvedCache = HashMap<(String, String), (Instant, Arc<resolve::Resolved>)
 
 pub struct ControlPlane {
     state: Arc<dyn StateStore>,
+    /// What processes serving the same connections share while they run (breakers, rate-limit
+    /// buckets, OAuth2 tokens): the state store itself unless the builder was given another.
+    coordination: Arc<dyn state::CoordinationStore>,
     executor: Arc<Executor>,
     vault: Arc<Vault>,
     keyvalue: Arc<dyn KeyValueStore>,
@@ -291,6 +294,63 @@ pub struct ControlPlane {
     decisions: lifecycle::Decisions,
     /// OAuth2 token caches by (tenant, connection, credential, version).
     tokens: Mutex<HashMap<TokenKey, Arc<crate::egress::oauth::TokenCache>>>,
+}
+
+/// The parts of a [`ControlPlane`], before it starts (see [`ControlPlane::builder`]).
+pub struct Builder {
+    state: Arc<dyn StateStore>,
+    coordination: Arc<dyn state::CoordinationStore>,
+    executor: Arc<Executor>,
+    vault: Vault,
+    keyvalue: Arc<dyn KeyValueStore>,
+    settings: crate::settings::Settings,
+    audit_chain: bool,
+}
+
+impl Builder {
+    /// The host's settings (default: `Settings::default()`).
+    pub fn settings(mut self, settings: crate::settings::Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Where breakers, rate-limit buckets and OAuth2 tokens are shared between processes
+    /// (default: the state store). Small, hot and atomic per step: a Redis backend fits here
+    /// while the rest stays in SQL.
+    pub fn coordination(mut self, store: Arc<dyn state::CoordinationStore>) -> Self {
+        self.coordination = store;
+        self
+    }
+
+    /// Audit records without hashes: only for benchmarks comparing the chain's cost (`audit
+    /// verify` reports unchained records inside the chain as tampering).
+    pub fn without_audit_chain(mut self) -> Self {
+        self.audit_chain = false;
+        self
+    }
+
+    /// The control plane, with its audit writer started. Must be called within a tokio runtime
+    /// (the writer is a task); its other background work starts with
+    /// [`ControlPlane::start_background`].
+    pub fn build(self) -> ControlPlane {
+        let vault = Arc::new(self.vault);
+        let settings = self.settings;
+        ControlPlane {
+            audit: AuditLog::start(self.state.clone(), vault.clone(), self.audit_chain),
+            state: self.state,
+            coordination: self.coordination,
+            executor: self.executor,
+            vault,
+            keyvalue: self.keyvalue,
+            loaded: Mutex::new(HashMap::new()),
+            resolved: Mutex::new(HashMap::new()),
+            clients: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
+            cache: cache::ResponseCache::new(settings.cache_max_entries_per_tenant),
+            settings: Arc::new(settings),
+            decisions: lifecycle::Decisions::default(),
+        }
+    }
 }
 
 impl ControlPlane {
@@ -321,20 +381,28 @@ impl ControlPlane {
         keyvalue: Arc<dyn KeyValueStore>,
         settings: crate::settings::Settings,
     ) -> Self {
-        let vault = Arc::new(vault);
-        ControlPlane {
-            audit: AuditLog::start(state.clone(), vault.clone(), true),
+        Self::builder(state, executor, vault, keyvalue)
+            .settings(settings)
+            .build()
+    }
+
+    /// A builder for a control plane over `state`, running connectors in `executor`, keeping
+    /// connector storage in `keyvalue`; the settings, the coordination store and the audit
+    /// chain can be chosen before [`Builder::build`].
+    pub fn builder(
+        state: Arc<dyn StateStore>,
+        executor: Arc<Executor>,
+        vault: Vault,
+        keyvalue: Arc<dyn KeyValueStore>,
+    ) -> Builder {
+        Builder {
+            coordination: state.clone(),
             state,
             executor,
             vault,
             keyvalue,
-            loaded: Mutex::new(HashMap::new()),
-            resolved: Mutex::new(HashMap::new()),
-            clients: Mutex::new(HashMap::new()),
-            tokens: Mutex::new(HashMap::new()),
-            cache: cache::ResponseCache::new(settings.cache_max_entries_per_tenant),
-            settings: Arc::new(settings),
-            decisions: lifecycle::Decisions::default(),
+            settings: crate::settings::Settings::default(),
+            audit_chain: true,
         }
     }
 
@@ -362,13 +430,6 @@ impl ControlPlane {
     /// Whether the audit store takes writes; invocations are refused while it does not.
     pub fn audit_available(&self) -> bool {
         self.audit.available()
-    }
-
-    /// Records audit entries without hashes: only for benchmarks comparing the chain's cost
-    /// (`audit verify` reports unchained records inside the chain as tampering).
-    pub fn without_audit_chain(mut self) -> Self {
-        self.audit = AuditLog::start(self.state.clone(), self.vault.clone(), false);
-        self
     }
 
     /// The last thing a process does: stores the audit records it holds, or spools them for the
@@ -518,7 +579,7 @@ impl ControlPlane {
             Context::default(),
         )
         .await?;
-        Ok(self.state.tripped_breakers(&who.tenant).await?)
+        Ok(self.coordination.tripped_breakers(&who.tenant).await?)
     }
 
     /// The shape of every administrative action: authorize (a denial is audited), run `body`,

@@ -4,12 +4,12 @@
 //! statement, so every process serving the connection shares it: each CLI invocation is a
 //! process of its own, and a bucket in memory would start full every time.
 
-use super::state::{StateError, StateStore, now_ms};
+use super::state::{CoordinationStore, StateError, now_ms};
 use std::time::Duration;
 
 /// Takes one token from the connection's bucket: `Ok(Err(wait))` when it is empty.
 pub async fn take(
-    state: &dyn StateStore,
+    state: &dyn CoordinationStore,
     tenant: &str,
     connection: &str,
     per_minute: u32,
@@ -24,7 +24,6 @@ pub async fn take(
 mod tests {
     use super::*;
     use crate::control::state::SqliteState;
-    use crate::control::state::stores::*;
 
     #[tokio::test]
     async fn ratelimit_allows_a_burst_then_says_how_long_to_wait() {

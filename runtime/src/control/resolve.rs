@@ -95,7 +95,7 @@ impl ControlPlane {
             .entry((tenant.to_owned(), name.to_owned()))
             .or_insert_with(|| {
                 let ledger = super::breakers::StoreLedger {
-                    state: self.state.clone(),
+                    state: self.coordination.clone(),
                     tenant: tenant.to_owned(),
                     connection: name.to_owned(),
                 };

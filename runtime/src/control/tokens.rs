@@ -2,14 +2,14 @@
 //! sealed by the vault (see `egress::oauth::TokenStore`). A token sealed under another master key
 //! (after a rotation) does not open: it reads as absent, and a new one is fetched.
 
-use super::state::{StateStore, TokenKey};
+use super::state::{CoordinationStore, TokenKey};
 use super::vault::Vault;
 use crate::egress::oauth::TokenStore;
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
 pub struct StoreTokens {
-    pub state: Arc<dyn StateStore>,
+    pub state: Arc<dyn CoordinationStore>,
     pub vault: Arc<Vault>,
     pub tenant: String,
     pub connection: String,

@@ -27,7 +27,7 @@
 
 mod spool;
 
-use super::state::{AuditHead, AuditRow, Checkpoint, KeyRotation, StateStore};
+use super::state::{AuditHead, AuditRow, AuditStore, Checkpoint, KeyRotation, StateStore};
 use super::vault::Vault;
 use serde::Serialize;
 use serde_json::Value;
@@ -221,7 +221,7 @@ pub struct AuditLog {
 
 /// The writer task's state.
 struct Writer {
-    state: Arc<dyn StateStore>,
+    state: Arc<dyn AuditStore>,
     vault: Arc<Vault>,
     chain: bool,
     available: Arc<AtomicBool>,
@@ -420,7 +420,7 @@ impl Writer {
 impl AuditLog {
     /// Starts the writer task on the current tokio runtime. `chain: false` stores records
     /// without hashes (for benchmarks comparing the cost; `verify` reports them).
-    pub fn start(state: Arc<dyn StateStore>, vault: Arc<Vault>, chain: bool) -> Self {
+    pub fn start(state: Arc<dyn AuditStore>, vault: Arc<Vault>, chain: bool) -> Self {
         let (tx, mut rx) = mpsc::channel::<Message>(QUEUE);
         let available = Arc::new(AtomicBool::new(true));
         let mut writer = Writer {
