@@ -5,7 +5,7 @@ use crate::common;
 use crate::http_server;
 
 use airlock::Role;
-use airlock::control::approvals::ApprovalPolicy;
+use airlock::control::policies::ApprovalPolicy;
 use airlock::control::state::now_ms;
 use airlock::control::state::stores::*;
 use airlock::control::{ConnectionSpec, ControlError, ControlPlane, Principal, PrincipalKind};

@@ -13,8 +13,8 @@ use serde_json::json;
 
 /// These tests are about each connector against its upstream; writes run at once here
 /// (approvals have their own tests in tests/approvals.rs).
-fn writes_run_at_once() -> airlock::control::approvals::ApprovalPolicy {
-    airlock::control::approvals::ApprovalPolicy {
+fn writes_run_at_once() -> airlock::control::policies::ApprovalPolicy {
+    airlock::control::policies::ApprovalPolicy {
         require_from: Some(airlock::manifest::Risk::Critical),
         ..Default::default()
     }
@@ -667,7 +667,7 @@ async fn connectors_mail_reads_pages_and_sends_only_when_dry_run_is_off() {
             config: json!({"api_base": format!("{origin}/v1.0")}),
             egress: vec![origin.clone()],
             writes_enabled: true,
-            approval: airlock::control::approvals::ApprovalPolicy {
+            approval: airlock::control::policies::ApprovalPolicy {
                 dry_run,
                 ..writes_run_at_once()
             },

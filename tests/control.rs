@@ -94,7 +94,7 @@ fn spec(name: &str, writes: bool) -> ConnectionSpec {
         writes_enabled: writes,
         // These tests are about RBAC, isolation and the registry: writes run at once here
         // (approvals have their own tests in tests/approvals.rs).
-        approval: airlock::control::approvals::ApprovalPolicy {
+        approval: airlock::control::policies::ApprovalPolicy {
             require_from: Some(airlock::manifest::Risk::Critical),
             ..Default::default()
         },
@@ -252,6 +252,19 @@ async fn control_write_on_a_read_only_connection_is_denied_naming_the_setting() 
         })
     );
     assert_eq!(err.exit_code(), 2);
+    // The audit record keeps the remedy as data, for whichever front end shows it later.
+    let records = s.cp.audit_list(&admin("acme"), 10).await.unwrap();
+    let denied = records
+        .iter()
+        .rev()
+        .find(|r| r.rule == "read-only-connection")
+        .expect("the denial is audited");
+    assert_eq!(
+        denied.remedy,
+        Some(airlock::remedy::Remedy::EnableWrites {
+            connection: "crm".into()
+        })
+    );
     // Reads work; after enabling writes, so does the write.
     s.cp.invoke(&op, "crm", "list", r#"{"type":"items"}"#)
         .await

@@ -423,7 +423,7 @@ fn sandbox_connection(name: &str) -> ConnectionSpec {
         name: name.into(),
         connector: "sandbox".into(),
         writes_enabled: true,
-        approval: airlock::control::approvals::ApprovalPolicy {
+        approval: airlock::control::policies::ApprovalPolicy {
             require_from: Some(airlock::manifest::Risk::Critical),
             ..Default::default()
         },
@@ -616,7 +616,7 @@ async fn hardening_breaker_failures_are_counted_across_processes() {
                 connector: "egress-probe".into(),
                 egress: vec!["http://127.0.0.1:*".into()],
                 writes_enabled: true,
-                approval: airlock::control::approvals::ApprovalPolicy {
+                approval: airlock::control::policies::ApprovalPolicy {
                     require_from: Some(airlock::manifest::Risk::Critical),
                     ..Default::default()
                 },

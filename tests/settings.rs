@@ -183,7 +183,17 @@ fn settings_no_command_line_text_in_the_core() {
             let commands = line
                 .match_indices("airlock ")
                 .filter(|(at, _)| line[at + 8..].starts_with(|c: char| c.is_ascii_lowercase()));
-            if commands.count() > 0 {
+            // A CLI flag (`--egress`) inside a string literal is command-line wording too.
+            let quoted = match (line.find('"'), line.rfind('"')) {
+                (Some(a), Some(b)) if b > a => &line[a..b],
+                _ => "",
+            };
+            let flag = [" --", "(--", "`--"].iter().any(|p| {
+                quoted.match_indices(p).any(|(at, _)| {
+                    quoted[at + p.len()..].starts_with(|c: char| c.is_ascii_lowercase())
+                })
+            });
+            if commands.count() > 0 || flag {
                 offenders.push(format!("{relative}:{}: {}", i + 1, line.trim()));
             }
         }

@@ -5,7 +5,7 @@
 use crate::common;
 
 use airlock::Role;
-use airlock::control::approvals::ApprovalPolicy;
+use airlock::control::policies::ApprovalPolicy;
 use airlock::control::shaping::{DataPolicy, Masking};
 use airlock::control::{ConnectionSpec, ControlPlane, Principal, PrincipalKind};
 use airlock::manifest::{Classification, Risk};

@@ -558,7 +558,7 @@ async fn audit_contract<S: AuditStore + ?Sized>(store: &S) {
 
 /// Sealed values and key rotations: every sealed column in one order, re-sealing as a
 /// compare-and-set, one rotation under way at a time.
-async fn check_sealed_store(store: Arc<dyn StateStore>) {
+async fn check_sealed_store<S: StateStore + ?Sized>(store: &S) {
     use airlock::control::state::{
         ApprovalRecord, Checkpoint, CredentialRecord, RotationCheckpoint, SealedKind,
     };
@@ -778,12 +778,7 @@ async fn state_sqlite_keeps_the_contract() {
     approval_contract(&store("approvals.db").await).await;
     coordination_contract(&store("coordination.db").await).await;
     audit_contract(&store("audit.db").await).await;
-    check_sealed_store(Arc::new(
-        SqliteState::open(&dir.path().join("sealed.db"))
-            .await
-            .unwrap(),
-    ))
-    .await;
+    check_sealed_store(&store("sealed.db").await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

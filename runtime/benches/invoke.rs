@@ -740,7 +740,7 @@ async fn bench_plane(executor: &Arc<Executor>, env: &Environment, chain: bool) -
 
 /// Part 9: the read cache and the approval workflow.
 async fn governance(executor: &Arc<Executor>, env: &Environment, iterations: usize) {
-    use airlock::control::approvals::ApprovalPolicy;
+    use airlock::control::policies::ApprovalPolicy;
     use airlock::control::shaping::DataPolicy;
     use airlock::control::{ConnectionSpec, ControlError, Principal};
     let BenchPlane {

@@ -17,7 +17,10 @@
 //!   [`redact`]: what merely looks like a secret, redacted from records and previews.
 //! - [`host`]: the Store's data, tying the capabilities to one invocation.
 //! - [`cache`]: compiled components on disk, keyed by digest and engine configuration.
-//! - [`manifest`], [`error`]: the host's types for what connectors declare and how calls fail.
+//! - [`manifest`], [`error`], [`params`]: the host's types for what connectors declare, how calls
+//!   fail, and an invocation's params (parsed once where they enter).
+//! - [`remedy`]: what would allow or repair a failure, as data each front end words its own way.
+//! - [`settings`]: the host's settings as a value, read once at the root.
 //! - [`control`]: the control plane above the executor: the state store, the connector registry,
 //!   tenants' connections, RBAC (one rules table), encryption at rest (and rotating its key) and
 //!   the audit log.

@@ -34,11 +34,6 @@ impl Params {
         }
     }
 
-    /// No params: `{}`.
-    pub fn empty() -> Params {
-        Params::parse("{}").expect("an empty object")
-    }
-
     /// The text as the caller gave it.
     pub fn text(&self) -> &str {
         &self.0.text
@@ -78,6 +73,5 @@ mod tests {
             let err = Params::parse(bad).unwrap_err().to_string();
             assert!(err.contains(says), "{bad}: {err}");
         }
-        assert_eq!(Params::empty().value(), &serde_json::json!({}));
     }
 }

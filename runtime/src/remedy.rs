@@ -11,7 +11,7 @@
 use std::fmt;
 
 /// One action that would allow, or repair, what failed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Remedy {
     /// Add `origin` (`scheme://host:port`) to the connection's egress grants.
@@ -51,29 +51,6 @@ pub enum Remedy {
     IdentifyMasterKey,
     /// A sealed value is damaged: set the connection's credentials or config again.
     ResealValue,
-}
-
-impl Remedy {
-    /// The action's stable name, as in the JSON form.
-    pub fn action(&self) -> &'static str {
-        match self {
-            Remedy::GrantEgress { .. } => "grant-egress",
-            Remedy::EnableConnection { .. } => "enable-connection",
-            Remedy::AllowOperation { .. } => "allow-operation",
-            Remedy::EnableWrites { .. } => "enable-writes",
-            Remedy::GrantAgent { .. } => "grant-agent",
-            Remedy::RaiseRateLimit { .. } => "raise-rate-limit",
-            Remedy::RegisterConnector { .. } => "register-connector",
-            Remedy::UpdateConnection { .. } => "update-connection",
-            Remedy::ListConnections => "list-connections",
-            Remedy::ListApprovals => "list-approvals",
-            Remedy::WaitForApproval { .. } => "wait-for-approval",
-            Remedy::CreateMasterKey => "create-master-key",
-            Remedy::RotateMasterKey => "rotate-master-key",
-            Remedy::IdentifyMasterKey => "identify-master-key",
-            Remedy::ResealValue => "reseal-value",
-        }
-    }
 }
 
 impl fmt::Display for Remedy {

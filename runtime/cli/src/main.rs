@@ -1,5 +1,5 @@
-//! The `airlock` command: a front end over the `airlock` library (crate `airlock-runtime`), as
-//! the HTTP API and MCP will be. It reads the settings, renders the core's errors and remedies
+//! The `airlock` command: a front end over the library (package `airlock-runtime`, crate
+//! `airlock`), as the HTTP API and MCP will be. It reads the settings, renders the core's errors and remedies
 //! in its own terms (commands and exit codes), and links what only a terminal needs (clap,
 //! tables, progress bars), which the library does not.
 

@@ -19,7 +19,7 @@
 use super::audit::redact;
 use super::authz::{Action, Context, Decision, Principal};
 use super::entry::AuditEntry;
-pub use super::policies::{ApprovalPolicy, approver_role};
+use super::policies::approver_role;
 use super::resolve::Resolved;
 use super::state::{ApprovalRecord, ApprovalStatus, now_ms};
 use super::{ControlError, ControlPlane, Result};
@@ -450,7 +450,11 @@ impl ControlPlane {
             kind: record.requester_kind,
             role: record.requester_role,
         };
-        let result = self.run_approved(&who, record).await;
+        let params = self.requested_params(record);
+        let result = match &params {
+            Ok(params) => self.run_approved(&who, record, params).await,
+            Err(e) => Err(ControlError::conflict(e.to_string())),
+        };
         if let Err(e) = &result
             && e.rule() == super::RULE_AUDIT_UNAVAILABLE
         {
@@ -466,7 +470,16 @@ impl ControlPlane {
         }
         let (status, output, error) = match &result {
             Ok(output) => (ApprovalStatus::Executed, Some(output.clone()), None),
-            Err(e) => (ApprovalStatus::Failed, None, Some(e.to_string())),
+            // What would repair it goes with the error: the requester reads it later, maybe
+            // through another front end than the one that approved.
+            Err(e) => (
+                ApprovalStatus::Failed,
+                None,
+                Some(match e.remedy() {
+                    Some(remedy) => format!("{e}; to fix: {remedy}"),
+                    None => e.to_string(),
+                }),
+            ),
         };
         let sealed = output.as_ref().map(|o| {
             self.vault.seal(
@@ -492,7 +505,7 @@ impl ControlPlane {
             tracing::error!(approval = %id, error = %e, "cannot record how an approved request ended");
         }
         let entry = AuditEntry {
-            params: self.requested_params(record).ok(),
+            params: params.ok(),
             invocation_id: Some(id.clone()),
             started,
             ..AuditEntry::new(&who, Action::InvokeWrite, &record.connection)
@@ -509,8 +522,12 @@ impl ControlPlane {
 
     /// Runs exactly the approved action: the sealed params, checked against the hash, on the
     /// approved connector, with the requester's identity and every connection check again.
-    async fn run_approved(&self, who: &Principal, record: &ApprovalRecord) -> Result<String> {
-        let params = self.requested_params(record)?;
+    async fn run_approved(
+        &self,
+        who: &Principal,
+        record: &ApprovalRecord,
+        params: &Params,
+    ) -> Result<String> {
         let hash = action_hash(
             &who.tenant,
             &record.connection,
@@ -533,7 +550,7 @@ impl ControlPlane {
             )));
         }
         let access = resolved.access(&record.operation);
-        let decision = self.decide(who, &resolved, &record.operation, access, Some(&params));
+        let decision = self.decide(who, &resolved, &record.operation, access, Some(params));
         if !decision.allowed {
             return Err(decision.to_error());
         }
@@ -542,7 +559,7 @@ impl ControlPlane {
                 who,
                 &resolved,
                 &record.operation,
-                &params,
+                params,
                 &record.id,
                 "approval-granted",
             )
@@ -554,6 +571,7 @@ impl ControlPlane {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::policies::ApprovalPolicy;
 
     #[test]
     fn approvals_risk_is_the_higher_of_claim_and_policy() {

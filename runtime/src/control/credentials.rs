@@ -38,7 +38,7 @@ impl ControlPlane {
                 problems.push(e);
             }
             if hosts.is_empty() {
-                problems.push("a credential needs at least one host it may be sent to (--host https://api.example.com)".into());
+                problems.push("a credential needs at least one host it may be sent to, such as https://api.example.com".into());
             }
             for host in &hosts {
                 if let Err(e) = Grant::parse(host) {
@@ -197,6 +197,7 @@ impl ControlPlane {
                     duration_us: 0,
                     params: None,
                     invocation_id: None,
+                    remedy: None,
                 })
                 .await;
             let secret = opened?;

@@ -87,6 +87,7 @@ impl<'a> AuditEntry<'a> {
                 .as_ref()
                 .map(|p| audit::bounded_params(audit::redact(p.value()))),
             invocation_id: self.invocation_id.clone(),
+            remedy: result.err().and_then(ControlError::remedy),
         }
     }
 }

@@ -158,6 +158,7 @@ mod tests {
             duration_us: ms * 1000,
             params: None,
             invocation_id: None,
+            remedy: None,
         }
     }
 

@@ -5,13 +5,22 @@
 //! within the principal's tenant (another tenant's rows are "not found"), [`authz::authorize`],
 //! act, and append an [`audit::AuditRecord`] whatever the outcome.
 //!
-//! - [`state`]: the state store (SQLite embedded; PostgreSQL later) and its migrations.
+//! Modules, bottom to top (docs/control-plane.md, "Modules", says which uses which):
 //! - [`authz`]: the rules table and the one authorization function.
+//! - [`state`]: the store, as seven narrow traits, and the embedded SQLite backend.
 //! - [`vault`]: connection config, credentials and approvals encrypted at rest.
+//! - [`policies`], [`shaping`], [`schema`]: a connection's approval and data policies, and
+//!   validation against the manifest's JSON Schemas.
+//! - [`audit`], `entry`: the hash-chained audit log; one request's record.
+//! - `registry`, `lookup`, `credentials`: connector versions; what every operation looks up
+//!   first; credentials and their OAuth2 tokens.
+//! - `resolve`, `run`: a connection resolved for invocation; running an allowed call.
+//! - [`approvals`], `invoke`, `connections`: the operations.
 //! - [`keys`]: rotating the master key.
-//! - [`audit`]: the batched audit writer and redaction.
-//! - [`schema`]: config and params validation against the manifest's JSON Schemas.
-//! - `registry`, `connections`, `invoke`: the operations.
+//! - [`lifecycle`]: background work and shutdown.
+//!
+//! Errors are [`ControlError`] values with a message free of any front end's wording and a
+//! [`crate::remedy::Remedy`] where something would allow or repair the action.
 
 pub mod approvals;
 pub mod audit;
@@ -112,6 +121,12 @@ impl From<StateError> for ControlError {
             StateError::Conflict(m) => ControlError::conflict(m),
             other => ControlError::State(other),
         }
+    }
+}
+
+impl Remedied for ControlError {
+    fn remedy(&self) -> Option<Remedy> {
+        ControlError::remedy(self)
     }
 }
 

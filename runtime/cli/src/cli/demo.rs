@@ -139,7 +139,7 @@ pub async fn run(data_dir: &Path, guests: &Path) -> anyhow::Result<u8> {
         config: json!({"latency_ms": 0}),
         writes_enabled: true,
         // Creates (medium risk) run at once; deletes (high) wait for a second person.
-        approval: airlock::control::approvals::ApprovalPolicy {
+        approval: airlock::control::policies::ApprovalPolicy {
             require_from: Some(airlock::manifest::Risk::High),
             ..Default::default()
         },

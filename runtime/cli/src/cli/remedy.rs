@@ -35,7 +35,9 @@ pub fn hint(remedy: &Remedy) -> String {
         Remedy::RegisterConnector { .. } => {
             "register it with `airlock connector register <file.wasm>`".to_owned()
         }
-        Remedy::UpdateConnection { .. } => "change it with `airlock connection update`".to_owned(),
+        Remedy::UpdateConnection { connection } => {
+            format!("change it with `airlock connection update {connection}`")
+        }
         Remedy::ListConnections => {
             "`airlock connection list` shows this tenant's connections".to_owned()
         }
@@ -58,5 +60,80 @@ pub fn with_hint(message: &dyn std::fmt::Display, remedy: Option<&Remedy>) -> St
     match remedy {
         Some(r) => format!("{message}; {}", hint(r)),
         None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every remedy has a command, and it names what the remedy names.
+    #[test]
+    fn remedy_every_remedy_is_worded_as_a_command() {
+        let c = || "crm".to_owned();
+        let all = [
+            (
+                Remedy::GrantEgress {
+                    connection: c(),
+                    origin: "https://api.example.com:443".into(),
+                },
+                "--egress https://api.example.com:443",
+            ),
+            (
+                Remedy::EnableConnection { connection: c() },
+                "airlock connection enable crm",
+            ),
+            (
+                Remedy::AllowOperation {
+                    connection: c(),
+                    operation: "create".into(),
+                },
+                "airlock connection update crm",
+            ),
+            (
+                Remedy::EnableWrites { connection: c() },
+                "--writes-enabled true",
+            ),
+            (
+                Remedy::GrantAgent {
+                    agent: "bot".into(),
+                    connection: Some(c()),
+                    operation: Some("list".into()),
+                },
+                "airlock connection grant crm --to-agent bot --operation list",
+            ),
+            (
+                Remedy::RaiseRateLimit { connection: c() },
+                "--queries-per-minute",
+            ),
+            (
+                Remedy::RegisterConnector {
+                    connector: "sap".into(),
+                },
+                "airlock connector register",
+            ),
+            (
+                Remedy::UpdateConnection { connection: c() },
+                "airlock connection update crm",
+            ),
+            (Remedy::ListConnections, "airlock connection list"),
+            (Remedy::ListApprovals, "airlock approvals list --all"),
+            (
+                Remedy::WaitForApproval {
+                    request: "apr-1".into(),
+                },
+                "airlock approvals wait apr-1",
+            ),
+            (Remedy::CreateMasterKey, "airlock keygen"),
+            (Remedy::RotateMasterKey, "airlock keys rotate"),
+            (Remedy::IdentifyMasterKey, "airlock keys id"),
+            (Remedy::ResealValue, "airlock credential set"),
+        ];
+        for (remedy, says) in all {
+            let text = hint(&remedy);
+            assert!(text.contains(says), "{remedy:?}: {text}");
+            // The neutral sentence names no command: that is the front end's to add.
+            assert!(!remedy.to_string().contains("airlock "), "{remedy}");
+        }
     }
 }

@@ -174,6 +174,9 @@ pub struct AuditRecord {
     pub params: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub invocation_id: Option<String>,
+    /// For a refusal or an error, what would allow or repair it (see `crate::remedy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remedy: Option<crate::remedy::Remedy>,
 }
 
 /// The audit store could not be written; the records are held and retried.
@@ -584,7 +587,8 @@ pub struct Problem {
     /// The first sequence number where the trail is wrong.
     pub seq: i64,
     pub what: String,
-    /// What would repair it, when the trail is not tampered with but out of date.
+    /// What would repair it if the cause is the benign one the message names first (a process
+    /// still on a retired key); the message says what else it may be, to rule out first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remedy: Option<crate::remedy::Remedy>,
 }

@@ -1,11 +1,14 @@
 //! The state store: connectors, connections, grants, credentials, approvals, history, audit and
 //! key rotations.
 //!
-//! [`StateStore`] is the interface; [`SqliteState`] is the embedded default (one file under the
-//! data directory, created and migrated on first use). The migrations in `runtime/migrations/` are
-//! written to run on PostgreSQL too, so a PostgreSQL backend implements the same trait with the
-//! same migrations and passes the same tests (`tests/state.rs` is generic over the trait).
-//! Every query that reads tenant data takes the tenant as part of its key.
+//! The interface is seven narrow traits ([`RegistryStore`], [`ConnectionStore`],
+//! [`CredentialStore`], [`ApprovalStore`], [`CoordinationStore`], [`AuditStore`],
+//! [`SealedStore`]), and [`StateStore`] for all of them; [`SqliteState`] is the embedded default
+//! (one file under the data directory, created and migrated on first use). The migrations in
+//! `runtime/migrations/` are written to run on PostgreSQL too, so a PostgreSQL backend implements
+//! the same traits with the same migrations and passes the same contract tests (`tests/state.rs`,
+//! one per trait, generic over the backend). Every query that reads tenant data takes the tenant
+//! as part of its key.
 
 mod sqlite;
 
@@ -170,7 +173,7 @@ pub struct ConnectionRecord {
     pub queries_per_minute: Option<i64>,
     /// Whether the connector's declared read routes are honoured.
     pub accept_read_routes: bool,
-    /// The approval policy as JSON (see `control::approvals::ApprovalPolicy`); null: defaults.
+    /// The approval policy as JSON (see `control::policies::ApprovalPolicy`); null: defaults.
     pub approval_policy: serde_json::Value,
     /// Classification, masking and caching as JSON (see `control::shaping::DataPolicy`).
     pub data_policy: serde_json::Value,
@@ -559,9 +562,10 @@ pub struct TokenKey<'a> {
     pub version: i64,
 }
 
-/// The state store, as narrow traits a backend implements one by one (SQLite embedded; PostgreSQL
-/// next, with Redis able to take [`CoordinationStore`]). Each has its contract test, generic over
-/// the backend (`tests/state.rs`). Code that needs all of it takes a [`StateStore`].
+// The state store, as narrow traits a backend implements one by one (SQLite embedded; PostgreSQL
+// next, with Redis able to take `CoordinationStore`). Each has its contract test, generic over
+// the backend (`tests/state.rs`). Code that needs all of it takes a `StateStore`.
+
 /// The connector registry: component bytes by digest, versions per tenant, and their history.
 #[async_trait::async_trait]
 pub trait RegistryStore: Send + Sync + 'static {
@@ -665,7 +669,7 @@ pub trait ApprovalStore: Send + Sync + 'static {
     /// Marks pending requests past their expiry `expired` (for good: nothing moves them back).
     async fn expire_approvals(&self, tenant: &str, now_ms: i64) -> Result<u64>;
 
-    /// [`StateStore::expire_approvals`] for every tenant (the control plane's background work).
+    /// [`ApprovalStore::expire_approvals`] for every tenant (the control plane's background work).
     async fn expire_all_approvals(&self, now_ms: i64) -> Result<u64>;
 
     /// Takes an approved request to run it (`approved` -> `executing`, leased until

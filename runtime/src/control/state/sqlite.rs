@@ -361,6 +361,17 @@ fn bind_connection<'q>(query: SqliteQuery<'q>, c: &ConnectionRecord) -> SqliteQu
         .bind(policy_text(&c.data_policy))
 }
 
+/// The audit trail's last row.
+const AUDIT_HEAD: &str = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
+
+fn audit_head(last: Option<sqlx::sqlite::SqliteRow>) -> AuditHead {
+    last.map(|r| AuditHead {
+        seq: r.get("seq"),
+        hash: r.get("hash"),
+    })
+    .unwrap_or_default()
+}
+
 fn list_text(list: &Option<Vec<String>>) -> Option<String> {
     list.as_ref()
         .map(|l| serde_json::to_string(l).expect("strings serialize"))
@@ -1107,15 +1118,8 @@ impl CoordinationStore for SqliteState {
 #[async_trait::async_trait]
 impl AuditStore for SqliteState {
     async fn audit_head(&self) -> Result<AuditHead> {
-        let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(last
-            .map(|r| AuditHead {
-                seq: r.get("seq"),
-                hash: r.get("hash"),
-            })
-            .unwrap_or_default())
+        let last = sqlx::query(AUDIT_HEAD).fetch_optional(&self.pool).await?;
+        Ok(audit_head(last))
     }
 
     async fn append_audit(&self, head: &AuditHead, rows: &[AuditRow]) -> Result<bool> {
@@ -1123,16 +1127,8 @@ impl AuditStore for SqliteState {
         // would fail with SQLITE_BUSY (no busy wait) if another connection wrote in between, and
         // two processes must never chain onto the same record.
         self.immediate(async |conn| {
-            let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&mut *conn)
-                .await?;
-            let now = last
-                .map(|r| AuditHead {
-                    seq: r.get("seq"),
-                    hash: r.get("hash"),
-                })
-                .unwrap_or_default();
-            if now != *head {
+            let last = sqlx::query(AUDIT_HEAD).fetch_optional(&mut *conn).await?;
+            if audit_head(last) != *head {
                 return Ok(false);
             }
             for row in rows {

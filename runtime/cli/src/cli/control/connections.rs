@@ -148,8 +148,8 @@ fn parse_risk(flag: &str, text: &str) -> anyhow::Result<airlock::manifest::Risk>
 /// flag was given.
 fn approval_policy(
     settings: &ConnectionSettings,
-    base: Option<airlock::control::approvals::ApprovalPolicy>,
-) -> anyhow::Result<Option<airlock::control::approvals::ApprovalPolicy>> {
+    base: Option<airlock::control::policies::ApprovalPolicy>,
+) -> anyhow::Result<Option<airlock::control::policies::ApprovalPolicy>> {
     if settings.risks.is_empty() && settings.approval_from.is_none() && settings.dry_run.is_none() {
         return Ok(None);
     }
@@ -392,7 +392,7 @@ pub async fn connection(
                 match cp.connection_show(&principal, &name).await {
                     Ok(view) => (
                         Some(
-                            airlock::control::approvals::ApprovalPolicy::from_value(
+                            airlock::control::policies::ApprovalPolicy::from_value(
                                 &view.record.approval_policy,
                             )
                             .map_err(|e| anyhow::anyhow!("stored approval policy: {e}"))?,
