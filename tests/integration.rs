@@ -7,6 +7,7 @@ mod common;
 #[path = "common/http_server.rs"]
 mod http_server;
 
+mod access;
 mod approvals;
 mod audit;
 mod cli;

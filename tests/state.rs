@@ -5,9 +5,9 @@
 use crate::common;
 use airlock::control::audit::chain_rows;
 use airlock::control::state::{
-    ApprovalStore, AuditHead, AuditStore, ConnectionRecord, ConnectionStore, ConnectorRecord,
-    CoordinationStore, CredentialStore, Grant, HistoryEntry, RegistryStore, SqliteState,
-    StateError, StateStore,
+    AccessStore, ApprovalStore, AuditHead, AuditStore, ConnectionRecord, ConnectionStore,
+    ConnectorRecord, CoordinationStore, CredentialStore, Grant, HistoryEntry, RegistryStore,
+    SqliteState, StateError, StateStore,
 };
 use std::sync::Arc;
 
@@ -509,6 +509,79 @@ async fn coordination_contract<S: CoordinationStore + ?Sized>(store: &S) {
     assert!(store.take_oauth_lease(&key, 70, 170).await.unwrap());
 }
 
+/// [`AccessStore`]: tokens by id, listed per tenant, revoked once and only in their tenant.
+async fn access_contract<S: AccessStore + ?Sized>(store: &S) {
+    use airlock::control::state::ApiTokenRecord;
+    let token = |tenant: &str, id: &str, at: i64| ApiTokenRecord {
+        id: id.into(),
+        tenant: tenant.into(),
+        kind: airlock::control::PrincipalKind::Agent,
+        subject: "bot".into(),
+        role: airlock::Role::Operator,
+        secret_hash: "ab".repeat(32),
+        label: Some("ci".into()),
+        created_by: "ada".into(),
+        created_at: at,
+        expires_at: Some(at + 1_000),
+        revoked_at: None,
+        revoked_by: None,
+    };
+    let first = token("acme", "0000000000000001", 1);
+    store.insert_api_token(&first).await.unwrap();
+    store
+        .insert_api_token(&token("acme", "0000000000000002", 2))
+        .await
+        .unwrap();
+    store
+        .insert_api_token(&token("globex", "0000000000000003", 3))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.insert_api_token(&first).await.unwrap_err(),
+        StateError::Conflict(_)
+    ));
+    assert_eq!(
+        store.api_token("0000000000000001").await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(store.api_token("ffffffffffffffff").await.unwrap(), None);
+    let ids: Vec<String> = store
+        .list_api_tokens("acme")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(
+        ids,
+        ["0000000000000002", "0000000000000001"],
+        "newest first"
+    );
+    assert!(
+        !store
+            .revoke_api_token("globex", &first.id, "eve", 5)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .revoke_api_token("acme", &first.id, "ada", 5)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_api_token("acme", &first.id, "ada", 6)
+            .await
+            .unwrap()
+    );
+    let revoked = store.api_token(&first.id).await.unwrap().unwrap();
+    assert_eq!(
+        (revoked.revoked_at, revoked.revoked_by.as_deref()),
+        (Some(5), Some("ada"))
+    );
+}
+
 /// [`AuditStore`]: appends at the head only, conditionally; reads in order and per tenant.
 async fn audit_contract<S: AuditStore + ?Sized>(store: &S) {
     // Audit: consecutive sequence numbers across batches, per-tenant reads, oldest first.
@@ -778,6 +851,7 @@ async fn state_sqlite_keeps_the_contract() {
     approval_contract(&store("approvals.db").await).await;
     coordination_contract(&store("coordination.db").await).await;
     audit_contract(&store("audit.db").await).await;
+    access_contract(&store("access.db").await).await;
     check_sealed_store(&store("sealed.db").await).await;
 }
 

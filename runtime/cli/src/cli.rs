@@ -99,6 +99,9 @@ enum Command {
     /// Master keys: print a key's id, rotate to a new key.
     #[command(subcommand)]
     Keys(control::KeysCommand),
+    /// API tokens for the HTTP API and MCP: create (shown once), list, revoke.
+    #[command(subcommand)]
+    Token(control::TokenCommand),
     /// Walk through Airlock with the sandbox connector and a misbehaving guest.
     Demo {
         /// Directory holding the built guest components (sandbox.wasm, spin_loop.wasm...).
@@ -335,6 +338,7 @@ async fn control_command(
             .await
         }
         Command::Approvals(c) => control::approvals(cp, who, c).await,
+        Command::Token(c) => control::token(cp, who, c).await,
         Command::Keys(control::KeysCommand::Rotate {
             new_key_file,
             batch_size,

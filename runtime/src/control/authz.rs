@@ -74,10 +74,11 @@ pub enum Action {
     ApprovalList,
     ApprovalDecide,
     KeysRotate,
+    TokenManage,
 }
 
 impl Action {
-    pub const ALL: [Action; 20] = [
+    pub const ALL: [Action; 21] = [
         Action::ConnectorList,
         Action::ConnectorShow,
         Action::ConnectorRegister,
@@ -98,6 +99,7 @@ impl Action {
         Action::ApprovalList,
         Action::ApprovalDecide,
         Action::KeysRotate,
+        Action::TokenManage,
     ];
 
     pub fn name(self) -> &'static str {
@@ -122,6 +124,7 @@ impl Action {
             Action::ApprovalList => "approval.list",
             Action::ApprovalDecide => "approval.decide",
             Action::KeysRotate => "keys.rotate",
+            Action::TokenManage => "token.manage",
         }
     }
 
@@ -285,6 +288,13 @@ pub const RULES: &[Rule] = &[
         min_role: Role::Admin,
         agents: Agents::Never,
         name: "admin-rotates-keys",
+    },
+    // API tokens stand for users and agents of the tenant: whoever makes one can act as them.
+    Rule {
+        action: Action::TokenManage,
+        min_role: Role::Admin,
+        agents: Agents::Never,
+        name: "admin-manages-tokens",
     },
 ];
 

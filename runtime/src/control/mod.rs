@@ -7,13 +7,13 @@
 //!
 //! Modules, bottom to top (docs/control-plane.md, "Modules", says which uses which):
 //! - [`authz`]: the rules table and the one authorization function.
-//! - [`state`]: the store, as seven narrow traits, and the embedded SQLite backend.
+//! - [`state`]: the store, as eight narrow traits, and the embedded SQLite backend.
 //! - [`vault`]: connection config, credentials and approvals encrypted at rest.
 //! - [`policies`], [`shaping`], [`schema`]: a connection's approval and data policies, and
 //!   validation against the manifest's JSON Schemas.
 //! - [`audit`], `entry`: the hash-chained audit log; one request's record.
-//! - `registry`, `lookup`, `credentials`: connector versions; what every operation looks up
-//!   first; credentials and their OAuth2 tokens.
+//! - `registry`, [`access`], `lookup`, `credentials`: connector versions; API tokens; what every
+//!   operation looks up first; credentials and their OAuth2 tokens.
 //! - `resolve`, `run`: a connection resolved for invocation; running an allowed call.
 //! - [`approvals`], `invoke`, `connections`: the operations.
 //! - [`keys`]: rotating the master key.
@@ -22,6 +22,7 @@
 //! Errors are [`ControlError`] values with a message free of any front end's wording and a
 //! [`crate::remedy::Remedy`] where something would allow or repair the action.
 
+pub mod access;
 pub mod approvals;
 pub mod audit;
 pub mod authz;

@@ -1,9 +1,9 @@
 //! The state store: connectors, connections, grants, credentials, approvals, history, audit and
 //! key rotations.
 //!
-//! The interface is seven narrow traits ([`RegistryStore`], [`ConnectionStore`],
+//! The interface is eight narrow traits ([`RegistryStore`], [`ConnectionStore`],
 //! [`CredentialStore`], [`ApprovalStore`], [`CoordinationStore`], [`AuditStore`],
-//! [`SealedStore`]), and [`StateStore`] for all of them; [`SqliteState`] is the embedded default
+//! [`SealedStore`], [`AccessStore`]), and [`StateStore`] for all of them; [`SqliteState`] is the embedded default
 //! (one file under the data directory, created and migrated on first use). The migrations in
 //! `runtime/migrations/` are written to run on PostgreSQL too, so a PostgreSQL backend implements
 //! the same traits with the same migrations and passes the same contract tests (`tests/state.rs`,
@@ -80,6 +80,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         13,
         "key rotation",
         include_str!("../../../migrations/0013_key_rotation.sql"),
+    ),
+    (
+        14,
+        "api tokens",
+        include_str!("../../../migrations/0014_api_tokens.sql"),
     ),
 ];
 
@@ -185,6 +190,31 @@ pub struct ConnectionRecord {
     pub updated_at: i64,
     /// Increases with every change; caches compare it.
     pub revision: i64,
+}
+
+/// An API token as stored: who it stands for, and a hash of its secret (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ApiTokenRecord {
+    /// Public: names the token in lists, audit records and revocations.
+    pub id: String,
+    pub tenant: String,
+    pub kind: crate::control::PrincipalKind,
+    /// The user or agent it stands for.
+    pub subject: String,
+    pub role: crate::invocation::Role,
+    /// SHA-256 of the secret part, hex.
+    #[serde(skip)]
+    pub secret_hash: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    pub created_by: String,
+    pub created_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_by: Option<String>,
 }
 
 /// A stored credential: metadata and the sealed secret.
@@ -822,6 +852,20 @@ pub trait AuditStore: Send + Sync + 'static {
     async fn checkpoints(&self) -> Result<Vec<Checkpoint>>;
 }
 
+/// API tokens: who a bearer is. Looked up by the token's public id; the secret is checked
+/// against the stored hash by the caller.
+#[async_trait::async_trait]
+pub trait AccessStore: Send + Sync + 'static {
+    /// Stores a new token; an id already taken is a conflict.
+    async fn insert_api_token(&self, token: &ApiTokenRecord) -> Result<()>;
+    /// The token with this id, in any tenant (the bearer names no tenant; the token does).
+    async fn api_token(&self, id: &str) -> Result<Option<ApiTokenRecord>>;
+    /// A tenant's tokens, newest first, revoked ones included.
+    async fn list_api_tokens(&self, tenant: &str) -> Result<Vec<ApiTokenRecord>>;
+    /// Revokes a tenant's token for good: true if it was live.
+    async fn revoke_api_token(&self, tenant: &str, id: &str, by: &str, at: i64) -> Result<bool>;
+}
+
 /// Every sealed value, for rotating the master key, and the rotations themselves.
 #[async_trait::async_trait]
 pub trait SealedStore: Send + Sync + 'static {
@@ -873,6 +917,7 @@ pub trait StateStore:
     + CoordinationStore
     + AuditStore
     + SealedStore
+    + AccessStore
 {
 }
 
@@ -884,6 +929,7 @@ impl<T> StateStore for T where
         + CoordinationStore
         + AuditStore
         + SealedStore
+        + AccessStore
 {
 }
 
@@ -891,8 +937,8 @@ impl<T> StateStore for T where
 /// `use airlock::control::state::stores::*`.
 pub mod stores {
     pub use super::{
-        ApprovalStore, AuditStore, ConnectionStore, CoordinationStore, CredentialStore,
-        RegistryStore, SealedStore, StateStore,
+        AccessStore, ApprovalStore, AuditStore, ConnectionStore, CoordinationStore,
+        CredentialStore, RegistryStore, SealedStore, StateStore,
     };
 }
 

@@ -117,6 +117,25 @@ impl SqliteState {
     }
 }
 
+fn api_token_row(r: &sqlx::sqlite::SqliteRow) -> Result<ApiTokenRecord> {
+    let id: String = r.get("id");
+    let record = format!("api token {id}");
+    Ok(ApiTokenRecord {
+        tenant: r.get("tenant"),
+        kind: stored(&record, "kind", &r.get::<String, _>("kind"))?,
+        subject: r.get("subject"),
+        role: stored(&record, "role", &r.get::<String, _>("role"))?,
+        secret_hash: r.get("secret_hash"),
+        label: r.get("label"),
+        created_by: r.get("created_by"),
+        created_at: r.get("created_at"),
+        expires_at: r.get("expires_at"),
+        revoked_at: r.get("revoked_at"),
+        revoked_by: r.get("revoked_by"),
+        id,
+    })
+}
+
 fn approval_row(r: &sqlx::sqlite::SqliteRow) -> Result<ApprovalRecord> {
     let id: String = r.get("id");
     let record = format!("approval {id}");
@@ -1434,5 +1453,70 @@ impl SealedStore for SqliteState {
             Ok(())
         })
         .await
+    }
+}
+
+#[async_trait::async_trait]
+impl AccessStore for SqliteState {
+    async fn insert_api_token(&self, t: &ApiTokenRecord) -> Result<()> {
+        let result = sqlx::query(
+            "INSERT INTO api_tokens (id, tenant, kind, subject, role, secret_hash, label, created_by,
+                created_at, expires_at, revoked_at, revoked_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )
+        .bind(&t.id)
+        .bind(&t.tenant)
+        .bind(t.kind.as_str())
+        .bind(&t.subject)
+        .bind(t.role.as_str())
+        .bind(&t.secret_hash)
+        .bind(&t.label)
+        .bind(&t.created_by)
+        .bind(t.created_at)
+        .bind(t.expires_at)
+        .bind(t.revoked_at)
+        .bind(&t.revoked_by)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StateError::Conflict(
+                format!("an API token with id `{}` exists", t.id),
+            )),
+            other => other.map(|_| ()).map_err(Into::into),
+        }
+    }
+
+    async fn api_token(&self, id: &str) -> Result<Option<ApiTokenRecord>> {
+        sqlx::query("SELECT * FROM api_tokens WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(api_token_row)
+            .transpose()
+    }
+
+    async fn list_api_tokens(&self, tenant: &str) -> Result<Vec<ApiTokenRecord>> {
+        sqlx::query("SELECT * FROM api_tokens WHERE tenant = ?1 ORDER BY created_at DESC, id")
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(api_token_row)
+            .collect()
+    }
+
+    async fn revoke_api_token(&self, tenant: &str, id: &str, by: &str, at: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = ?3, revoked_by = ?4
+             WHERE tenant = ?1 AND id = ?2 AND revoked_at IS NULL",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(at)
+        .bind(by)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 }

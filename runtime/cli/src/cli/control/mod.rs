@@ -20,6 +20,7 @@ mod connectors;
 mod credentials;
 mod health;
 mod keys;
+mod tokens;
 
 pub use approvals::{ApprovalsCommand, approvals};
 pub use audit::{audit, audit_checkpoint, audit_export, audit_verify};
@@ -28,6 +29,7 @@ pub use connectors::{ConnectorCommand, connector};
 pub use credentials::{CredentialCommand, credential};
 pub use health::health;
 pub use keys::{KeysCommand, keys_id, keys_rotate};
+pub use tokens::{TokenCommand, token};
 
 /// Who is acting, from flags or the environment (as the seeds' CLI did).
 #[derive(Args, Clone)]

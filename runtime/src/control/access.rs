@@ -1,0 +1,302 @@
+//! API tokens: the bearer credentials of the served control plane (HTTP API, MCP).
+//!
+//! A token reads `alk_<id>_<secret>`. The id (16 hex digits) is public: it names the token in
+//! lists, audit records and revocations. The secret (32 random bytes, base64url) is shown once,
+//! when the token is made, and kept only as its SHA-256: a stolen database yields no token, and
+//! a token holds 256 bits, so a fast hash is enough (no password stretching needed). A token
+//! stands for one user or agent of one tenant, with a role; every request it authenticates goes
+//! through the same authorization as the CLI's.
+//!
+//! Authentication failures are audited (under the token's tenant when its id is known, else the
+//! host's) and all answer alike: the caller learns nothing about which tokens exist.
+
+use super::authz::{Action, Principal, PrincipalKind};
+use super::state::{ApiTokenRecord, now_ms};
+use super::{ControlError, ControlPlane, Result};
+use crate::invocation::Role;
+use base64::Engine as _;
+use ring::rand::SecureRandom as _;
+use sha2::Digest as _;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// What every token starts with, so a leaked one is recognisable (secret scanners, logs).
+pub const TOKEN_PREFIX: &str = "alk_";
+
+/// The audit tenant of failures that name no known token.
+pub const HOST_TENANT: &str = "-";
+
+/// A token to make.
+#[derive(Debug, Clone)]
+pub struct TokenSpec {
+    pub kind: PrincipalKind,
+    /// The user or agent it stands for.
+    pub subject: String,
+    pub role: Role,
+    pub label: Option<String>,
+    /// None: until revoked.
+    pub expires_in: Option<Duration>,
+}
+
+/// A token just made: its record, and the token itself, shown this once.
+pub struct IssuedToken {
+    pub record: ApiTokenRecord,
+    pub token: Zeroizing<String>,
+}
+
+/// Never the token: a debug print is how secrets reach logs.
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("record", &self.record)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Why a bearer was not accepted: for the audit record. Front ends answer every one alike
+/// (HTTP 401), so a caller cannot tell an unknown token from a revoked one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("no bearer token")]
+    Missing,
+    #[error("not an Airlock API token (they start with `{TOKEN_PREFIX}`)")]
+    Malformed,
+    #[error("unknown token")]
+    Unknown,
+    #[error("token {0} was revoked")]
+    Revoked(String),
+    #[error("token {0} has expired")]
+    Expired(String),
+}
+
+impl AuthError {
+    /// The rule recorded in the audit log.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "token-missing",
+            AuthError::Malformed => "token-malformed",
+            AuthError::Unknown => "token-unknown",
+            AuthError::Revoked(_) => "token-revoked",
+            AuthError::Expired(_) => "token-expired",
+        }
+    }
+}
+
+fn secret_hash(secret: &str) -> String {
+    hex::encode(sha2::Sha256::digest(secret.as_bytes()))
+}
+
+/// Equal, in time that depends on the length only.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// The id and secret of a presented token, if it has the token's shape.
+fn parse(token: &str) -> Option<(&str, &str)> {
+    let rest = token.strip_prefix(TOKEN_PREFIX)?;
+    let (id, secret) = rest.split_once('_')?;
+    let hex_id = id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit());
+    let secret_ok = (40..=64).contains(&secret.len())
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    (hex_id && secret_ok).then_some((id, secret))
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("the system's random source works");
+    bytes
+}
+
+impl ControlPlane {
+    /// Makes a token for a user or agent of the caller's tenant (Admins). The token is in the
+    /// answer only; the store keeps a hash of its secret.
+    pub async fn token_create(&self, who: &Principal, spec: TokenSpec) -> Result<IssuedToken> {
+        self.audited(
+            who,
+            Action::TokenManage,
+            &spec.subject,
+            Some("create"),
+            async {
+                crate::invocation::validate_id("token subject", &spec.subject)
+                    .map_err(|e| ControlError::Invalid(vec![e]))?;
+                if spec.role > who.role {
+                    return Err(ControlError::denied(
+                        "token-role-above-creator",
+                        format!(
+                            "a token may not have a higher role ({:?}) than its creator's ({:?})",
+                            spec.role, who.role
+                        ),
+                    ));
+                }
+                if let Some(label) = &spec.label
+                    && (label.len() > 200 || label.chars().any(char::is_control))
+                {
+                    return Err(ControlError::Invalid(vec![
+                        "label: at most 200 characters, no control characters".into(),
+                    ]));
+                }
+                let id = hex::encode(random::<8>());
+                let secret = Zeroizing::new(
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random::<32>()),
+                );
+                let now = now_ms();
+                let record = ApiTokenRecord {
+                    id: id.clone(),
+                    tenant: who.tenant.clone(),
+                    kind: spec.kind,
+                    subject: spec.subject.clone(),
+                    role: spec.role,
+                    secret_hash: secret_hash(&secret),
+                    label: spec.label.clone(),
+                    created_by: who.id.clone(),
+                    created_at: now,
+                    expires_at: spec.expires_in.map(|d| {
+                        now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                    }),
+                    revoked_at: None,
+                    revoked_by: None,
+                };
+                self.state.insert_api_token(&record).await?;
+                Ok(IssuedToken {
+                    token: Zeroizing::new(format!("{TOKEN_PREFIX}{id}_{}", &*secret)),
+                    record,
+                })
+            },
+        )
+        .await
+    }
+
+    /// The tenant's tokens, newest first, revoked ones included (never their secrets).
+    pub async fn token_list(&self, who: &Principal) -> Result<Vec<ApiTokenRecord>> {
+        self.audited(who, Action::TokenManage, &who.tenant, Some("list"), async {
+            Ok(self.state.list_api_tokens(&who.tenant).await?)
+        })
+        .await
+    }
+
+    /// Revokes one of the tenant's tokens for good.
+    pub async fn token_revoke(&self, who: &Principal, id: &str) -> Result<()> {
+        self.audited(who, Action::TokenManage, id, Some("revoke"), async {
+            if self
+                .state
+                .revoke_api_token(&who.tenant, id, &who.id, now_ms())
+                .await?
+            {
+                Ok(())
+            } else {
+                Err(ControlError::not_found(format!(
+                    "no live API token `{}` in this tenant",
+                    crate::invocation::shown(id)
+                )))
+            }
+        })
+        .await
+    }
+
+    /// The principal a bearer token stands for. A refusal is audited with its reason and
+    /// `source` (the peer's address, as the front end knows it).
+    pub async fn authenticate(
+        &self,
+        bearer: Option<&str>,
+        source: &str,
+    ) -> std::result::Result<Principal, AuthError> {
+        let result = self.check_token(bearer).await;
+        if let Err((tenant, token_id, why)) = &result {
+            // Not an action anyone takes (there is no principal yet), so no rule of the table:
+            // the record names the refusal's own rule.
+            self.audit
+                .record(super::audit::AuditRecord {
+                    at: now_ms(),
+                    tenant: tenant.clone(),
+                    principal: format!("anonymous@{}", crate::invocation::shown(source)),
+                    principal_kind: "anonymous".into(),
+                    role: "-".into(),
+                    action: "token.authenticate".into(),
+                    target: token_id.clone(),
+                    operation: None,
+                    decision: "denied".into(),
+                    rule: why.rule().into(),
+                    outcome: "denied".into(),
+                    message: Some(why.to_string()),
+                    error_kind: Some("unauthenticated".into()),
+                    duration_us: 0,
+                    params: None,
+                    invocation_id: None,
+                    remedy: None,
+                })
+                .await;
+        }
+        result.map_err(|(_, _, why)| why)
+    }
+
+    /// The principal, or (audit tenant, token id, why not).
+    async fn check_token(
+        &self,
+        bearer: Option<&str>,
+    ) -> std::result::Result<Principal, (String, String, AuthError)> {
+        let host = |why| Err((HOST_TENANT.to_owned(), "-".to_owned(), why));
+        let Some(bearer) = bearer.map(str::trim).filter(|b| !b.is_empty()) else {
+            return host(AuthError::Missing);
+        };
+        let Some((id, secret)) = parse(bearer) else {
+            return host(AuthError::Malformed);
+        };
+        let record = match self.state.api_token(id).await {
+            Ok(Some(record)) => record,
+            // A store that cannot answer accepts no one.
+            Ok(None) | Err(_) => return host(AuthError::Unknown),
+        };
+        let refuse = |why| Err((record.tenant.clone(), record.id.clone(), why));
+        if !same(&secret_hash(secret), &record.secret_hash) {
+            return refuse(AuthError::Unknown);
+        }
+        if record.revoked_at.is_some() {
+            return refuse(AuthError::Revoked(record.id.clone()));
+        }
+        if record.expires_at.is_some_and(|at| at <= now_ms()) {
+            return refuse(AuthError::Expired(record.id.clone()));
+        }
+        Ok(Principal {
+            tenant: record.tenant,
+            id: record.subject,
+            kind: record.kind,
+            role: record.role,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_tokens_parse_only_in_their_own_shape() {
+        let secret = "A".repeat(43);
+        let good = format!("alk_0123456789abcdef_{secret}");
+        assert_eq!(parse(&good), Some(("0123456789abcdef", secret.as_str())));
+        for bad in [
+            "",
+            "alk_",
+            "Bearer alk_0123456789abcdef_x",
+            &format!("alk_0123456789abcdeg_{secret}"),
+            &format!("alk_0123456789abcdef0_{secret}"),
+            "alk_0123456789abcdef_short",
+            &format!("alk_0123456789abcdef_{secret}!"),
+            &format!("xyz_0123456789abcdef_{secret}"),
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+        assert!(same("abc", "abc"));
+        assert!(!same("abc", "abd"));
+        assert!(!same("abc", "abcd"));
+    }
+}
