@@ -24,6 +24,7 @@ mod loading;
 mod rbac;
 mod response_property;
 mod scenarios;
+mod serve;
 mod settings;
 mod shaping;
 mod state;

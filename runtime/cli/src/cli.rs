@@ -102,6 +102,13 @@ enum Command {
     /// API tokens for the HTTP API and MCP: create (shown once), list, revoke.
     #[command(subcommand)]
     Token(control::TokenCommand),
+    /// Serve the HTTP API for every tenant, with the control plane's background work (approved
+    /// requests run, expired ones expired, the audit flushed), until SIGINT or SIGTERM.
+    Serve {
+        /// The address to listen on; port 0 picks a free one (the address is printed).
+        #[arg(long, env = "AIRLOCK_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
     /// Walk through Airlock with the sandbox connector and a misbehaving guest.
     Demo {
         /// Directory holding the built guest components (sandbox.wasm, spin_loop.wasm...).
@@ -300,6 +307,11 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Keys(control::KeysCommand::Id { key_file }) => {
             control::keys_id(&who, key_file.as_deref())
         }
+        Command::Serve { listen } => {
+            let vault = airlock::settings::vault_from_env()?;
+            let cp = Arc::new(control::open(&data_dir, vault).await?);
+            serve(cp, listen).await
+        }
         command => {
             // Everything else goes through the control plane, which needs the master key.
             let vault = airlock::settings::vault_from_env()?;
@@ -310,6 +322,45 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             code.map(|code| code.max(closed))
         }
     }
+}
+
+/// `airlock serve`: the API until a signal, then a graceful stop: no new connections, requests in
+/// flight finished, background work stopped after its round, the audit stored or spooled.
+async fn serve(
+    cp: Arc<airlock::control::ControlPlane>,
+    listen: std::net::SocketAddr,
+) -> anyhow::Result<u8> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen} ({e}); pass another --listen"))?;
+    let bound = listener.local_addr()?;
+    let background = cp.start_background(std::time::Duration::from_secs(1));
+    // On stdout, alone: a script (or a test) started with port 0 reads where to connect.
+    println!("listening on http://{bound}");
+    eprintln!("airlock: serving the API on http://{bound} (SIGINT or SIGTERM stops it)");
+    let served = airlock_server::serve(listener, cp.clone(), stop_signal()).await;
+    eprintln!("airlock: stopping: requests in flight finished, storing the audit");
+    background.shutdown().await;
+    let closed = control::close(&cp).await;
+    served.map_err(|e| anyhow::anyhow!("serving failed: {e}"))?;
+    Ok(closed)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn stop_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("a SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
 }
 
 async fn control_command(

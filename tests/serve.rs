@@ -1,0 +1,462 @@
+//! The HTTP API (issue 11) over real HTTP on 127.0.0.1:0: tokens to principals, the same
+//! authorization as the CLI, problem documents with the rule and the remedy, tenants apart,
+//! bodies bounded, approvals followed to completion, and a graceful stop.
+
+use crate::common;
+use airlock::Role;
+use airlock::control::access::TokenSpec;
+use airlock::control::{ConnectionSpec, ControlPlane, PrincipalKind};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+struct Api {
+    base: String,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+    cp: Arc<ControlPlane>,
+}
+
+struct Reply {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    json: Value,
+}
+
+impl Api {
+    async fn start() -> Api {
+        let dir = tempfile::tempdir().unwrap();
+        let (cp, _state) = common::control_plane(dir.path()).await;
+        let cp = Arc::new(cp);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(airlock_server::serve(
+            listener,
+            cp.clone(),
+            std::future::pending(),
+        ));
+        Api {
+            base,
+            client: reqwest::Client::new(),
+            _dir: dir,
+            cp,
+        }
+    }
+
+    async fn token(&self, tenant: &str, kind: PrincipalKind, subject: &str, role: Role) -> String {
+        self.cp
+            .token_create(
+                &common::principal(tenant, Role::Admin),
+                TokenSpec {
+                    kind,
+                    subject: subject.into(),
+                    role,
+                    label: None,
+                    expires_in: None,
+                },
+            )
+            .await
+            .unwrap()
+            .token
+            .to_string()
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<String>,
+    ) -> Reply {
+        let mut request = self
+            .client
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        Reply {
+            status,
+            headers,
+            json: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        }
+    }
+}
+
+async fn setup(api: &Api, tenant: &str) {
+    common::register(&api.cp, tenant, "sandbox").await;
+    for (name, writes) in [("crm", true), ("ledger", false)] {
+        api.cp
+            .connection_create(
+                &common::principal(tenant, Role::Admin),
+                ConnectionSpec {
+                    name: name.into(),
+                    connector: "sandbox".into(),
+                    writes_enabled: writes,
+                    // Medium-risk writes (create) run at once; high-risk ones (delete) wait.
+                    approval: airlock::control::policies::ApprovalPolicy {
+                        require_from: Some(airlock::manifest::Risk::High),
+                        ..Default::default()
+                    },
+                    ..ConnectionSpec::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_tokens_authorization_and_problems_over_http() {
+    let api = Api::start().await;
+    setup(&api, "acme").await;
+    setup(&api, "globex").await;
+    assert_eq!(api.call("GET", "/healthz", None, None).await.status, 200);
+    assert_eq!(api.call("GET", "/readyz", None, None).await.status, 200);
+
+    // No token, a malformed one, an unknown one: 401 alike, with a challenge.
+    for token in [
+        None,
+        Some("nonsense"),
+        Some("alk_0123456789abcdef_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+    ] {
+        let r = api.call("GET", "/v1/connections", token, None).await;
+        assert_eq!(r.status, 401, "{token:?}: {:?}", r.json);
+        assert_eq!(r.json["kind"], "unauthenticated");
+        assert!(r.headers.contains_key("www-authenticate"));
+        assert_eq!(r.headers["content-type"], "application/problem+json");
+    }
+
+    // An admin token makes the others over the API; the token is in that answer only.
+    let admin = api
+        .token("acme", PrincipalKind::User, "ada", Role::Admin)
+        .await;
+    let made = api
+        .call(
+            "POST",
+            "/v1/tokens",
+            Some(&admin),
+            Some(json!({"for_user": "olivia", "role": "operator", "label": "ci"}).to_string()),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{:?}", made.json);
+    let olivia = made.json["token"].as_str().unwrap().to_owned();
+    let listed = api.call("GET", "/v1/tokens", Some(&admin), None).await;
+    let secret = olivia.splitn(3, '_').nth(2).unwrap();
+    assert!(
+        !listed.json.to_string().contains(secret),
+        "{:?}",
+        listed.json
+    );
+    let bad = api
+        .call(
+            "POST",
+            "/v1/tokens",
+            Some(&admin),
+            Some(json!({"for_user": "x", "colour": "red"}).to_string()),
+        )
+        .await;
+    assert_eq!(
+        (bad.status, bad.json["kind"].as_str()),
+        (422, Some("invalid-input"))
+    );
+    // Operators may not make tokens: the rule, as data.
+    let refused = api
+        .call(
+            "POST",
+            "/v1/tokens",
+            Some(&olivia),
+            Some(json!({"for_user": "mallory", "role": "admin"}).to_string()),
+        )
+        .await;
+    assert_eq!(
+        (refused.status, refused.json["rule"].as_str()),
+        (403, Some("admin-manages-tokens"))
+    );
+
+    // The tenant's connections, and not another's: 404, never 403.
+    let list = api
+        .call("GET", "/v1/connections", Some(&olivia), None)
+        .await;
+    assert_eq!(list.status, 200);
+    let names: Vec<&str> = list
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let globex_admin = api
+        .token("globex", PrincipalKind::User, "gia", Role::Admin)
+        .await;
+    let theirs = api
+        .call("GET", "/v1/connections/crm", Some(&globex_admin), None)
+        .await;
+    assert_eq!(theirs.status, 200, "globex has its own crm");
+    api.cp
+        .connection_create(
+            &common::principal("globex", Role::Admin),
+            ConnectionSpec {
+                name: "secret-crm".into(),
+                connector: "sandbox".into(),
+                ..ConnectionSpec::default()
+            },
+        )
+        .await
+        .unwrap();
+    let other = api
+        .call("GET", "/v1/connections/secret-crm", Some(&olivia), None)
+        .await;
+    assert_eq!(
+        (other.status, other.json["kind"].as_str()),
+        (404, Some("not-found"))
+    );
+    assert_eq!(other.json["remedy"]["action"], "list-connections");
+
+    // Invoke: a read answers the result; a write on a read-only connection is a 403 whose
+    // remedy says what would allow it.
+    let created = api
+        .call(
+            "POST",
+            "/v1/connections/crm/operations/create",
+            Some(&olivia),
+            Some(json!({"type": "items", "id": "1", "data": {"n": 1}}).to_string()),
+        )
+        .await;
+    assert_eq!(created.status, 200, "{:?}", created.json);
+    let got = api
+        .call(
+            "POST",
+            "/v1/connections/crm/operations/get",
+            Some(&olivia),
+            Some(json!({"type": "items", "id": "1"}).to_string()),
+        )
+        .await;
+    assert_eq!(got.status, 200, "{:?}", got.json);
+    assert_eq!(got.json["result"]["n"], 1, "{:?}", got.json);
+    let read_only = api
+        .call(
+            "POST",
+            "/v1/connections/ledger/operations/create",
+            Some(&olivia),
+            Some(json!({"type": "items", "id": "2", "data": {}}).to_string()),
+        )
+        .await;
+    assert_eq!(read_only.status, 403, "{:?}", read_only.json);
+    assert_eq!(read_only.json["rule"], "read-only-connection");
+    assert_eq!(
+        read_only.json["remedy"],
+        json!({"action": "enable-writes", "connection": "ledger"})
+    );
+    // Params that break the operation's schema: 422 naming the field.
+    let bad_params = api
+        .call(
+            "POST",
+            "/v1/connections/crm/operations/get",
+            Some(&olivia),
+            Some(json!({"type": "items"}).to_string()),
+        )
+        .await;
+    assert_eq!(bad_params.status, 422, "{:?}", bad_params.json);
+    assert!(
+        bad_params.json["errors"].to_string().contains("id"),
+        "{:?}",
+        bad_params.json
+    );
+    let not_json = api
+        .call(
+            "POST",
+            "/v1/connections/crm/operations/get",
+            Some(&olivia),
+            Some("{".into()),
+        )
+        .await;
+    assert_eq!(not_json.status, 422, "{:?}", not_json.json);
+
+    // An agent without a grant: 403 with the grant to ask for.
+    let bot = api
+        .token("acme", PrincipalKind::Agent, "bot", Role::Operator)
+        .await;
+    let ungranted = api
+        .call(
+            "POST",
+            "/v1/connections/crm/operations/list",
+            Some(&bot),
+            Some(json!({"type": "items"}).to_string()),
+        )
+        .await;
+    assert_eq!(ungranted.status, 403);
+    assert_eq!(ungranted.json["rule"], "agent-needs-grant");
+    assert_eq!(
+        ungranted.json["remedy"],
+        json!({"action": "grant-agent", "agent": "bot", "connection": "crm", "operation": "list"})
+    );
+
+    // Bodies are bounded: 413, as a problem.
+    let huge = format!(
+        "{{\"type\": \"items\", \"pad\": \"{}\"}}",
+        "x".repeat(2 << 20)
+    );
+    let too_big = api
+        .call(
+            "POST",
+            "/v1/connections/crm/operations/list",
+            Some(&olivia),
+            Some(huge),
+        )
+        .await;
+    assert_eq!(
+        (too_big.status, too_big.json["kind"].as_str()),
+        (413, Some("bad-body"))
+    );
+
+    // A revoked token is refused at once.
+    let id = olivia.split('_').nth(1).unwrap();
+    assert_eq!(
+        api.call("DELETE", &format!("/v1/tokens/{id}"), Some(&admin), None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        api.call("GET", "/v1/connections", Some(&olivia), None)
+            .await
+            .status,
+        401
+    );
+    // Unknown endpoints are problems too.
+    assert_eq!(
+        api.call("GET", "/v2/nothing", Some(&admin), None)
+            .await
+            .status,
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_a_risky_write_waits_for_an_approver_over_http() {
+    let api = Api::start().await;
+    setup(&api, "acme").await;
+    let olivia = api
+        .token("acme", PrincipalKind::User, "olivia", Role::Operator)
+        .await;
+    let oscar = api
+        .token("acme", PrincipalKind::User, "oscar", Role::Operator)
+        .await;
+    let create = json!({"type": "items", "id": "7", "data": {}}).to_string();
+    assert_eq!(
+        api.call(
+            "POST",
+            "/v1/connections/crm/operations/create",
+            Some(&olivia),
+            Some(create)
+        )
+        .await
+        .status,
+        200
+    );
+    // `delete` is high risk: 202, with where to follow it.
+    let asked = api
+        .call(
+            "POST",
+            "/v1/connections/crm/operations/delete?rationale=cleanup",
+            Some(&olivia),
+            Some(json!({"type": "items", "id": "7"}).to_string()),
+        )
+        .await;
+    assert_eq!(asked.status, 202, "{:?}", asked.json);
+    let follow = asked.json["follow"].as_str().unwrap().to_owned();
+    assert_eq!(asked.headers["location"], follow.as_str());
+    let shown = api.call("GET", &follow, Some(&olivia), None).await;
+    assert_eq!(
+        (shown.status, shown.json["status"].as_str()),
+        (200, Some("pending"))
+    );
+    assert_eq!(shown.json["rationale"], "cleanup");
+    // Not by the requester; then by another operator, who sees it run.
+    let own = api
+        .call("POST", &format!("{follow}/approve"), Some(&olivia), None)
+        .await;
+    assert_eq!(
+        (own.status, own.json["rule"].as_str()),
+        (403, Some("separation-of-duties"))
+    );
+    let approved = api
+        .call("POST", &format!("{follow}/approve"), Some(&oscar), None)
+        .await;
+    assert_eq!(approved.status, 200, "{:?}", approved.json);
+    assert_eq!(approved.json["status"], "executed", "{:?}", approved.json);
+    // A denial needs a reason; a decided request cannot be decided again.
+    let again = api
+        .call(
+            "POST",
+            &format!("{follow}/deny"),
+            Some(&oscar),
+            Some(json!({"reason": "late"}).to_string()),
+        )
+        .await;
+    assert_eq!(
+        (again.status, again.json["kind"].as_str()),
+        (409, Some("conflict"))
+    );
+}
+
+/// `airlock serve` stops on SIGTERM: it stops accepting, finishes, stores the audit and exits 0.
+#[test]
+fn serve_the_command_stops_gracefully_on_sigterm() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let key = crate::cli::airlock_as(dir.path(), None, &["keygen"])
+        .stdout
+        .trim()
+        .to_owned();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("AIRLOCK_DATA_DIR", dir.path())
+        .env("AIRLOCK_MASTER_KEY", &key)
+        .env_remove("AIRLOCK_LISTEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let address = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .expect(&line)
+        .to_owned();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    use std::io::{Read, Write};
+    write!(
+        stream,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("stopping"), "{stderr}");
+    assert!(
+        std::net::TcpStream::connect(&address).is_err(),
+        "still listening"
+    );
+}
