@@ -216,3 +216,60 @@ fn access_cli_creates_lists_and_revokes_tokens() {
     let audit = admin(&["audit", "list", "--json"]);
     assert!(!audit.stdout.contains(secret));
 }
+
+/// Failed authentications are limited per source: past the limit the source is refused at once,
+/// even with a good token, while other sources go on; the flood leaves a bounded audit trail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_failed_authentications_are_limited_per_source() {
+    use airlock::control::access::AUTH_FAILURES_PER_MINUTE;
+    let dir = tempfile::tempdir().unwrap();
+    let (cp, _state) = common::control_plane(dir.path()).await;
+    let admin = common::principal("acme", Role::Admin);
+    let good = cp
+        .token_create(&admin, spec(PrincipalKind::User, "olivia", Role::Operator))
+        .await
+        .unwrap();
+    let wrong = "alk_0123456789abcdef_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    for i in 0..AUTH_FAILURES_PER_MINUTE {
+        assert_eq!(
+            cp.authenticate(Some(wrong), "203.0.113.7")
+                .await
+                .unwrap_err(),
+            AuthError::Unknown,
+            "failure {i}"
+        );
+    }
+    let tripped = cp
+        .authenticate(Some(wrong), "203.0.113.7")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(tripped, AuthError::TooManyFailures(_)),
+        "{tripped:?}"
+    );
+    for _ in 0..100 {
+        assert!(matches!(
+            cp.authenticate(Some(&good.token), "203.0.113.7")
+                .await
+                .unwrap_err(),
+            AuthError::TooManyFailures(_)
+        ));
+    }
+    assert!(
+        cp.authenticate(Some(&good.token), "198.51.100.1")
+            .await
+            .is_ok()
+    );
+    cp.flush_audit().await.unwrap();
+    let host_records = airlock::control::state::AuditStore::audit_rows(_state.as_ref(), 0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.record.contains("token.authenticate"))
+        .count();
+    assert_eq!(
+        host_records,
+        AUTH_FAILURES_PER_MINUTE as usize + 1,
+        "one record per failure up to the limit, one for tripping it, none after"
+    );
+}

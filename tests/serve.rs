@@ -339,6 +339,29 @@ async fn serve_tokens_authorization_and_problems_over_http() {
             .status,
         404
     );
+
+    // A flood of bad tokens from one source: 429 with Retry-After, and then even a good token
+    // from there waits (last: everything here comes from 127.0.0.1).
+    let mut limited = None;
+    for _ in 0..50 {
+        let r = api
+            .call("GET", "/v1/connections", Some("nonsense"), None)
+            .await;
+        if r.status == 429 {
+            limited = Some(r);
+            break;
+        }
+        assert_eq!(r.status, 401);
+    }
+    let limited = limited.expect("the source is limited");
+    assert_eq!(limited.json["rule"], "auth-failures-per-source");
+    assert!(limited.headers.contains_key("retry-after"));
+    assert_eq!(
+        api.call("GET", "/v1/connections", Some(&admin), None)
+            .await
+            .status,
+        429
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,9 @@
 use crate::App;
 use crate::problem::Problem;
 use airlock::control::Principal;
+use airlock::control::access::AuthError;
 use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use std::net::SocketAddr;
@@ -34,6 +36,18 @@ impl FromRequestParts<App> for Caller {
             .authenticate(bearer, &source)
             .await
             .map(Caller)
-            .map_err(|_| Problem::unauthenticated())
+            .map_err(|e| match e {
+                AuthError::TooManyFailures(wait) => {
+                    let mut p = Problem::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too-many-failed-authentications",
+                        e.to_string(),
+                    );
+                    p.rule = Some(e.rule().to_owned());
+                    p.retry_after = Some(wait.as_secs_f64().ceil() as u64);
+                    p
+                }
+                _ => Problem::unauthenticated(),
+            })
     }
 }

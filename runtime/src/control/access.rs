@@ -26,6 +26,12 @@ pub const TOKEN_PREFIX: &str = "alk_";
 /// The audit tenant of failures that name no known token.
 pub const HOST_TENANT: &str = "-";
 
+/// Failed authentications a source may have per minute (a token bucket in the coordination
+/// store, so every node counts together). Past it the source is refused at once, without its
+/// token being looked at or another record written, until the bucket refills: guessing a
+/// 256-bit secret is hopeless anyway; this keeps a flood from filling the audit log.
+pub const AUTH_FAILURES_PER_MINUTE: u32 = 30;
+
 /// A token to make.
 #[derive(Debug, Clone)]
 pub struct TokenSpec {
@@ -68,6 +74,9 @@ pub enum AuthError {
     Revoked(String),
     #[error("token {0} has expired")]
     Expired(String),
+    /// Too many failures from this source lately; try again after the wait.
+    #[error("too many failed authentications from this source; retry in {} s", .0.as_secs().max(1))]
+    TooManyFailures(Duration),
 }
 
 impl AuthError {
@@ -79,6 +88,7 @@ impl AuthError {
             AuthError::Unknown => "token-unknown",
             AuthError::Revoked(_) => "token-revoked",
             AuthError::Expired(_) => "token-expired",
+            AuthError::TooManyFailures(_) => "auth-failures-per-source",
         }
     }
 }
@@ -209,7 +219,18 @@ impl ControlPlane {
         bearer: Option<&str>,
         source: &str,
     ) -> std::result::Result<Principal, AuthError> {
-        let result = self.check_token(bearer).await;
+        // A source over its failures is refused before its token is even looked at.
+        if let Some(wait) = self.auth_blocked(source) {
+            return Err(AuthError::TooManyFailures(wait));
+        }
+        let mut result = self.check_token(bearer).await;
+        if let Err((_, _, why)) = &mut result
+            && let Some(wait) = self.count_auth_failure(source).await
+        {
+            // This failure tripped the limit: recorded (once), then the source is refused
+            // quietly until the bucket refills.
+            *why = AuthError::TooManyFailures(wait);
+        }
         if let Err((tenant, token_id, why)) = &result {
             // Not an action anyone takes (there is no principal yet), so no rule of the table:
             // the record names the refusal's own rule.
@@ -236,6 +257,35 @@ impl ControlPlane {
                 .await;
         }
         result.map_err(|(_, _, why)| why)
+    }
+
+    /// How long `source` is still refused, if it is.
+    fn auth_blocked(&self, source: &str) -> Option<Duration> {
+        let mut blocked = self.auth_blocked.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        blocked.retain(|_, until| *until > now);
+        blocked.get(source).map(|until| *until - now)
+    }
+
+    /// Counts a failure from `source` in the shared bucket: the wait when this one emptied it.
+    async fn count_auth_failure(&self, source: &str) -> Option<Duration> {
+        let key = format!("auth-failures:{}", crate::invocation::shown(source));
+        let taken = self
+            .coordination
+            .take_rate_token(HOST_TENANT, &key, AUTH_FAILURES_PER_MINUTE, now_ms())
+            .await;
+        let wait = match taken {
+            Ok(Ok(())) => return None,
+            Ok(Err(wait_ms)) => Duration::from_millis(wait_ms.max(1) as u64),
+            // Cannot count: fail closed for a moment rather than let a flood through.
+            Err(_) => Duration::from_secs(1),
+        };
+        let mut blocked = self.auth_blocked.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: a flood from many sources cannot grow this without end.
+        if blocked.len() < 100_000 {
+            blocked.insert(source.to_owned(), crate::time::from_now(wait));
+        }
+        Some(wait)
     }
 
     /// The principal, or (audit tenant, token id, why not).

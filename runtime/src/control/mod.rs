@@ -310,6 +310,9 @@ pub struct ControlPlane {
     decisions: lifecycle::Decisions,
     /// OAuth2 token caches by (tenant, connection, credential, version).
     tokens: Mutex<HashMap<TokenKey, Arc<crate::egress::oauth::TokenCache>>>,
+    /// Sources refused for failed authentications, until when (see `access`); this node's
+    /// shortcut in front of the shared bucket.
+    auth_blocked: Mutex<HashMap<String, Instant>>,
 }
 
 /// The parts of a [`ControlPlane`], before it starts (see [`ControlPlane::builder`]).
@@ -362,6 +365,7 @@ impl Builder {
             resolved: Mutex::new(HashMap::new()),
             clients: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
+            auth_blocked: Mutex::new(HashMap::new()),
             cache: cache::ResponseCache::new(settings.cache_max_entries_per_tenant),
             settings: Arc::new(settings),
             decisions: lifecycle::Decisions::default(),
