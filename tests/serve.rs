@@ -483,3 +483,220 @@ fn serve_the_command_stops_gracefully_on_sigterm() {
         "still listening"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_registry_audit_health_and_waiting_over_http() {
+    let api = Api::start().await;
+    let admin = api
+        .token("acme", PrincipalKind::User, "ada", Role::Admin)
+        .await;
+    let olivia = api
+        .token("acme", PrincipalKind::User, "olivia", Role::Operator)
+        .await;
+    let oscar = api
+        .token("acme", PrincipalKind::User, "oscar", Role::Operator)
+        .await;
+    let auditor = api
+        .token("acme", PrincipalKind::User, "aude", Role::Auditor)
+        .await;
+
+    // Register by upload: Admins only; a file that is not a component is refused, naming why.
+    let wasm = std::fs::read(common::guest("sandbox")).unwrap();
+    let upload = |token: String, bytes: Vec<u8>| {
+        let api = &api;
+        async move {
+            let r = api
+                .client
+                .post(format!("{}/v1/connectors", api.base))
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/wasm")
+                .body(bytes)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (
+                status,
+                serde_json::from_str::<Value>(&r.text().await.unwrap()).unwrap(),
+            )
+        }
+    };
+    let (status, refused) = upload(olivia.clone(), wasm.clone()).await;
+    assert_eq!(
+        (status, refused["rule"].as_str()),
+        (403, Some("admin-manages-registry"))
+    );
+    let (status, junk) = upload(admin.clone(), b"not wasm".to_vec()).await;
+    assert_eq!(
+        (status, junk["kind"].as_str()),
+        (422, Some("load")),
+        "{junk}"
+    );
+    let (status, registered) = upload(admin.clone(), wasm).await;
+    assert_eq!(status, 201, "{registered}");
+    let listed = api.call("GET", "/v1/connectors", Some(&olivia), None).await;
+    assert_eq!(listed.status, 200);
+    assert!(listed.json.to_string().contains("sandbox"));
+    assert_eq!(
+        api.call("GET", "/v1/connectors/sandbox", Some(&olivia), None)
+            .await
+            .status,
+        200
+    );
+    let disabled = api
+        .call("POST", "/v1/connectors/sandbox/disable", Some(&admin), None)
+        .await;
+    assert_eq!(disabled.status, 200, "{:?}", disabled.json);
+    assert_eq!(
+        api.call("POST", "/v1/connectors/sandbox/enable", Some(&admin), None)
+            .await
+            .status,
+        200
+    );
+    let history = api
+        .call(
+            "GET",
+            "/v1/connectors/sandbox/history",
+            Some(&auditor),
+            None,
+        )
+        .await;
+    assert_eq!(history.status, 200);
+    assert_eq!(
+        history.json.as_array().unwrap().len(),
+        3,
+        "{:?}",
+        history.json
+    );
+
+    // A write that waits, followed by a long poll that another operator's approval ends.
+    api.cp
+        .connection_create(
+            &common::principal("acme", Role::Admin),
+            ConnectionSpec {
+                name: "crm".into(),
+                connector: "sandbox".into(),
+                writes_enabled: true,
+                ..ConnectionSpec::default()
+            },
+        )
+        .await
+        .unwrap();
+    let asked = api
+        .call(
+            "POST",
+            "/v1/connections/crm/operations/create",
+            Some(&olivia),
+            Some(json!({"type": "items", "id": "9", "data": {}}).to_string()),
+        )
+        .await;
+    assert_eq!(asked.status, 202, "{:?}", asked.json);
+    let follow = asked.json["follow"].as_str().unwrap().to_owned();
+    let waiting = {
+        let (client, url, token) = (
+            api.client.clone(),
+            format!("{}{follow}/wait?timeout=20s", api.base),
+            olivia.clone(),
+        );
+        tokio::spawn(async move {
+            let r = client
+                .get(url)
+                .header("authorization", format!("Bearer {token}"))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "the wait holds until a decision");
+    let approved = api
+        .call("POST", &format!("{follow}/approve"), Some(&oscar), None)
+        .await;
+    assert_eq!(approved.status, 200, "{:?}", approved.json);
+    let (status, waited) = waiting.await.unwrap();
+    let waited: Value = serde_json::from_str(&waited).unwrap();
+    assert_eq!(
+        (status, waited["status"].as_str()),
+        (200, Some("executed")),
+        "{waited}"
+    );
+    let bad_wait = api
+        .call(
+            "GET",
+            &format!("{follow}/wait?timeout=soon"),
+            Some(&olivia),
+            None,
+        )
+        .await;
+    assert_eq!(bad_wait.status, 422);
+
+    // Audit: auditors read, export, verify and checkpoint; operators may not.
+    assert_eq!(
+        api.call("GET", "/v1/audit", Some(&olivia), None)
+            .await
+            .status,
+        403
+    );
+    let records = api
+        .call("GET", "/v1/audit?limit=500", Some(&auditor), None)
+        .await;
+    assert_eq!(records.status, 200);
+    assert!(records.json.as_array().unwrap().len() > 5);
+    let checkpoint = api
+        .call("POST", "/v1/audit/checkpoint", Some(&auditor), None)
+        .await;
+    assert_eq!(checkpoint.status, 200, "{:?}", checkpoint.json);
+    let verified = api
+        .call(
+            "POST",
+            "/v1/audit/verify",
+            Some(&auditor),
+            Some(json!({"checkpoints": [checkpoint.json]}).to_string()),
+        )
+        .await;
+    assert_eq!(
+        (verified.status, &verified.json["intact"]),
+        (200, &json!(true)),
+        "{:?}",
+        verified.json
+    );
+    let export = api
+        .client
+        .get(format!("{}/v1/audit/export?since=1h", api.base))
+        .header("authorization", format!("Bearer {auditor}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(export.headers()["content-type"], "application/x-ndjson");
+    let lines = export.text().await.unwrap();
+    assert!(lines.lines().count() > 5);
+    for line in lines.lines() {
+        let row: Value = serde_json::from_str(line).unwrap();
+        assert!(
+            row["hash"].is_string() && row["record"]["tenant"] == "acme",
+            "{row}"
+        );
+    }
+    let bad_since = api
+        .call(
+            "GET",
+            "/v1/audit/export?since=yesterday",
+            Some(&auditor),
+            None,
+        )
+        .await;
+    assert_eq!(bad_since.status, 422);
+
+    // Health, under /v1 and under the seeds' path.
+    for path in ["/v1/health", "/api/connectors/health"] {
+        let h = api.call("GET", path, Some(&olivia), None).await;
+        assert_eq!(h.status, 200, "{path}: {:?}", h.json);
+        assert!(
+            h.json["operations"].to_string().contains("crm"),
+            "{path}: {:?}",
+            h.json
+        );
+        assert!(h.json["circuits"].is_array());
+    }
+}

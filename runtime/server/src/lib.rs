@@ -16,9 +16,13 @@ use airlock::control::ControlPlane;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// The largest request body the API reads (params, config, a reason); uploads of components will
-/// have their own, larger limit.
+/// The largest request body the API reads (params, config, a reason); component uploads have
+/// [`MAX_COMPONENT_BYTES`].
 pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// The largest component a registration accepts (Python and JavaScript components run to
+/// 12-22 MB).
+pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
 
 /// What every handler shares.
 #[derive(Clone)]

@@ -31,8 +31,27 @@ pub fn router(app: App) -> Router {
         .route("/v1/approvals/{id}", get(approval_show))
         .route("/v1/approvals/{id}/approve", post(approve))
         .route("/v1/approvals/{id}/deny", post(deny))
+        .route("/v1/approvals/{id}/wait", get(approval_wait))
         .route("/v1/tokens", get(tokens_list).post(token_create))
         .route("/v1/tokens/{id}", axum::routing::delete(token_revoke))
+        .route(
+            "/v1/connectors",
+            get(connectors_list)
+                .post(connector_register)
+                .layer(DefaultBodyLimit::max(crate::MAX_COMPONENT_BYTES)),
+        )
+        .route("/v1/connectors/{id}", get(connector_show))
+        .route("/v1/connectors/{id}/enable", post(connector_enable))
+        .route("/v1/connectors/{id}/disable", post(connector_disable))
+        .route("/v1/connectors/{id}/history", get(connector_history))
+        .route("/v1/history", get(registry_history))
+        .route("/v1/audit", get(audit_list))
+        .route("/v1/audit/export", get(audit_export))
+        .route("/v1/audit/verify", post(audit_verify))
+        .route("/v1/audit/checkpoint", post(audit_checkpoint))
+        .route("/v1/health", get(health))
+        // The seeds' path for the same figures.
+        .route("/api/connectors/health", get(health))
         .fallback(|| async {
             Problem::new(
                 StatusCode::NOT_FOUND,
@@ -230,6 +249,33 @@ async fn deny(
         .await?)
 }
 
+#[derive(serde::Deserialize)]
+struct WaitQuery {
+    /// How long to wait for a decision (and the run after an approval), e.g. `30s`; at most
+    /// [`MAX_WAIT`].
+    timeout: Option<String>,
+}
+
+/// The longest a long poll holds a connection.
+const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Long poll: answers once the request is decided and run (or denied, expired, failed), or
+/// when the timeout passes, with the request as it then is.
+async fn approval_wait(
+    State(app): State<App>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    Query(query): Query<WaitQuery>,
+) -> Answer {
+    let timeout = match query.timeout {
+        None => std::time::Duration::from_secs(30),
+        Some(t) => humantime::parse_duration(&t)
+            .map_err(|e| invalid(format!("timeout: {e} (such as `30s`)")))?,
+    }
+    .min(MAX_WAIT);
+    ok(app.control.approval_wait(&who, &id, timeout).await?)
+}
+
 async fn tokens_list(State(app): State<App>, Caller(who): Caller) -> Answer {
     ok(app.control.token_list(&who).await?)
 }
@@ -297,4 +343,184 @@ async fn token_revoke(
 ) -> Answer {
     app.control.token_revoke(&who, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn connectors_list(State(app): State<App>, Caller(who): Caller) -> Answer {
+    ok(app.control.connector_list(&who).await?)
+}
+
+async fn connector_show(
+    State(app): State<App>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Answer {
+    ok(app.control.connector_show(&who, &id).await?)
+}
+
+/// Registers the component in the body (`application/wasm`, up to
+/// [`crate::MAX_COMPONENT_BYTES`]): validated, compiled and stored, or refused naming why.
+async fn connector_register(State(app): State<App>, Caller(who): Caller, body: Body) -> Answer {
+    let registered = app.control.register(&who, &body.0, &|_| {}).await?;
+    Ok((StatusCode::CREATED, Json(registered)).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct VersionQuery {
+    /// One version; without it, every version.
+    version: Option<String>,
+}
+
+async fn connector_enable(
+    State(app): State<App>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    Query(query): Query<VersionQuery>,
+) -> Answer {
+    let changed = app
+        .control
+        .connector_set_enabled(&who, &id, query.version.as_deref(), true)
+        .await?;
+    ok(json!({"enabled": changed}))
+}
+
+async fn connector_disable(
+    State(app): State<App>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    Query(query): Query<VersionQuery>,
+) -> Answer {
+    let changed = app
+        .control
+        .connector_set_enabled(&who, &id, query.version.as_deref(), false)
+        .await?;
+    ok(json!({"disabled": changed}))
+}
+
+async fn connector_history(
+    State(app): State<App>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Answer {
+    ok(app.control.connector_history(&who, Some(&id)).await?)
+}
+
+async fn registry_history(State(app): State<App>, Caller(who): Caller) -> Answer {
+    ok(app.control.connector_history(&who, None).await?)
+}
+
+#[derive(serde::Deserialize)]
+struct AuditQuery {
+    /// The newest this many records (default 100, at most 10,000).
+    limit: Option<i64>,
+}
+
+async fn audit_list(
+    State(app): State<App>,
+    Caller(who): Caller,
+    Query(query): Query<AuditQuery>,
+) -> Answer {
+    let limit = query.limit.unwrap_or(100).clamp(1, 10_000);
+    ok(app.control.audit_list(&who, limit).await?)
+}
+
+#[derive(serde::Deserialize)]
+struct ExportQuery {
+    /// From (RFC 3339, or an age such as `1h`); default: the beginning.
+    since: Option<String>,
+    /// Until (RFC 3339, or an age); default: now.
+    until: Option<String>,
+}
+
+/// A time given as RFC 3339 or as an age before now (`1h`), in Unix milliseconds.
+fn instant(name: &str, text: &str) -> Result<i64, Problem> {
+    let now = airlock::time::now_unix_ms();
+    if let Ok(at) = humantime::parse_rfc3339_weak(text.trim()) {
+        let ms = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        return Ok(i64::try_from(ms).unwrap_or(i64::MAX));
+    }
+    if let Ok(age) = humantime::parse_duration(text.trim()) {
+        return Ok(now.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX)));
+    }
+    Err(invalid(format!(
+        "{name}: `{text}` is neither an RFC 3339 time nor an age such as `1h`"
+    )))
+}
+
+/// The tenant's stored records in a time range as JSON lines (`application/x-ndjson`), each
+/// with its sequence number and hashes, for keeping elsewhere.
+async fn audit_export(
+    State(app): State<App>,
+    Caller(who): Caller,
+    Query(query): Query<ExportQuery>,
+) -> Answer {
+    let since = query
+        .since
+        .as_deref()
+        .map(|t| instant("since", t))
+        .transpose()?
+        .unwrap_or(0);
+    let until = query
+        .until
+        .as_deref()
+        .map(|t| instant("until", t))
+        .transpose()?
+        .unwrap_or(i64::MAX);
+    let rows = app.control.audit_export(&who, since, until).await?;
+    let mut lines = String::new();
+    for row in rows {
+        lines.push_str(
+            &json!({
+                "seq": row.seq,
+                "at": row.at,
+                "record": serde_json::from_str::<Value>(&row.record).unwrap_or(Value::Null),
+                "prev_hash": row.prev_hash,
+                "hash": row.hash,
+            })
+            .to_string(),
+        );
+        lines.push('\n');
+    }
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], lines).into_response())
+}
+
+/// Checks the whole chain and every checkpoint, with checkpoints kept elsewhere in the body
+/// (`{"checkpoints": [...]}`, optional). `intact: false` names the first bad record.
+async fn audit_verify(State(app): State<App>, Caller(who): Caller, body: Body) -> Answer {
+    let extra = match body.object()?.remove("checkpoints") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(list) => serde_json::from_value(list).map_err(|e| {
+            invalid(format!(
+                "checkpoints: a list of checkpoints as `POST /v1/audit/checkpoint` answers ({e})"
+            ))
+        })?,
+    };
+    let report = app.control.audit_verify(&who, &extra).await?;
+    let intact = report.problem.is_none();
+    ok(json!({"intact": intact, "report": report}))
+}
+
+/// Flushes the audit log and answers the newest signed checkpoint, to keep elsewhere.
+async fn audit_checkpoint(State(app): State<App>, Caller(who): Caller) -> Answer {
+    ok(app.control.audit_checkpoint(&who).await?)
+}
+
+#[derive(serde::Deserialize)]
+struct HealthQuery {
+    /// How many of the tenant's newest audit records to summarize (default 10,000).
+    window: Option<i64>,
+}
+
+/// Calls, errors, p50/p95/p99 and health per connection and operation, and the circuit
+/// breakers that are open or probing.
+async fn health(
+    State(app): State<App>,
+    Caller(who): Caller,
+    Query(query): Query<HealthQuery>,
+) -> Answer {
+    let window = query.window.unwrap_or(10_000).clamp(1, 1_000_000);
+    let operations = app.control.health(&who, window).await?;
+    let circuits = app.control.circuits(&who).await?;
+    ok(json!({"operations": operations, "circuits": circuits}))
 }
