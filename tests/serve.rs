@@ -700,3 +700,248 @@ async fn serve_registry_audit_health_and_waiting_over_http() {
         assert!(h.json["circuits"].is_array());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_connections_grants_and_credentials_over_http() {
+    let api = Api::start().await;
+    common::register(&api.cp, "acme", "sandbox").await;
+    let admin = api
+        .token("acme", PrincipalKind::User, "ada", Role::Admin)
+        .await;
+    let olivia = api
+        .token("acme", PrincipalKind::User, "olivia", Role::Operator)
+        .await;
+    let bot = api
+        .token("acme", PrincipalKind::Agent, "bot", Role::Operator)
+        .await;
+    let post = |path: &str, token: &str, body: Value| {
+        let (path, token) = (path.to_owned(), token.to_owned());
+        let api = &api;
+        async move {
+            api.call("POST", &path, Some(&token), Some(body.to_string()))
+                .await
+        }
+    };
+
+    // Created from JSON; field errors name the field; unknown fields are refused.
+    let spec = json!({"name": "crm", "connector": "sandbox", "config": {"latency_ms": 1},
+        "required_roles": {"delete": "admin"}});
+    let created = post("/v1/connections", &admin, spec.clone()).await;
+    assert_eq!(created.status, 201, "{:?}", created.json);
+    let again = post("/v1/connections", &admin, spec).await;
+    assert_eq!(
+        (again.status, again.json["remedy"]["action"].as_str()),
+        (409, Some("update-connection"))
+    );
+    let unknown = post(
+        "/v1/connections",
+        &admin,
+        json!({"name": "x", "connector": "sandbox", "colour": 1}),
+    )
+    .await;
+    assert_eq!(unknown.status, 422);
+    assert!(
+        unknown.json["detail"].as_str().unwrap().contains("colour"),
+        "{:?}",
+        unknown.json
+    );
+    let bad_config = post(
+        "/v1/connections",
+        &admin,
+        json!({"name": "y", "connector": "sandbox", "config": {"latency_ms": "slow"}}),
+    )
+    .await;
+    assert_eq!(bad_config.status, 422, "{:?}", bad_config.json);
+    assert!(
+        bad_config.json["errors"].to_string().contains("latency_ms"),
+        "{:?}",
+        bad_config.json
+    );
+    let by_operator = post(
+        "/v1/connections",
+        &olivia,
+        json!({"name": "z", "connector": "sandbox"}),
+    )
+    .await;
+    assert_eq!(
+        (by_operator.status, by_operator.json["rule"].as_str()),
+        (403, Some("admin-configures-connections"))
+    );
+
+    // PATCH: absent keeps, present changes.
+    let patched = api
+        .call(
+            "PATCH",
+            "/v1/connections/crm",
+            Some(&admin),
+            Some(json!({"writes_enabled": true}).to_string()),
+        )
+        .await;
+    assert_eq!(
+        (patched.status, &patched.json["writes_enabled"]),
+        (200, &json!(true)),
+        "{:?}",
+        patched.json
+    );
+    assert_eq!(
+        patched.json["config"]["latency_ms"], 1,
+        "kept: {:?}",
+        patched.json
+    );
+
+    // Disabled: invocations are refused with the remedy; enabled again, they run.
+    assert_eq!(
+        post("/v1/connections/crm/disable", &admin, json!({}))
+            .await
+            .status,
+        200
+    );
+    let off = post(
+        "/v1/connections/crm/operations/list",
+        &olivia,
+        json!({"type": "items"}),
+    )
+    .await;
+    assert_eq!(
+        off.json["remedy"],
+        json!({"action": "enable-connection", "connection": "crm"})
+    );
+    assert_eq!(
+        post("/v1/connections/crm/enable", &admin, json!({}))
+            .await
+            .status,
+        200
+    );
+    let tested = post("/v1/connections/crm/test", &olivia, json!({})).await;
+    assert_eq!(
+        (tested.status, &tested.json["ok"]),
+        (200, &json!(true)),
+        "{:?}",
+        tested.json
+    );
+
+    // Grants: the agent runs exactly the granted operation, until the grant is revoked.
+    let list = json!({"type": "items"});
+    assert_eq!(
+        post("/v1/connections/crm/operations/list", &bot, list.clone())
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        api.call(
+            "PUT",
+            "/v1/connections/crm/grants/bot/list",
+            Some(&admin),
+            None
+        )
+        .await
+        .status,
+        204
+    );
+    assert_eq!(
+        post("/v1/connections/crm/operations/list", &bot, list.clone())
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        post(
+            "/v1/connections/crm/operations/get",
+            &bot,
+            json!({"type": "items", "id": "1"})
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(
+        api.call(
+            "DELETE",
+            "/v1/connections/crm/grants/bot/list",
+            Some(&admin),
+            None
+        )
+        .await
+        .status,
+        204
+    );
+    assert_eq!(
+        post("/v1/connections/crm/operations/list", &bot, list)
+            .await
+            .status,
+        403
+    );
+
+    // Credentials: the secret goes in and never comes out.
+    let secret = "s3cr3t-token-value-9f1c";
+    let set = api
+        .call(
+            "PUT",
+            "/v1/connections/crm/credentials/api",
+            Some(&admin),
+            Some(json!({"placement": {"kind": "bearer"}, "hosts": ["https://api.example.com"], "secret": secret}).to_string()),
+        )
+        .await;
+    assert_eq!(set.status, 200, "{:?}", set.json);
+    let rotated = post(
+        "/v1/connections/crm/credentials/api/rotate",
+        &admin,
+        json!({"secret": format!("{secret}-2")}),
+    )
+    .await;
+    assert_eq!(
+        (rotated.status, &rotated.json["version"]),
+        (200, &json!(2)),
+        "{:?}",
+        rotated.json
+    );
+    let listed = api
+        .call(
+            "GET",
+            "/v1/connections/crm/credentials",
+            Some(&olivia),
+            None,
+        )
+        .await;
+    let shown = api
+        .call("GET", "/v1/connections/crm", Some(&admin), None)
+        .await;
+    let records = api
+        .call("GET", "/v1/audit?limit=1000", Some(&admin), None)
+        .await;
+    for reply in [&set, &rotated, &listed, &shown, &records] {
+        assert!(!reply.json.to_string().contains(secret), "{:?}", reply.json);
+    }
+    let missing_secret = api
+        .call(
+            "PUT",
+            "/v1/connections/crm/credentials/other",
+            Some(&admin),
+            Some(json!({"placement": {"kind": "bearer"}, "hosts": []}).to_string()),
+        )
+        .await;
+    assert_eq!(missing_secret.status, 422, "{:?}", missing_secret.json);
+    assert_eq!(
+        api.call(
+            "DELETE",
+            "/v1/connections/crm/credentials/api",
+            Some(&admin),
+            None
+        )
+        .await
+        .status,
+        204
+    );
+    assert_eq!(
+        api.call(
+            "DELETE",
+            "/v1/connections/crm/credentials/api",
+            Some(&admin),
+            None
+        )
+        .await
+        .status,
+        404
+    );
+}

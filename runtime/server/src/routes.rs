@@ -21,8 +21,30 @@ pub fn router(app: App) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/v1/connections", get(connections_list))
-        .route("/v1/connections/{name}", get(connection_show))
+        .route(
+            "/v1/connections",
+            get(connections_list).post(connection_create),
+        )
+        .route(
+            "/v1/connections/{name}",
+            get(connection_show).patch(connection_update),
+        )
+        .route("/v1/connections/{name}/enable", post(connection_enable))
+        .route("/v1/connections/{name}/disable", post(connection_disable))
+        .route("/v1/connections/{name}/test", post(connection_test))
+        .route(
+            "/v1/connections/{name}/grants/{agent}/{operation}",
+            axum::routing::put(grant).delete(revoke_grant),
+        )
+        .route("/v1/connections/{name}/credentials", get(credentials_list))
+        .route(
+            "/v1/connections/{name}/credentials/{credential}",
+            axum::routing::put(credential_set).delete(credential_delete),
+        )
+        .route(
+            "/v1/connections/{name}/credentials/{credential}/rotate",
+            post(credential_rotate),
+        )
         .route(
             "/v1/connections/{name}/operations/{operation}",
             post(invoke),
@@ -523,4 +545,157 @@ async fn health(
     let operations = app.control.health(&who, window).await?;
     let circuits = app.control.circuits(&who).await?;
     ok(json!({"operations": operations, "circuits": circuits}))
+}
+
+/// A JSON body as `T`, or a 422 problem naming what does not fit (an unknown field, a wrong
+/// type).
+fn parse<T: serde::de::DeserializeOwned>(body: &Body) -> Result<T, Problem> {
+    let text: &[u8] = if body.0.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        &body.0
+    };
+    serde_json::from_slice(text).map_err(|e| invalid(format!("the body does not fit: {e}")))
+}
+
+async fn connection_create(State(app): State<App>, Caller(who): Caller, body: Body) -> Answer {
+    let spec: airlock::control::ConnectionSpec = parse(&body)?;
+    let view = app.control.connection_create(&who, spec).await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// Changes what the body names; an absent field keeps its value, `null` clears it.
+async fn connection_update(
+    State(app): State<App>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+    body: Body,
+) -> Answer {
+    let update: airlock::control::ConnectionUpdate = parse(&body)?;
+    ok(app.control.connection_update(&who, &name, update).await?)
+}
+
+async fn connection_enable(
+    State(app): State<App>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+) -> Answer {
+    ok(app
+        .control
+        .connection_set_enabled(&who, &name, true)
+        .await?)
+}
+
+async fn connection_disable(
+    State(app): State<App>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+) -> Answer {
+    ok(app
+        .control
+        .connection_set_enabled(&who, &name, false)
+        .await?)
+}
+
+/// Runs the connector's health check and discovery and records the result.
+async fn connection_test(
+    State(app): State<App>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+) -> Answer {
+    ok(app.control.connection_test(&who, &name).await?)
+}
+
+async fn grant(
+    State(app): State<App>,
+    Caller(who): Caller,
+    Path((name, agent, operation)): Path<(String, String, String)>,
+) -> Answer {
+    app.control
+        .connection_grant(&who, &name, &agent, &operation, false)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn revoke_grant(
+    State(app): State<App>,
+    Caller(who): Caller,
+    Path((name, agent, operation)): Path<(String, String, String)>,
+) -> Answer {
+    app.control
+        .connection_grant(&who, &name, &agent, &operation, true)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn credentials_list(
+    State(app): State<App>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+) -> Answer {
+    ok(app.control.credential_list(&who, &name).await?)
+}
+
+/// A credential to set: how it is presented, where it may go, and the secret, which is
+/// write-only (no answer contains it).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialBody {
+    placement: airlock::egress::credential::Placement,
+    hosts: Vec<String>,
+    secret: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretBody {
+    secret: String,
+}
+
+async fn credential_set(
+    State(app): State<App>,
+    Caller(who): Caller,
+    Path((name, credential)): Path<(String, String)>,
+    body: Body,
+) -> Answer {
+    let CredentialBody {
+        placement,
+        hosts,
+        secret,
+    } = parse(&body)?;
+    ok(app
+        .control
+        .credential_set(
+            &who,
+            &name,
+            &credential,
+            placement,
+            hosts,
+            zeroize::Zeroizing::new(secret),
+        )
+        .await?)
+}
+
+async fn credential_rotate(
+    State(app): State<App>,
+    Caller(who): Caller,
+    Path((name, credential)): Path<(String, String)>,
+    body: Body,
+) -> Answer {
+    let SecretBody { secret } = parse(&body)?;
+    ok(app
+        .control
+        .credential_rotate(&who, &name, &credential, zeroize::Zeroizing::new(secret))
+        .await?)
+}
+
+async fn credential_delete(
+    State(app): State<App>,
+    Caller(who): Caller,
+    Path((name, credential)): Path<(String, String)>,
+) -> Answer {
+    app.control
+        .credential_delete(&who, &name, &credential)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -11,8 +11,10 @@ use crate::limits::Limits;
 use crate::manifest::Manifest;
 use std::collections::BTreeMap;
 
-/// What `connection create` takes.
-#[derive(Debug, Clone, Default)]
+/// What `connection create` takes. As JSON (the HTTP API): every field but `name` and
+/// `connector` optional, roles by name (`"admin"`), unknown fields refused.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ConnectionSpec {
     pub name: String,
     pub connector: String,
@@ -22,6 +24,7 @@ pub struct ConnectionSpec {
     pub allowed_operations: Option<Vec<String>>,
     pub allowed_objects: Option<Vec<String>>,
     /// Operation -> the role it needs, where higher than Operator.
+    #[serde(deserialize_with = "roles_by_name")]
     pub required_roles: BTreeMap<String, Role>,
     pub writes_enabled: bool,
     pub limits: Option<Limits>,
@@ -37,24 +40,64 @@ pub struct ConnectionSpec {
     pub data: super::shaping::DataPolicy,
 }
 
-/// What `connection update` changes; `None` keeps the current value.
-#[derive(Debug, Clone, Default)]
+/// What `connection update` changes; `None` keeps the current value. As JSON (the HTTP API's
+/// PATCH), an absent field keeps its value and `null` clears what can be cleared.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ConnectionUpdate {
     /// `Some(None)` switches to following the latest version.
+    #[serde(deserialize_with = "present")]
     pub version: Option<Option<String>>,
     pub config: Option<serde_json::Value>,
+    #[serde(deserialize_with = "present")]
     pub allowed_operations: Option<Option<Vec<String>>>,
+    #[serde(deserialize_with = "present")]
     pub allowed_objects: Option<Option<Vec<String>>>,
+    #[serde(deserialize_with = "some_roles_by_name")]
     pub required_roles: Option<BTreeMap<String, Role>>,
     pub writes_enabled: Option<bool>,
     pub limits: Option<Limits>,
     /// Replaces the egress grants.
     pub egress: Option<Vec<String>>,
     /// `Some(None)` removes the limit.
+    #[serde(deserialize_with = "present")]
     pub queries_per_minute: Option<Option<u32>>,
     pub accept_read_routes: Option<bool>,
     pub approval: Option<super::policies::ApprovalPolicy>,
     pub data: Option<super::shaping::DataPolicy>,
+}
+
+/// A field that is present, `null` included: `Some(None)` for null (clear it), absent stays
+/// `None` through `#[serde(default)]` (keep it).
+fn present<'de, T, D>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    T: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    serde::Deserialize::deserialize(d).map(Some)
+}
+
+/// Operation -> role, roles by name as the CLI takes them (`"admin"`).
+fn roles_by_name<'de, D>(d: D) -> std::result::Result<BTreeMap<String, Role>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let names: BTreeMap<String, String> = serde::Deserialize::deserialize(d)?;
+    names
+        .into_iter()
+        .map(|(op, role)| {
+            role.parse()
+                .map(|r| (op, r))
+                .map_err(serde::de::Error::custom)
+        })
+        .collect()
+}
+
+fn some_roles_by_name<'de, D>(d: D) -> std::result::Result<Option<BTreeMap<String, Role>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    roles_by_name(d).map(Some)
 }
 
 /// A connection as shown to users: the record with its config opened.
