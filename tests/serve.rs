@@ -945,3 +945,187 @@ async fn serve_connections_grants_and_credentials_over_http() {
         404
     );
 }
+
+/// A started `airlock serve` and the address it printed.
+struct Served {
+    child: std::process::Child,
+    base: String,
+    stderr: std::sync::mpsc::Receiver<String>,
+}
+
+fn serve_process(dir: &std::path::Path, key: &str, stop_at: Option<&str>) -> Served {
+    use std::io::BufRead;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .env("AIRLOCK_DATA_DIR", dir)
+        .env("AIRLOCK_MASTER_KEY", key)
+        .env_remove("AIRLOCK_LISTEN")
+        .env_remove("AIRLOCK_TEST_STOP_AT")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(point) = stop_at {
+        cmd.env("AIRLOCK_TEST_STOP_AT", point);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect(&line)
+        .to_owned();
+    let (tx, stderr) = std::sync::mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    Served {
+        child,
+        base,
+        stderr,
+    }
+}
+
+/// kill -9 of the server between an approval and its execution: after a restart the request
+/// completes exactly once, with nobody issuing a command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_a_server_killed_after_an_approval_runs_it_once_after_restart() {
+    use crate::cli::airlock_as;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = airlock_as(d, None, &["keygen"]).stdout.trim().to_owned();
+    let admin = |args: &[&str]| {
+        let mut all = vec!["--user", "ada", "--role", "admin"];
+        all.extend_from_slice(args);
+        let run = airlock_as(d, Some(&key), &all);
+        assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
+        run.stdout.trim().to_owned()
+    };
+    admin(&["connector", "register", &crate::cli::path("sandbox")]);
+    admin(&[
+        "connection",
+        "create",
+        "crm",
+        "--connector",
+        "sandbox",
+        "--writes-enabled",
+        "true",
+    ]);
+    let olivia = admin(&[
+        "token",
+        "create",
+        "--for-user",
+        "olivia",
+        "--token-role",
+        "operator",
+    ]);
+    let oscar = admin(&[
+        "token",
+        "create",
+        "--for-user",
+        "oscar",
+        "--token-role",
+        "operator",
+    ]);
+    let client = reqwest::Client::new();
+    let call = |base: &str, method: &str, path: &str, token: &str, body: Option<Value>| {
+        let request = client
+            .request(method.parse().unwrap(), format!("{base}{path}"))
+            .header("authorization", format!("Bearer {token}"))
+            .timeout(std::time::Duration::from_secs(30));
+        let request = match body {
+            Some(b) => request.body(b.to_string()),
+            None => request,
+        };
+        async move {
+            let r = request.send().await.unwrap();
+            let status = r.status().as_u16();
+            (
+                status,
+                serde_json::from_str::<Value>(&r.text().await.unwrap()).unwrap_or(Value::Null),
+            )
+        }
+    };
+
+    let mut first = serve_process(d, &key, Some("approval-committed"));
+    let (status, asked) = call(
+        &first.base,
+        "POST",
+        "/v1/connections/crm/operations/create",
+        &olivia,
+        Some(json!({"type": "items", "id": "once", "data": {"n": 1}})),
+    )
+    .await;
+    assert_eq!(status, 202, "{asked}");
+    let follow = asked["follow"].as_str().unwrap().to_owned();
+    // The approval is stored, then the server stops making progress: kill it right there.
+    let approving = {
+        let (base, path, token) = (
+            first.base.clone(),
+            format!("{follow}/approve"),
+            oscar.clone(),
+        );
+        tokio::spawn(async move {
+            let _ = reqwest::Client::new()
+                .post(format!("{base}{path}"))
+                .header("authorization", format!("Bearer {token}"))
+                .send()
+                .await;
+        })
+    };
+    let stopped = loop {
+        match first
+            .stderr
+            .recv_timeout(std::time::Duration::from_secs(30))
+        {
+            Ok(line) if line.contains("stopped at approval-committed") => break true,
+            Ok(_) => continue,
+            Err(_) => break false,
+        }
+    };
+    assert!(stopped, "the server never reached the fail point");
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    approving.abort();
+
+    // A new server: its background work (or the wait itself) runs the approved request.
+    let mut second = serve_process(d, &key, None);
+    let (status, done) = call(
+        &second.base,
+        "GET",
+        &format!("{follow}/wait?timeout=30s"),
+        &olivia,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, done["status"].as_str()),
+        (200, Some("executed")),
+        "{done}"
+    );
+    let (status, got) = call(
+        &second.base,
+        "POST",
+        "/v1/connections/crm/operations/get",
+        &olivia,
+        Some(json!({"type": "items", "id": "once"})),
+    )
+    .await;
+    assert_eq!((status, &got["result"]["n"]), (200, &json!(1)), "{got}");
+    // Exactly once: one started record and one outcome for the request's invocation.
+    let id = follow.rsplit('/').next().unwrap();
+    let audit = admin(&["audit", "list", "--json", "--role", "auditor"]);
+    let records: Vec<Value> = serde_json::from_str(&audit).unwrap();
+    let runs: Vec<&str> = records
+        .iter()
+        .filter(|r| r["invocation_id"] == id && r["action"] == "invoke.write")
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(runs, ["started", "ok"], "{records:#?}");
+    second.child.kill().unwrap();
+    second.child.wait().unwrap();
+}
