@@ -356,6 +356,43 @@ async fn serve_tokens_authorization_and_problems_over_http() {
     let limited = limited.expect("the source is limited");
     assert_eq!(limited.json["rule"], "auth-failures-per-source");
     assert!(limited.headers.contains_key("retry-after"));
+
+    // /metrics: Prometheus text, host-wide, no tenant's names, no token needed.
+    let metrics = api.call("GET", "/metrics", None, None).await;
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = metrics.json.as_str().unwrap();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').expect(line);
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+        let name_ok = series
+            .split('{')
+            .next()
+            .unwrap()
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        assert!(name_ok && series.starts_with("airlock_"), "{line}");
+    }
+    for expected in [
+        "airlock_requests_total{action=\"invoke.read\",outcome=\"ok\"}",
+        "airlock_denials_total{rule=\"read-only-connection\"} 1",
+        "airlock_denials_total{rule=\"agent-needs-grant\"} 1",
+        "airlock_denials_total{rule=\"token-unknown\"}",
+        "airlock_invocation_duration_seconds_bucket{le=\"+Inf\"}",
+        "airlock_approvals_open{status=\"pending\"} 0",
+        "airlock_audit_available 1",
+    ] {
+        assert!(text.contains(expected), "{expected} in\n{text}");
+    }
+    assert!(
+        !text.contains("acme") && !text.contains("crm") && !text.contains("olivia"),
+        "{text}"
+    );
     assert_eq!(
         api.call("GET", "/v1/connections", Some(&admin), None)
             .await

@@ -356,6 +356,10 @@ async fn approval_contract<S: ApprovalStore + ?Sized>(store: &S) {
         (decided.status, decided.decided_by.as_deref()),
         (ApprovalStatus::Approved, Some("ada"))
     );
+    assert_eq!(
+        store.count_open_approvals().await.unwrap(),
+        [("approved".to_owned(), 1)]
+    );
     // Claimed once, given back, claimed again, finished.
     assert_eq!(store.approvals_to_resume(20).await.unwrap().len(), 1);
     assert!(store.claim_approval("acme", "apr-1", 100).await.unwrap());
@@ -439,6 +443,10 @@ async fn coordination_contract<S: CoordinationStore + ?Sized>(store: &S) {
         assert_eq!(b.state, expected, "{b:?}");
     }
     assert_eq!(store.tripped_breakers(t).await.unwrap().len(), 1);
+    assert_eq!(
+        store.count_tripped_breakers().await.unwrap(),
+        [("open".to_owned(), 1)]
+    );
     assert!(store.tripped_breakers("globex").await.unwrap().is_empty());
     // Not before the cooldown; then one probe for one caller.
     assert!(!store.take_breaker_probe(t, c, o, 999, 2_000).await.unwrap());

@@ -7,8 +7,10 @@
 //! - [`problem`]: a control-plane error as an HTTP status and a problem document.
 //! - [`auth`]: the bearer token to a principal.
 //! - [`routes`]: the `/v1` endpoints, `/healthz` and `/readyz`.
+//! - [`metrics`]: `/metrics` in the Prometheus text format.
 
 pub mod auth;
+pub mod metrics;
 pub mod problem;
 pub mod routes;
 

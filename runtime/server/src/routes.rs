@@ -21,6 +21,7 @@ pub fn router(app: App) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::metrics))
         .route(
             "/v1/connections",
             get(connections_list).post(connection_create),

@@ -234,27 +234,27 @@ impl ControlPlane {
         if let Err((tenant, token_id, why)) = &result {
             // Not an action anyone takes (there is no principal yet), so no rule of the table:
             // the record names the refusal's own rule.
-            self.audit
-                .record(super::audit::AuditRecord {
-                    at: now_ms(),
-                    tenant: tenant.clone(),
-                    principal: format!("anonymous@{}", crate::invocation::shown(source)),
-                    principal_kind: "anonymous".into(),
-                    role: "-".into(),
-                    action: "token.authenticate".into(),
-                    target: token_id.clone(),
-                    operation: None,
-                    decision: "denied".into(),
-                    rule: why.rule().into(),
-                    outcome: "denied".into(),
-                    message: Some(why.to_string()),
-                    error_kind: Some("unauthenticated".into()),
-                    duration_us: 0,
-                    params: None,
-                    invocation_id: None,
-                    remedy: None,
-                })
-                .await;
+            let record = super::audit::AuditRecord {
+                at: now_ms(),
+                tenant: tenant.clone(),
+                principal: format!("anonymous@{}", crate::invocation::shown(source)),
+                principal_kind: "anonymous".into(),
+                role: "-".into(),
+                action: "token.authenticate".into(),
+                target: token_id.clone(),
+                operation: None,
+                decision: "denied".into(),
+                rule: why.rule().into(),
+                outcome: "denied".into(),
+                message: Some(why.to_string()),
+                error_kind: Some("unauthenticated".into()),
+                duration_us: 0,
+                params: None,
+                invocation_id: None,
+                remedy: None,
+            };
+            self.counters.count(&record);
+            self.audit.record(record).await;
         }
         result.map_err(|(_, _, why)| why)
     }

@@ -29,6 +29,7 @@ pub mod authz;
 mod breakers;
 pub mod cache;
 mod connections;
+pub mod counters;
 mod credentials;
 mod entry;
 mod invoke;
@@ -257,6 +258,17 @@ impl ControlError {
 
 pub type Result<T> = std::result::Result<T, ControlError>;
 
+/// What a metrics endpoint exposes (see [`ControlPlane::metrics`]).
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub counters: counters::Snapshot,
+    /// Approval requests by status (`pending`, `approved`, `executing`), across tenants.
+    pub approvals_open: Vec<(String, u64)>,
+    /// Circuit breakers by state (`open`, `half-open`), across tenants.
+    pub breakers: Vec<(String, u64)>,
+    pub audit_available: bool,
+}
+
 /// The read cache's figures for one tenant (see `ControlPlane::cache_stats`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CacheStats {
@@ -313,6 +325,8 @@ pub struct ControlPlane {
     /// Sources refused for failed authentications, until when (see `access`); this node's
     /// shortcut in front of the shared bucket.
     auth_blocked: Mutex<HashMap<String, Instant>>,
+    /// This process's request counters (see `counters`).
+    counters: counters::Counters,
 }
 
 /// The parts of a [`ControlPlane`], before it starts (see [`ControlPlane::builder`]).
@@ -366,6 +380,7 @@ impl Builder {
             clients: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
             auth_blocked: Mutex::new(HashMap::new()),
+            counters: counters::Counters::default(),
             cache: cache::ResponseCache::new(settings.cache_max_entries_per_tenant),
             settings: Arc::new(settings),
             decisions: lifecycle::Decisions::default(),
@@ -642,7 +657,20 @@ impl ControlPlane {
         decision: &Decision,
         result: std::result::Result<(), &ControlError>,
     ) {
-        self.audit.record(entry.record(decision, result)).await;
+        let record = entry.record(decision, result);
+        self.counters.count(&record);
+        self.audit.record(record).await;
+    }
+
+    /// This process's counters, host-wide, and what the store says is waiting or tripped: for
+    /// a metrics endpoint. No tenant or connection names.
+    pub async fn metrics(&self) -> Result<Metrics> {
+        Ok(Metrics {
+            counters: self.counters.snapshot(),
+            approvals_open: self.state.count_open_approvals().await?,
+            breakers: self.coordination.count_tripped_breakers().await?,
+            audit_available: self.audit_available(),
+        })
     }
 
     /// The loaded connector for a digest, loading it from the stored bytes once.

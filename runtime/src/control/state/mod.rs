@@ -723,6 +723,8 @@ pub trait ApprovalStore: Send + Sync + 'static {
 
     /// Approved requests not yet started, and executions whose lease ran out, in every tenant.
     async fn approvals_to_resume(&self, now_ms: i64) -> Result<Vec<ApprovalRecord>>;
+    /// Open requests (pending, approved, executing) across tenants, by status: for metrics.
+    async fn count_open_approvals(&self) -> Result<Vec<(String, u64)>>;
 }
 
 /// What processes serving the same connections share while they run: circuit breakers, rate-limit
@@ -773,6 +775,8 @@ pub trait CoordinationStore: Send + Sync + 'static {
 
     /// A tenant's breakers that are not closed.
     async fn tripped_breakers(&self, tenant: &str) -> Result<Vec<BreakerRecord>>;
+    /// Breakers that are not closed across tenants, by state: for metrics.
+    async fn count_tripped_breakers(&self) -> Result<Vec<(String, u64)>>;
 
     /// Takes one token from the connection's bucket (`per_minute` tokens, refilling
     /// continuously; a bucket whose limit changed starts full), atomically across processes.

@@ -380,6 +380,16 @@ fn bind_connection<'q>(query: SqliteQuery<'q>, c: &ConnectionRecord) -> SqliteQu
         .bind(policy_text(&c.data_policy))
 }
 
+/// `(k, n)` rows of a grouped count.
+async fn counts(pool: &sqlx::SqlitePool, query: &'static str) -> Result<Vec<(String, u64)>> {
+    Ok(sqlx::query(query)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| (r.get("k"), r.get::<i64, _>("n").max(0) as u64))
+        .collect())
+}
+
 /// The audit trail's last row.
 const AUDIT_HEAD: &str = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
 
@@ -762,6 +772,15 @@ impl ApprovalStore for SqliteState {
         row.as_ref().map(approval_row).transpose()
     }
 
+    async fn count_open_approvals(&self) -> Result<Vec<(String, u64)>> {
+        counts(
+            &self.pool,
+            "SELECT status AS k, COUNT(*) AS n FROM approvals
+             WHERE status IN ('pending', 'approved', 'executing') GROUP BY status ORDER BY status",
+        )
+        .await
+    }
+
     async fn list_approvals(&self, tenant: &str, open_only: bool) -> Result<Vec<ApprovalRecord>> {
         let rows = sqlx::query(
             "SELECT * FROM approvals WHERE tenant = ?1
@@ -984,6 +1003,14 @@ impl CoordinationStore for SqliteState {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn count_tripped_breakers(&self) -> Result<Vec<(String, u64)>> {
+        counts(
+            &self.pool,
+            "SELECT state AS k, COUNT(*) AS n FROM circuit_breakers WHERE state <> 'closed' GROUP BY state ORDER BY state",
+        )
+        .await
     }
 
     async fn tripped_breakers(&self, tenant: &str) -> Result<Vec<BreakerRecord>> {
