@@ -32,6 +32,13 @@ pub const HOST_TENANT: &str = "-";
 /// 256-bit secret is hopeless anyway; this keeps a flood from filling the audit log.
 pub const AUTH_FAILURES_PER_MINUTE: u32 = 30;
 
+/// How long a process trusts a token it looked up: a revocation made by another process (another
+/// node) takes effect here within this. The revoking process drops it at once.
+pub const TOKEN_TTL: Duration = Duration::from_secs(2);
+
+/// Tokens a process keeps looked up at once.
+const MAX_CACHED_TOKENS: usize = 10_000;
+
 /// A token to make.
 #[derive(Debug, Clone)]
 pub struct TokenSpec {
@@ -196,6 +203,12 @@ impl ControlPlane {
     /// Revokes one of the tenant's tokens for good.
     pub async fn token_revoke(&self, who: &Principal, id: &str) -> Result<()> {
         self.audited(who, Action::TokenManage, id, Some("revoke"), async {
+            // Gone from this process's cache first: no request of this process is let in by a
+            // revoked token.
+            self.token_cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(id);
             if self
                 .state
                 .revoke_api_token(&who.tenant, id, &who.id, now_ms())
@@ -259,6 +272,32 @@ impl ControlPlane {
         result.map_err(|(_, _, why)| why)
     }
 
+    /// The token with this id: from this process's cache when looked up within
+    /// [`TOKEN_TTL`], else from the store. Every request of a served API authenticates, and a
+    /// store round trip per request cost more than the invocation itself. A revocation in this
+    /// process drops the entry at once; one made elsewhere is seen here within the TTL.
+    async fn api_token(&self, id: &str) -> Result<Option<ApiTokenRecord>> {
+        if let Some((at, record)) = self
+            .token_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            && at.elapsed() < TOKEN_TTL
+        {
+            return Ok(Some(record.clone()));
+        }
+        let record = self.state.api_token(id).await?;
+        if let Some(found) = &record {
+            let mut cache = self.token_cache.lock().unwrap_or_else(|p| p.into_inner());
+            // Bounded: past the bound, start afresh rather than grow.
+            if cache.len() >= MAX_CACHED_TOKENS {
+                cache.clear();
+            }
+            cache.insert(id.to_owned(), (std::time::Instant::now(), found.clone()));
+        }
+        Ok(record)
+    }
+
     /// How long `source` is still refused, if it is.
     fn auth_blocked(&self, source: &str) -> Option<Duration> {
         let mut blocked = self.auth_blocked.lock().unwrap_or_else(|p| p.into_inner());
@@ -300,7 +339,7 @@ impl ControlPlane {
         let Some((id, secret)) = parse(bearer) else {
             return host(AuthError::Malformed);
         };
-        let record = match self.state.api_token(id).await {
+        let record = match self.api_token(id).await {
             Ok(Some(record)) => record,
             // A store that cannot answer accepts no one.
             Ok(None) | Err(_) => return host(AuthError::Unknown),

@@ -327,6 +327,8 @@ pub struct ControlPlane {
     auth_blocked: Mutex<HashMap<String, Instant>>,
     /// This process's request counters (see `counters`).
     counters: counters::Counters,
+    /// API tokens looked up lately, by id, with when (see `access::TOKEN_TTL`).
+    token_cache: Mutex<HashMap<String, (Instant, state::ApiTokenRecord)>>,
 }
 
 /// The parts of a [`ControlPlane`], before it starts (see [`ControlPlane::builder`]).
@@ -381,6 +383,7 @@ impl Builder {
             tokens: Mutex::new(HashMap::new()),
             auth_blocked: Mutex::new(HashMap::new()),
             counters: counters::Counters::default(),
+            token_cache: Mutex::new(HashMap::new()),
             cache: cache::ResponseCache::new(settings.cache_max_entries_per_tenant),
             settings: Arc::new(settings),
             decisions: lifecycle::Decisions::default(),
