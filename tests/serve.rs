@@ -252,6 +252,11 @@ async fn serve_tokens_authorization_and_problems_over_http() {
         .await;
     assert_eq!(read_only.status, 403, "{:?}", read_only.json);
     assert_eq!(read_only.json["rule"], "read-only-connection");
+    let detail = read_only.json["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("read-only") && !detail.contains("(rule"),
+        "{detail}"
+    );
     assert_eq!(
         read_only.json["remedy"],
         json!({"action": "enable-writes", "connection": "ledger"})

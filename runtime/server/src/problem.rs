@@ -109,7 +109,12 @@ fn status_of(e: &ControlError) -> StatusCode {
 impl From<&ControlError> for Problem {
     fn from(e: &ControlError) -> Self {
         let status = status_of(e);
-        let mut p = Problem::new(status, e.kind(), e.to_string());
+        // A denial's text without its "(rule `...`)": the rule is a member of its own here.
+        let detail = match e {
+            ControlError::Denied { reason, .. } => reason.clone(),
+            other => other.to_string(),
+        };
+        let mut p = Problem::new(status, e.kind(), detail);
         let rule = e.rule();
         p.rule = (!rule.is_empty()).then_some(rule);
         p.remedy = e.remedy();
