@@ -1171,3 +1171,97 @@ async fn serve_a_server_killed_after_an_approval_runs_it_once_after_restart() {
     second.child.kill().unwrap();
     second.child.wait().unwrap();
 }
+
+/// Hostile clients: one that never finishes its headers is cut off, connections beyond the
+/// limit wait without being served, and the peer's address is what failures are charged to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_slow_and_surplus_clients_are_bounded() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let (cp, state) = common::control_plane(dir.path()).await;
+    let cp = Arc::new(cp);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(airlock_server::serve_with(
+        listener,
+        cp.clone(),
+        std::future::pending(),
+        airlock_server::Options {
+            header_read_timeout: Duration::from_millis(300),
+            max_connections: 2,
+            drain: Duration::from_secs(1),
+        },
+    ));
+    let healthz = |stream: &mut std::net::TcpStream| {
+        write!(stream, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut buf = [0u8; 256];
+        let n = stream.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    tokio::task::spawn_blocking(move || {
+        // A slowloris: half a request line, then nothing. Cut off after the header timeout.
+        let mut slow = std::net::TcpStream::connect(address).unwrap();
+        slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        slow.write_all(b"GET /healthz HTTP/1.1\r\nHost:").unwrap();
+        let started = Instant::now();
+        let mut buf = [0u8; 64];
+        let n = slow.read(&mut buf).unwrap_or(0);
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "held for {:?}: {:?}",
+            started.elapsed(),
+            String::from_utf8_lossy(&buf[..n])
+        );
+        drop(slow);
+
+        // Two connections are served; a third waits until one of them closes.
+        let mut first = std::net::TcpStream::connect(address).unwrap();
+        let mut second = std::net::TcpStream::connect(address).unwrap();
+        assert!(healthz(&mut first).starts_with("HTTP/1.1 200"));
+        assert!(healthz(&mut second).starts_with("HTTP/1.1 200"));
+        let mut third = std::net::TcpStream::connect(address).unwrap();
+        third
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let waiting = healthz(&mut third);
+        assert!(waiting.is_empty(), "served beyond the limit: {waiting}");
+        drop(first);
+        third
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = third.read(&mut buf).unwrap();
+        assert!(
+            String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+            "the waiting connection is served once a slot frees"
+        );
+
+        // A failed authentication is charged to the peer's address.
+        let mut bad = std::net::TcpStream::connect(address).unwrap();
+        drop(second);
+        bad.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            bad,
+            "GET /v1/connections HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\n\r\n"
+        )
+        .unwrap();
+        let n = bad.read(&mut buf).unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 401"));
+    })
+    .await
+    .unwrap();
+    cp.flush_audit().await.unwrap();
+    let rows = airlock::control::state::AuditStore::audit_rows(state.as_ref(), 0, 100)
+        .await
+        .unwrap();
+    let charged = rows
+        .iter()
+        .find(|r| r.record.contains("token.authenticate"))
+        .expect("the refusal is audited");
+    assert!(
+        charged.record.contains("anonymous@127.0.0.1"),
+        "{}",
+        charged.record
+    );
+}
