@@ -5,7 +5,7 @@ use crate::auth::Caller;
 use crate::problem::Problem;
 use crate::{App, MAX_BODY_BYTES};
 use airlock::control::access::TokenSpec;
-use airlock::control::{ControlError, PrincipalKind};
+use airlock::control::{ControlError, Principal, PrincipalKind};
 use airlock::invocation::Role;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
@@ -30,8 +30,14 @@ pub fn router(app: App) -> Router {
             "/v1/connections/{name}",
             get(connection_show).patch(connection_update),
         )
-        .route("/v1/connections/{name}/enable", post(connection_enable))
-        .route("/v1/connections/{name}/disable", post(connection_disable))
+        .route(
+            "/v1/connections/{name}/enable",
+            post(|State(app), Caller(who), Path(name)| connection_set(app, who, name, true)),
+        )
+        .route(
+            "/v1/connections/{name}/disable",
+            post(|State(app), Caller(who), Path(name)| connection_set(app, who, name, false)),
+        )
         .route("/v1/connections/{name}/test", post(connection_test))
         .route(
             "/v1/connections/{name}/grants/{agent}/{operation}",
@@ -52,8 +58,14 @@ pub fn router(app: App) -> Router {
         )
         .route("/v1/approvals", get(approvals_list))
         .route("/v1/approvals/{id}", get(approval_show))
-        .route("/v1/approvals/{id}/approve", post(approve))
-        .route("/v1/approvals/{id}/deny", post(deny))
+        .route(
+            "/v1/approvals/{id}/approve",
+            post(|State(app), Caller(who), Path(id), body| decide(app, who, id, body, true)),
+        )
+        .route(
+            "/v1/approvals/{id}/deny",
+            post(|State(app), Caller(who), Path(id), body| decide(app, who, id, body, false)),
+        )
         .route("/v1/approvals/{id}/wait", get(approval_wait))
         .route("/v1/tokens", get(tokens_list).post(token_create))
         .route("/v1/tokens/{id}", axum::routing::delete(token_revoke))
@@ -64,8 +76,18 @@ pub fn router(app: App) -> Router {
                 .layer(DefaultBodyLimit::max(crate::MAX_COMPONENT_BYTES)),
         )
         .route("/v1/connectors/{id}", get(connector_show))
-        .route("/v1/connectors/{id}/enable", post(connector_enable))
-        .route("/v1/connectors/{id}/disable", post(connector_disable))
+        .route(
+            "/v1/connectors/{id}/enable",
+            post(|State(app), Caller(who), Path(id), Query(q)| {
+                connector_set(app, who, id, q, true)
+            }),
+        )
+        .route(
+            "/v1/connectors/{id}/disable",
+            post(|State(app), Caller(who), Path(id), Query(q)| {
+                connector_set(app, who, id, q, false)
+            }),
+        )
         .route("/v1/connectors/{id}/history", get(connector_history))
         .route("/v1/history", get(registry_history))
         .route("/v1/audit", get(audit_list))
@@ -109,15 +131,12 @@ impl FromRequest<App> for Body {
 }
 
 impl Body {
-    /// The body as a JSON object (an empty body is `{}`), or a 422 problem naming what is wrong.
-    fn object(&self) -> Result<serde_json::Map<String, Value>, Problem> {
+    /// The body's JSON text; an empty (or blank) body is `{}`.
+    fn json(&self) -> &[u8] {
         if self.0.iter().all(u8::is_ascii_whitespace) {
-            return Ok(serde_json::Map::new());
-        }
-        match serde_json::from_slice::<Value>(&self.0) {
-            Ok(Value::Object(map)) => Ok(map),
-            Ok(_) => Err(invalid("the body must be a JSON object")),
-            Err(e) => Err(invalid(format!("the body is not valid JSON ({e})"))),
+            b"{}"
+        } else {
+            &self.0
         }
     }
 }
@@ -175,14 +194,10 @@ async fn invoke(
     Query(query): Query<InvokeQuery>,
     body: Body,
 ) -> Answer {
-    let params = if body.0.iter().all(u8::is_ascii_whitespace) {
-        "{}".to_owned()
-    } else {
-        String::from_utf8(body.0.to_vec()).map_err(|_| invalid("the body is not UTF-8"))?
-    };
+    let params = std::str::from_utf8(body.json()).map_err(|_| invalid("the body is not UTF-8"))?;
     match app
         .control
-        .invoke_with(&who, &name, &operation, &params, query.rationale.as_deref())
+        .invoke_with(&who, &name, &operation, params, query.rationale.as_deref())
         .await
     {
         Ok(outcome) => ok(json!({
@@ -238,37 +253,19 @@ async fn approval_show(
     ok(app.control.approval_show(&who, &id).await?)
 }
 
-fn reason_of(body: &Body) -> Result<Option<String>, Problem> {
-    match body.object()?.remove("reason") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(reason)) => Ok(Some(reason)),
-        Some(_) => Err(invalid("reason: a string")),
-    }
+/// `{"reason": "..."}`, optional for an approval, needed for a denial.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Decision {
+    reason: Option<String>,
 }
 
-async fn approve(
-    State(app): State<App>,
-    Caller(who): Caller,
-    Path(id): Path<String>,
-    body: Body,
-) -> Answer {
-    let reason = reason_of(&body)?;
+/// Approves (`approve`) or denies a request; an approval runs it and answers with the outcome.
+async fn decide(app: App, who: Principal, id: String, body: Body, approve: bool) -> Answer {
+    let Decision { reason } = parse(&body)?;
     ok(app
         .control
-        .approval_decide(&who, &id, true, reason.as_deref())
-        .await?)
-}
-
-async fn deny(
-    State(app): State<App>,
-    Caller(who): Caller,
-    Path(id): Path<String>,
-    body: Body,
-) -> Answer {
-    let reason = reason_of(&body)?;
-    ok(app
-        .control
-        .approval_decide(&who, &id, false, reason.as_deref())
+        .approval_decide(&who, &id, approve, reason.as_deref())
         .await?)
 }
 
@@ -305,40 +302,37 @@ async fn tokens_list(State(app): State<App>, Caller(who): Caller) -> Answer {
 
 /// Makes a token: `{"for_user": "olivia"}` or `{"for_agent": "bot"}`, with `role`, `label` and
 /// `expires_in` (`30d`). The token is in this answer only.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    for_user: Option<String>,
+    for_agent: Option<String>,
+    role: Option<String>,
+    label: Option<String>,
+    expires_in: Option<String>,
+}
+
 async fn token_create(State(app): State<App>, Caller(who): Caller, body: Body) -> Answer {
-    let mut fields = body.object()?;
-    let text = |fields: &mut serde_json::Map<String, Value>, name: &str| match fields.remove(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(invalid(format!("{name}: a string"))),
-    };
-    let (kind, subject) = match (
-        text(&mut fields, "for_user")?,
-        text(&mut fields, "for_agent")?,
-    ) {
+    let new: NewToken = parse(&body)?;
+    let (kind, subject) = match (new.for_user, new.for_agent) {
         (Some(user), None) => (PrincipalKind::User, user),
         (None, Some(agent)) => (PrincipalKind::Agent, agent),
         _ => return Err(invalid("give exactly one of for_user and for_agent")),
     };
-    let role: Role = match text(&mut fields, "role")? {
+    let role: Role = match new.role {
         None => Role::Viewer,
         Some(r) => r
             .parse()
             .map_err(|e: String| invalid(format!("role: {e}")))?,
     };
-    let label = text(&mut fields, "label")?;
-    let expires_in = match text(&mut fields, "expires_in")? {
+    let label = new.label;
+    let expires_in = match new.expires_in {
         None => None,
         Some(d) => Some(
             humantime::parse_duration(&d)
                 .map_err(|e| invalid(format!("expires_in: {e} (such as `30d` or `12h`)")))?,
         ),
     };
-    if let Some(unknown) = fields.keys().next() {
-        return Err(invalid(format!(
-            "unknown field `{unknown}`: expected for_user or for_agent, role, label, expires_in"
-        )));
-    }
     let issued = app
         .control
         .token_create(
@@ -393,30 +387,20 @@ struct VersionQuery {
     version: Option<String>,
 }
 
-async fn connector_enable(
-    State(app): State<App>,
-    Caller(who): Caller,
-    Path(id): Path<String>,
-    Query(query): Query<VersionQuery>,
+/// Enables or disables a connector version (or all), answering the versions changed.
+async fn connector_set(
+    app: App,
+    who: Principal,
+    id: String,
+    query: VersionQuery,
+    enabled: bool,
 ) -> Answer {
     let changed = app
         .control
-        .connector_set_enabled(&who, &id, query.version.as_deref(), true)
+        .connector_set_enabled(&who, &id, query.version.as_deref(), enabled)
         .await?;
-    ok(json!({"enabled": changed}))
-}
-
-async fn connector_disable(
-    State(app): State<App>,
-    Caller(who): Caller,
-    Path(id): Path<String>,
-    Query(query): Query<VersionQuery>,
-) -> Answer {
-    let changed = app
-        .control
-        .connector_set_enabled(&who, &id, query.version.as_deref(), false)
-        .await?;
-    ok(json!({"disabled": changed}))
+    let key = if enabled { "enabled" } else { "disabled" };
+    ok(json!({ key: changed }))
 }
 
 async fn connector_history(
@@ -510,16 +494,17 @@ async fn audit_export(
 
 /// Checks the whole chain and every checkpoint, with checkpoints kept elsewhere in the body
 /// (`{"checkpoints": [...]}`, optional). `intact: false` names the first bad record.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Verify {
+    /// Checkpoints as `POST /v1/audit/checkpoint` answers them.
+    #[serde(default)]
+    checkpoints: Vec<airlock::control::state::Checkpoint>,
+}
+
 async fn audit_verify(State(app): State<App>, Caller(who): Caller, body: Body) -> Answer {
-    let extra = match body.object()?.remove("checkpoints") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(list) => serde_json::from_value(list).map_err(|e| {
-            invalid(format!(
-                "checkpoints: a list of checkpoints as `POST /v1/audit/checkpoint` answers ({e})"
-            ))
-        })?,
-    };
-    let report = app.control.audit_verify(&who, &extra).await?;
+    let Verify { checkpoints } = parse(&body)?;
+    let report = app.control.audit_verify(&who, &checkpoints).await?;
     let intact = report.problem.is_none();
     ok(json!({"intact": intact, "report": report}))
 }
@@ -551,12 +536,7 @@ async fn health(
 /// A JSON body as `T`, or a 422 problem naming what does not fit (an unknown field, a wrong
 /// type).
 fn parse<T: serde::de::DeserializeOwned>(body: &Body) -> Result<T, Problem> {
-    let text: &[u8] = if body.0.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        &body.0
-    };
-    serde_json::from_slice(text).map_err(|e| invalid(format!("the body does not fit: {e}")))
+    serde_json::from_slice(body.json()).map_err(|e| invalid(format!("the body does not fit: {e}")))
 }
 
 async fn connection_create(State(app): State<App>, Caller(who): Caller, body: Body) -> Answer {
@@ -576,25 +556,10 @@ async fn connection_update(
     ok(app.control.connection_update(&who, &name, update).await?)
 }
 
-async fn connection_enable(
-    State(app): State<App>,
-    Caller(who): Caller,
-    Path(name): Path<String>,
-) -> Answer {
+async fn connection_set(app: App, who: Principal, name: String, enabled: bool) -> Answer {
     ok(app
         .control
-        .connection_set_enabled(&who, &name, true)
-        .await?)
-}
-
-async fn connection_disable(
-    State(app): State<App>,
-    Caller(who): Caller,
-    Path(name): Path<String>,
-) -> Answer {
-    ok(app
-        .control
-        .connection_set_enabled(&who, &name, false)
+        .connection_set_enabled(&who, &name, enabled)
         .await?)
 }
 
