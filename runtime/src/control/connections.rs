@@ -322,14 +322,10 @@ impl ControlPlane {
             if let Some(approval) = &update.approval {
                 record.approval_policy = approval.to_value();
             }
-            let corrupt = |what, why| super::policies::corrupt(&record.name, what, why);
-            let approval = super::policies::ApprovalPolicy::from_value(&record.approval_policy)
-                .map_err(|why| corrupt("approval", why))?;
             if let Some(data) = &update.data {
                 record.data_policy = data.to_value();
             }
-            let data = super::shaping::DataPolicy::from_value(&record.data_policy)
-                .map_err(|why| corrupt("data", why))?;
+            let (approval, data) = super::lookup::stored_policies(&record)?;
             let connector = self
                 .connector_record(
                     &who.tenant,

@@ -5,6 +5,24 @@ use super::registry::{latest, not_registered, version_key};
 use super::state::ConnectionRecord;
 use super::{ControlError, ControlPlane, Result};
 
+/// A connection's stored approval and data policies, read; one that does not read is a damaged
+/// store, named, never the default (a damaged threshold must not quietly lower approval).
+pub(crate) fn stored_policies(
+    record: &ConnectionRecord,
+) -> Result<(super::policies::ApprovalPolicy, super::shaping::DataPolicy)> {
+    let corrupt = |what: &str, why: String| {
+        ControlError::State(super::state::StateError::Corrupt(format!(
+            "connection `{}`'s stored {what} policy does not read ({why})",
+            record.name
+        )))
+    };
+    let approval = super::policies::ApprovalPolicy::from_value(&record.approval_policy)
+        .map_err(|why| corrupt("approval", why))?;
+    let data = super::shaping::DataPolicy::from_value(&record.data_policy)
+        .map_err(|why| corrupt("data", why))?;
+    Ok((approval, data))
+}
+
 /// The purpose bound into the sealed config (see [`super::vault`]).
 pub(crate) const CONFIG_PURPOSE: &str = "connection-config";
 

@@ -19,13 +19,6 @@ pub(crate) fn policy_from_value<P: serde::de::DeserializeOwned + Default>(
     serde_json::from_value(value.clone()).map_err(|e| e.to_string())
 }
 
-/// A stored policy of connection `connection` that does not read: the store is damaged.
-pub(crate) fn corrupt(connection: &str, what: &str, why: String) -> super::ControlError {
-    super::ControlError::State(super::state::StateError::Corrupt(format!(
-        "connection `{connection}`'s stored {what} policy does not read ({why})"
-    )))
-}
-
 pub(crate) fn policy_to_value<P: serde::Serialize + Default + PartialEq>(
     policy: &P,
 ) -> serde_json::Value {

@@ -166,11 +166,7 @@ impl ControlPlane {
             .into_iter()
             .map(|g| (g.agent, g.operation))
             .collect();
-        let corrupt = |what, why| super::policies::corrupt(&record.name, what, why);
-        let data = super::shaping::DataPolicy::from_value(&record.data_policy)
-            .map_err(|why| corrupt("data", why))?;
-        let approval = super::policies::ApprovalPolicy::from_value(&record.approval_policy)
-            .map_err(|why| corrupt("approval", why))?;
+        let (approval, data) = super::lookup::stored_policies(&record)?;
         let masker =
             (!data.mask.is_off()).then(|| Arc::new(super::shaping::Masker::new(&data.mask)));
         let resolved = Arc::new(Resolved {
