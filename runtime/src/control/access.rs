@@ -300,10 +300,18 @@ impl ControlPlane {
 
     /// How long `source` is still refused, if it is.
     fn auth_blocked(&self, source: &str) -> Option<Duration> {
+        // Every request passes here: one lookup, no sweep (expired entries are swept when a
+        // new one is added, on the failure path).
         let mut blocked = self.auth_blocked.lock().unwrap_or_else(|p| p.into_inner());
         let now = std::time::Instant::now();
-        blocked.retain(|_, until| *until > now);
-        blocked.get(source).map(|until| *until - now)
+        match blocked.get(source) {
+            Some(until) if *until > now => Some(*until - now),
+            Some(_) => {
+                blocked.remove(source);
+                None
+            }
+            None => None,
+        }
     }
 
     /// Counts a failure from `source` in the shared bucket: the wait when this one emptied it.
@@ -320,6 +328,8 @@ impl ControlPlane {
             Err(_) => Duration::from_secs(1),
         };
         let mut blocked = self.auth_blocked.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        blocked.retain(|_, until| *until > now);
         // Bounded: a flood from many sources cannot grow this without end.
         if blocked.len() < 100_000 {
             blocked.insert(source.to_owned(), crate::time::from_now(wait));
