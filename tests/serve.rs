@@ -477,32 +477,15 @@ async fn serve_a_risky_write_waits_for_an_approver_over_http() {
 /// `airlock serve` stops on SIGTERM: it stops accepting, finishes, stores the audit and exits 0.
 #[test]
 fn serve_the_command_stops_gracefully_on_sigterm() {
-    use std::io::BufRead;
+    use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
     let key = crate::cli::airlock_as(dir.path(), None, &["keygen"])
         .stdout
         .trim()
         .to_owned();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("AIRLOCK_DATA_DIR", dir.path())
-        .env("AIRLOCK_MASTER_KEY", &key)
-        .env_remove("AIRLOCK_LISTEN")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let address = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .expect(&line)
-        .to_owned();
+    let mut served = serve_process(dir.path(), &key, None);
+    let address = served.base.strip_prefix("http://").unwrap().to_owned();
     let mut stream = std::net::TcpStream::connect(&address).unwrap();
-    use std::io::{Read, Write};
     write!(
         stream,
         "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
@@ -512,13 +495,15 @@ fn serve_the_command_stops_gracefully_on_sigterm() {
     stream.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &served.child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let exit = served.child.wait().unwrap();
+    // The reader thread ends with the process's stderr.
+    let stderr: Vec<String> = served.stderr.iter().collect();
+    let stderr = stderr.join("\n");
+    assert_eq!(exit.code(), Some(0), "{stderr}");
     assert!(stderr.contains("stopping"), "{stderr}");
     assert!(
         std::net::TcpStream::connect(&address).is_err(),
