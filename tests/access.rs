@@ -221,7 +221,7 @@ fn access_cli_creates_lists_and_revokes_tokens() {
 /// even with a good token, while other sources go on; the flood leaves a bounded audit trail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_failed_authentications_are_limited_per_source() {
-    use airlock::control::access::AUTH_FAILURES_PER_MINUTE;
+    let auth_failures_per_minute = airlock::settings::Settings::default().auth_failures_per_minute;
     let dir = tempfile::tempdir().unwrap();
     let (cp, _state) = common::control_plane(dir.path()).await;
     let admin = common::principal("acme", Role::Admin);
@@ -230,7 +230,7 @@ async fn access_failed_authentications_are_limited_per_source() {
         .await
         .unwrap();
     let wrong = "alk_0123456789abcdef_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-    for i in 0..AUTH_FAILURES_PER_MINUTE {
+    for i in 0..auth_failures_per_minute {
         assert_eq!(
             cp.authenticate(Some(wrong), "203.0.113.7")
                 .await
@@ -269,7 +269,7 @@ async fn access_failed_authentications_are_limited_per_source() {
         .count();
     assert_eq!(
         host_records,
-        AUTH_FAILURES_PER_MINUTE as usize + 1,
+        auth_failures_per_minute as usize + 1,
         "one record per failure up to the limit, one for tripping it, none after"
     );
 }

@@ -11,6 +11,7 @@ mod access;
 mod approvals;
 mod audit;
 mod cli;
+mod clients;
 mod connectors;
 mod control;
 mod egress;

@@ -974,13 +974,34 @@ async fn serve_connections_grants_and_credentials_over_http() {
 }
 
 /// A started `airlock serve` and the address it printed.
-struct Served {
-    child: std::process::Child,
-    base: String,
-    stderr: std::sync::mpsc::Receiver<String>,
+pub(crate) struct Served {
+    pub child: std::process::Child,
+    pub base: String,
+    pub stderr: std::sync::mpsc::Receiver<String>,
+}
+
+/// A test that fails must not leave its server running.
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn serve_process(dir: &std::path::Path, key: &str, stop_at: Option<&str>) -> Served {
+    let stop_at: Vec<(&str, &str)> = stop_at
+        .map(|point| ("AIRLOCK_TEST_STOP_AT", point))
+        .into_iter()
+        .collect();
+    serve_process_with(dir, key, &stop_at)
+}
+
+/// [`serve_process`] with these settings in its environment.
+pub(crate) fn serve_process_with(
+    dir: &std::path::Path,
+    key: &str,
+    settings: &[(&str, &str)],
+) -> Served {
     use std::io::BufRead;
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"));
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
@@ -990,8 +1011,8 @@ fn serve_process(dir: &std::path::Path, key: &str, stop_at: Option<&str>) -> Ser
         .env_remove("AIRLOCK_TEST_STOP_AT")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    if let Some(point) = stop_at {
-        cmd.env("AIRLOCK_TEST_STOP_AT", point);
+    for (name, value) in settings {
+        cmd.env(name, value);
     }
     let mut child = cmd.spawn().unwrap();
     let mut line = String::new();

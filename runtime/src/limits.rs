@@ -8,11 +8,12 @@
 use std::time::Duration;
 
 /// Limits for one invocation. `Limits::default()` documents the defaults.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Wall-clock time for the whole invocation, host calls included.
     #[serde(with = "millis")]
+    #[schema(value_type = u64)]
     pub deadline: Duration,
     /// Linear memory one instance may grow to, in bytes.
     pub max_memory_bytes: usize,

@@ -6,7 +6,9 @@ use crate::bindings::types as wit;
 use crate::invocation::Access;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Risk {
     Low,
@@ -48,7 +50,9 @@ impl std::str::FromStr for Risk {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Classification {
     Public,
@@ -57,7 +61,7 @@ pub enum Classification {
     Restricted,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Operation {
     pub name: String,
     pub description: String,
@@ -85,7 +89,7 @@ pub fn parse_read_route(route: &str) -> Result<(String, crate::egress::Grant), S
     Ok((method.to_owned(), grant))
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Manifest {
     pub id: String,
     pub name: String,
@@ -167,14 +171,14 @@ impl Manifest {
 }
 
 /// An object (table, resource type) a connector exposes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ObjectInfo {
     pub name: String,
     pub description: String,
     pub fields: Vec<Field>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Field {
     pub name: String,
     #[serde(rename = "type")]

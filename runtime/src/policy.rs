@@ -46,7 +46,7 @@ impl HttpTarget<'_> {
 }
 
 /// Why an effect was refused.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, thiserror::Error, utoipa::ToSchema)]
 #[error("{effect} denied by rule `{rule}`: {reason}")]
 pub struct Denial {
     /// The rule's stable name, for audit records and documentation.

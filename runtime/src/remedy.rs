@@ -11,7 +11,7 @@
 use std::fmt;
 
 /// One action that would allow, or repair, what failed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Remedy {
     /// Add `origin` (`scheme://host:port`) to the connection's egress grants.

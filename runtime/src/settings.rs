@@ -40,6 +40,10 @@ pub struct Settings {
     /// (`CONNECTOR_CACHE_MAX_ENTRIES_PER_TENANT`).
     pub cache_default_ttl: Duration,
     pub cache_max_entries_per_tenant: usize,
+    /// Failed authentications one source may have per minute before it is refused for a while
+    /// (`AIRLOCK_AUTH_FAILURES_PER_MINUTE`; at least 1). Behind a proxy every client shares its
+    /// address: raise it there, or for a fuzzer that sends bad tokens by design.
+    pub auth_failures_per_minute: u32,
     /// A crash test's stopping point (`AIRLOCK_TEST_STOP_AT`): the process stops making progress
     /// there so a test can kill it for real. None in production.
     pub fail_point: Option<String>,
@@ -58,6 +62,7 @@ impl Default for Settings {
             health_error_rate: 0.10,
             cache_default_ttl: Duration::from_secs(300),
             cache_max_entries_per_tenant: 1000,
+            auth_failures_per_minute: 30,
             fail_point: None,
         }
     }
@@ -135,6 +140,12 @@ impl Settings {
                 0 => d.cache_max_entries_per_tenant,
                 n => n,
             },
+            auth_failures_per_minute: read
+                .number(
+                    &["AIRLOCK_AUTH_FAILURES_PER_MINUTE"],
+                    d.auth_failures_per_minute,
+                )
+                .max(1),
             fail_point: lookup("AIRLOCK_TEST_STOP_AT").filter(|p| !p.is_empty()),
         }
     }

@@ -3,7 +3,8 @@
 //!
 //! - `guests`: add the `wasm32-wasip2` target if missing and build every guest component;
 //! - `demo`: guests, then `airlock demo` on the embedded store;
-//! - `test`: guests, then the whole test suite;
+//! - `test`: guests, the outside clients the tests drive (`tests/clients/setup.sh`), then the
+//!   whole test suite;
 //! - `bench`: guests, then the benchmark (release build).
 //!
 //! The guests are every crate under `guests/` that builds a component (`crate-type = ["cdylib"]`);
@@ -119,6 +120,15 @@ fn build_guests() -> Result<(), String> {
     run(cmd)
 }
 
+/// The outside clients the tests drive (schemathesis, the MCP SDK), into a virtual environment
+/// in the target directory: `tests/clients/setup.sh`, quick once they are there.
+fn install_clients() -> Result<(), String> {
+    let mut cmd = Command::new("bash");
+    cmd.arg(root().join("tests/clients/setup.sh"))
+        .env("CARGO_TARGET_DIR", target_dir());
+    run(cmd)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let task = args.first().map(String::as_str).unwrap_or("help");
@@ -143,7 +153,7 @@ fn main() -> ExitCode {
                 .args(rest);
             run(cmd)
         }),
-        "test" => build_guests().and_then(|()| {
+        "test" => build_guests().and_then(|()| install_clients()).and_then(|()| {
             let mut cmd = cargo();
             // The default members: the runtime (with the tests in tests/) and this crate.
             cmd.arg("test");

@@ -8,9 +8,11 @@
 //! - [`auth`]: the bearer token to a principal.
 //! - [`routes`]: the `/v1` endpoints, `/healthz` and `/readyz`.
 //! - [`metrics`]: `/metrics` in the Prometheus text format.
+//! - [`openapi`]: the OpenAPI 3.1 document, from the handlers' descriptions.
 
 pub mod auth;
 pub mod metrics;
+pub mod openapi;
 pub mod problem;
 pub mod routes;
 

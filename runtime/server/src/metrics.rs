@@ -19,6 +19,10 @@ fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// This process's figures in the Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "server", security(()),
+    responses((status = 200, content_type = "text/plain; version=0.0.4", body = String),
+        (status = 500, body = Problem, content_type = "application/problem+json")))]
 pub async fn metrics(State(app): State<App>) -> Result<Response, Problem> {
     let m = app.control.metrics().await?;
     let mut out = String::new();

@@ -9,9 +9,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 /// A problem document, ready to answer with.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(skip)]
+    #[schema(ignore)]
     pub status: StatusCode,
     /// A URI naming the kind: `urn:airlock:problem:<kind>`.
     #[serde(rename = "type")]

@@ -5,107 +5,133 @@ use crate::auth::Caller;
 use crate::problem::Problem;
 use crate::{App, MAX_BODY_BYTES};
 use airlock::control::access::TokenSpec;
+use airlock::control::approvals::ApprovalView;
+use airlock::control::metrics::OperationStats;
+use airlock::control::state::{
+    ApiTokenRecord, BreakerRecord, Checkpoint, ConnectionRecord, CredentialRecord, HistoryEntry,
+};
+use airlock::control::{
+    ConnectionSpec, ConnectionUpdate, ConnectionView, ConnectorView, Registered, TestReport,
+};
 use airlock::control::{ControlError, Principal, PrincipalKind};
 use airlock::invocation::Role;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
+use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 type Answer = Result<Response, Problem>;
 
+/// The API: every handler below is registered here with its OpenAPI description, so the
+/// document at `/v1/openapi.json` lists exactly the routes served.
 pub fn router(app: App) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(crate::metrics::metrics))
+    let (router, api) = OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(crate::metrics::metrics))
+        .routes(routes!(connections_list, connection_create))
+        .routes(routes!(connection_show, connection_update))
+        .routes(routes!(connection_enable))
+        .routes(routes!(connection_disable))
+        .routes(routes!(connection_test))
+        .routes(routes!(grant, revoke_grant))
+        .routes(routes!(credentials_list))
+        .routes(routes!(credential_set, credential_delete))
+        .routes(routes!(credential_rotate))
+        .routes(routes!(invoke))
+        .routes(routes!(approvals_list))
+        .routes(routes!(approval_show))
+        .routes(routes!(approval_approve))
+        .routes(routes!(approval_deny))
+        .routes(routes!(approval_wait))
+        .routes(routes!(tokens_list, token_create))
+        .routes(routes!(token_revoke))
+        .routes({
+            // Components are larger than any other body.
+            let (schemas, paths, methods) = routes!(connectors_list, connector_register);
+            (
+                schemas,
+                paths,
+                methods.layer(DefaultBodyLimit::max(crate::MAX_COMPONENT_BYTES)),
+            )
+        })
+        .routes(routes!(connector_show))
+        .routes(routes!(connector_enable))
+        .routes(routes!(connector_disable))
+        .routes(routes!(connector_history))
+        .routes(routes!(registry_history))
+        .routes(routes!(audit_list))
+        .routes(routes!(audit_export))
+        .routes(routes!(audit_verify))
+        .routes(routes!(audit_checkpoint))
+        .routes(routes!(health))
+        .routes(routes!(seeds_health))
+        .split_for_parts();
+    // Serialized once: the document is the same for every caller.
+    let document = Bytes::from(
+        serde_json::to_vec(&crate::openapi::complete(api)).expect("the document serializes"),
+    );
+    router
         .route(
-            "/v1/connections",
-            get(connections_list).post(connection_create),
-        )
-        .route(
-            "/v1/connections/{name}",
-            get(connection_show).patch(connection_update),
-        )
-        .route(
-            "/v1/connections/{name}/enable",
-            post(|State(app), Caller(who), Path(name)| connection_set(app, who, name, true)),
-        )
-        .route(
-            "/v1/connections/{name}/disable",
-            post(|State(app), Caller(who), Path(name)| connection_set(app, who, name, false)),
-        )
-        .route("/v1/connections/{name}/test", post(connection_test))
-        .route(
-            "/v1/connections/{name}/grants/{agent}/{operation}",
-            axum::routing::put(grant).delete(revoke_grant),
-        )
-        .route("/v1/connections/{name}/credentials", get(credentials_list))
-        .route(
-            "/v1/connections/{name}/credentials/{credential}",
-            axum::routing::put(credential_set).delete(credential_delete),
-        )
-        .route(
-            "/v1/connections/{name}/credentials/{credential}/rotate",
-            post(credential_rotate),
-        )
-        .route(
-            "/v1/connections/{name}/operations/{operation}",
-            post(invoke),
-        )
-        .route("/v1/approvals", get(approvals_list))
-        .route("/v1/approvals/{id}", get(approval_show))
-        .route(
-            "/v1/approvals/{id}/approve",
-            post(|State(app), Caller(who), Path(id), body| decide(app, who, id, body, true)),
-        )
-        .route(
-            "/v1/approvals/{id}/deny",
-            post(|State(app), Caller(who), Path(id), body| decide(app, who, id, body, false)),
-        )
-        .route("/v1/approvals/{id}/wait", get(approval_wait))
-        .route("/v1/tokens", get(tokens_list).post(token_create))
-        .route("/v1/tokens/{id}", axum::routing::delete(token_revoke))
-        .route(
-            "/v1/connectors",
-            get(connectors_list)
-                .post(connector_register)
-                .layer(DefaultBodyLimit::max(crate::MAX_COMPONENT_BYTES)),
-        )
-        .route("/v1/connectors/{id}", get(connector_show))
-        .route(
-            "/v1/connectors/{id}/enable",
-            post(|State(app), Caller(who), Path(id), Query(q)| {
-                connector_set(app, who, id, q, true)
+            crate::openapi::PATH,
+            get(move || {
+                let document = document.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], document) }
             }),
         )
-        .route(
-            "/v1/connectors/{id}/disable",
-            post(|State(app), Caller(who), Path(id), Query(q)| {
-                connector_set(app, who, id, q, false)
-            }),
-        )
-        .route("/v1/connectors/{id}/history", get(connector_history))
-        .route("/v1/history", get(registry_history))
-        .route("/v1/audit", get(audit_list))
-        .route("/v1/audit/export", get(audit_export))
-        .route("/v1/audit/verify", post(audit_verify))
-        .route("/v1/audit/checkpoint", post(audit_checkpoint))
-        .route("/v1/health", get(health))
-        // The seeds' path for the same figures.
-        .route("/api/connectors/health", get(health))
         .fallback(|| async {
             Problem::new(
                 StatusCode::NOT_FOUND,
                 "no-such-endpoint",
-                "no such endpoint; the API lives under /v1",
+                "no such endpoint; the API lives under /v1 (see /v1/openapi.json)",
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app)
+}
+
+/// A path's parameters; a malformed one (not UTF-8 once decoded) is a 400 problem, not axum's
+/// plain-text answer.
+pub struct PathOf<T>(pub T);
+
+impl<T> FromRequestParts<App> for PathOf<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Problem> {
+        Path::<T>::from_request_parts(parts, app)
+            .await
+            .map(|Path(t)| PathOf(t))
+            .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad-path", e.body_text()))
+    }
+}
+
+/// A query string; one that does not fit (a number that is not one) is a 400 problem naming
+/// the parameter.
+pub struct QueryOf<T>(pub T);
+
+impl<T> FromRequestParts<App> for QueryOf<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Problem> {
+        Query::<T>::from_request_parts(parts, app)
+            .await
+            .map(|Query(t)| QueryOf(t))
+            .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad-query", e.body_text()))
+    }
 }
 
 /// A request body, read within [`MAX_BODY_BYTES`]; a longer one is a 413 problem.
@@ -131,9 +157,9 @@ impl FromRequest<App> for Body {
 }
 
 impl Body {
-    /// The body's JSON text; an empty (or blank) body is `{}`.
+    /// The body's JSON text; an empty (or blank) body, or `null`, is `{}`.
     fn json(&self) -> &[u8] {
-        if self.0.iter().all(u8::is_ascii_whitespace) {
+        if self.0.iter().all(u8::is_ascii_whitespace) || self.0.trim_ascii() == b"null" {
             b"{}"
         } else {
             &self.0
@@ -149,11 +175,22 @@ fn ok(value: impl serde::Serialize) -> Answer {
     Ok(Json(value).into_response())
 }
 
+/// `{"status": "..."}`.
+#[derive(Serialize, ToSchema)]
+pub struct Status {
+    pub status: String,
+}
+
+/// Alive: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "server", security(()),
+    responses((status = 200, body = Status)))]
 async fn healthz() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
 /// Ready when the audit store takes writes: without it nothing may run (fail closed).
+#[utoipa::path(get, path = "/readyz", tag = "server", security(()),
+    responses((status = 200, body = Status), (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn readyz(State(app): State<App>) -> Response {
     if app.control.audit_available() {
         Json(json!({"status": "ready"})).into_response()
@@ -167,31 +204,77 @@ async fn readyz(State(app): State<App>) -> Response {
     }
 }
 
+/// The tenant's connections.
+#[utoipa::path(get, path = "/v1/connections", tag = "connections",
+    responses((status = 200, body = Vec<ConnectionRecord>)))]
 async fn connections_list(State(app): State<App>, Caller(who): Caller) -> Answer {
     ok(app.control.connection_list(&who).await?)
 }
 
+/// A connection with its config (secret-looking values redacted) and its agents' grants.
+#[utoipa::path(get, path = "/v1/connections/{name}", tag = "connections",
+    params(("name" = String, Path, description = "The connection's name")),
+    responses((status = 200, body = ConnectionView)))]
 async fn connection_show(
     State(app): State<App>,
     Caller(who): Caller,
-    Path(name): Path<String>,
+    PathOf(name): PathOf<String>,
 ) -> Answer {
     ok(app.control.connection_show(&who, &name).await?)
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct InvokeQuery {
     /// Why, for the approver when the operation's risk needs one.
     rationale: Option<String>,
 }
 
+/// An invocation's answer.
+#[derive(Serialize, ToSchema)]
+pub struct InvokeAnswer {
+    /// The operation's result as it returned it (masked where the connection's policy says).
+    pub result: Value,
+    pub invocation_id: String,
+    pub duration_ms: f64,
+    pub classification: Option<airlock::manifest::Classification>,
+    /// How many values masking changed.
+    pub masked: usize,
+    /// Served from the connection's read cache.
+    pub cached: bool,
+    /// Effects the host refused while the operation went on to succeed.
+    pub warnings: Vec<airlock::policy::Denial>,
+}
+
+/// The answer to an invocation that waits for an approver.
+#[derive(Serialize, ToSchema)]
+pub struct PendingAnswer {
+    /// `pending-approval`.
+    pub status: String,
+    pub detail: String,
+    pub request: airlock::control::approvals::Ticket,
+    /// Where to follow the request (`GET`, or `GET .../wait` to wait for it).
+    pub follow: String,
+}
+
 /// Runs an operation with the body as its params. A call that must wait for an approver is
 /// answered 202 with the request to follow.
+#[utoipa::path(post, path = "/v1/connections/{name}/operations/{operation}", tag = "invocations",
+    params(
+        ("name" = String, Path, description = "The connection"),
+        ("operation" = String, Path, description = "The operation, as the connector's manifest names it"),
+        InvokeQuery,
+    ),
+    request_body(content = Object, description = "The operation's params (its `params-schema`); empty is `{}`"),
+    responses(
+        (status = 200, body = InvokeAnswer),
+        (status = 202, body = PendingAnswer, headers(("Location" = String, description = "The approval request"))),
+    ))]
 async fn invoke(
     State(app): State<App>,
     Caller(who): Caller,
-    Path((name, operation)): Path<(String, String)>,
-    Query(query): Query<InvokeQuery>,
+    PathOf((name, operation)): PathOf<(String, String)>,
+    QueryOf(query): QueryOf<InvokeQuery>,
     body: Body,
 ) -> Answer {
     let params = std::str::from_utf8(body.json()).map_err(|_| invalid("the body is not UTF-8"))?;
@@ -200,25 +283,25 @@ async fn invoke(
         .invoke_with(&who, &name, &operation, params, query.rationale.as_deref())
         .await
     {
-        Ok(outcome) => ok(json!({
-            "result": serde_json::from_str::<Value>(&outcome.output).unwrap_or(Value::Null),
-            "invocation_id": outcome.invocation_id,
-            "duration_ms": outcome.duration.as_secs_f64() * 1000.0,
-            "classification": outcome.classification,
-            "masked": outcome.masked,
-            "cached": outcome.cached,
-            "warnings": outcome.denials,
-        })),
+        Ok(outcome) => ok(InvokeAnswer {
+            result: serde_json::from_str::<Value>(&outcome.output).unwrap_or(Value::Null),
+            invocation_id: outcome.invocation_id,
+            duration_ms: outcome.duration.as_secs_f64() * 1000.0,
+            classification: outcome.classification,
+            masked: outcome.masked,
+            cached: outcome.cached,
+            warnings: outcome.denials,
+        }),
         Err(ControlError::Pending(ticket)) => {
             let location = format!("/v1/approvals/{}", ticket.request_id);
             let mut response = (
                 StatusCode::ACCEPTED,
-                Json(json!({
-                    "status": "pending-approval",
-                    "detail": ticket.to_string(),
-                    "request": ticket,
-                    "follow": location,
-                })),
+                Json(PendingAnswer {
+                    status: "pending-approval".to_owned(),
+                    detail: ticket.to_string(),
+                    request: ticket,
+                    follow: location.clone(),
+                }),
             )
                 .into_response();
             if let Ok(value) = location.parse() {
@@ -230,37 +313,73 @@ async fn invoke(
     }
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ApprovalsQuery {
     /// Decided and finished requests too.
     #[serde(default)]
     all: bool,
 }
 
+/// The tenant's pending approval requests (with `all`, every one).
+#[utoipa::path(get, path = "/v1/approvals", tag = "approvals", params(ApprovalsQuery),
+    responses((status = 200, body = Vec<ApprovalView>)))]
 async fn approvals_list(
     State(app): State<App>,
     Caller(who): Caller,
-    Query(query): Query<ApprovalsQuery>,
+    QueryOf(query): QueryOf<ApprovalsQuery>,
 ) -> Answer {
     ok(app.control.approvals_list(&who, query.all).await?)
 }
 
+/// A request with its params (secret-looking values redacted) and the dry run's preview.
+#[utoipa::path(get, path = "/v1/approvals/{id}", tag = "approvals",
+    params(("id" = String, Path, description = "The request, `apr-...`")),
+    responses((status = 200, body = ApprovalView)))]
 async fn approval_show(
     State(app): State<App>,
     Caller(who): Caller,
-    Path(id): Path<String>,
+    PathOf(id): PathOf<String>,
 ) -> Answer {
     ok(app.control.approval_show(&who, &id).await?)
 }
 
 /// `{"reason": "..."}`, optional for an approval, needed for a denial.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Decision {
+pub struct Decision {
     reason: Option<String>,
 }
 
-/// Approves (`approve`) or denies a request; an approval runs it and answers with the outcome.
+/// Approves a request (someone other than its requester, with the role it names); the request
+/// runs, and the answer carries its outcome.
+#[utoipa::path(post, path = "/v1/approvals/{id}/approve", tag = "approvals",
+    params(("id" = String, Path, description = "The request, `apr-...`")),
+    request_body(content = Option<Decision>),
+    responses((status = 200, body = ApprovalView)))]
+async fn approval_approve(
+    State(app): State<App>,
+    Caller(who): Caller,
+    PathOf(id): PathOf<String>,
+    body: Body,
+) -> Answer {
+    decide(app, who, id, body, true).await
+}
+
+/// Denies a request; a reason is needed.
+#[utoipa::path(post, path = "/v1/approvals/{id}/deny", tag = "approvals",
+    params(("id" = String, Path, description = "The request, `apr-...`")),
+    request_body(content = Decision),
+    responses((status = 200, body = ApprovalView)))]
+async fn approval_deny(
+    State(app): State<App>,
+    Caller(who): Caller,
+    PathOf(id): PathOf<String>,
+    body: Body,
+) -> Answer {
+    decide(app, who, id, body, false).await
+}
+
 async fn decide(app: App, who: Principal, id: String, body: Body, approve: bool) -> Answer {
     let Decision { reason } = parse(&body)?;
     ok(app
@@ -269,10 +388,11 @@ async fn decide(app: App, who: Principal, id: String, body: Body, approve: bool)
         .await?)
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct WaitQuery {
     /// How long to wait for a decision (and the run after an approval), e.g. `30s`; at most
-    /// [`MAX_WAIT`].
+    /// a minute.
     timeout: Option<String>,
 }
 
@@ -281,13 +401,16 @@ const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Long poll: answers once the request is decided and run (or denied, expired, failed), or
 /// when the timeout passes, with the request as it then is.
+#[utoipa::path(get, path = "/v1/approvals/{id}/wait", tag = "approvals",
+    params(("id" = String, Path, description = "The request, `apr-...`"), WaitQuery),
+    responses((status = 200, body = ApprovalView)))]
 async fn approval_wait(
     State(app): State<App>,
     Caller(who): Caller,
-    Path(id): Path<String>,
-    Query(query): Query<WaitQuery>,
+    PathOf(id): PathOf<String>,
+    QueryOf(query): QueryOf<WaitQuery>,
 ) -> Answer {
-    let timeout = match query.timeout {
+    let timeout = match query.timeout.filter(|t| !t.trim().is_empty()) {
         None => std::time::Duration::from_secs(30),
         Some(t) => humantime::parse_duration(&t)
             .map_err(|e| invalid(format!("timeout: {e} (such as `30s`)")))?,
@@ -296,22 +419,39 @@ async fn approval_wait(
     ok(app.control.approval_wait(&who, &id, timeout).await?)
 }
 
+/// The tenant's API tokens (never their secrets).
+#[utoipa::path(get, path = "/v1/tokens", tag = "tokens",
+    responses((status = 200, body = Vec<ApiTokenRecord>)))]
 async fn tokens_list(State(app): State<App>, Caller(who): Caller) -> Answer {
     ok(app.control.token_list(&who).await?)
 }
 
-/// Makes a token: `{"for_user": "olivia"}` or `{"for_agent": "bot"}`, with `role`, `label` and
-/// `expires_in` (`30d`). The token is in this answer only.
-#[derive(serde::Deserialize)]
+/// A token to make: exactly one of `for_user` and `for_agent`, with `role` (default viewer),
+/// `label` and `expires_in` (`30d`).
+#[derive(serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewToken {
+pub struct NewToken {
     for_user: Option<String>,
     for_agent: Option<String>,
+    /// `viewer`, `author`, `operator`, `auditor`, `compliance` or `admin`.
     role: Option<String>,
     label: Option<String>,
+    /// Such as `30d` or `12h`; none: until revoked.
     expires_in: Option<String>,
 }
 
+/// A new token: the secret is in this answer only.
+#[derive(Serialize, ToSchema)]
+pub struct IssuedAnswer {
+    /// `alk_<id>_<secret>`: send as `Authorization: Bearer ...`. Shown once, stored only as a
+    /// hash.
+    pub token: String,
+    pub record: ApiTokenRecord,
+}
+
+/// Makes a token for a user or an agent of the caller's tenant.
+#[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = NewToken,
+    responses((status = 201, body = IssuedAnswer)))]
 async fn token_create(State(app): State<App>, Caller(who): Caller, body: Body) -> Answer {
     let new: NewToken = parse(&body)?;
     let (kind, subject) = match (new.for_user, new.for_agent) {
@@ -353,41 +493,91 @@ async fn token_create(State(app): State<App>, Caller(who): Caller, body: Body) -
         .into_response())
 }
 
+/// Revokes a token: it stops working at once on this server, within seconds on others.
+#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens",
+    params(("id" = String, Path, description = "The token's public id (`alk_<id>_...`)")),
+    responses((status = 204)))]
 async fn token_revoke(
     State(app): State<App>,
     Caller(who): Caller,
-    Path(id): Path<String>,
+    PathOf(id): PathOf<String>,
 ) -> Answer {
     app.control.token_revoke(&who, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Every registered connector version.
+#[utoipa::path(get, path = "/v1/connectors", tag = "connectors",
+    responses((status = 200, body = Vec<ConnectorView>)))]
 async fn connectors_list(State(app): State<App>, Caller(who): Caller) -> Answer {
     ok(app.control.connector_list(&who).await?)
 }
 
+/// A connector's versions, newest first.
+#[utoipa::path(get, path = "/v1/connectors/{id}", tag = "connectors",
+    params(("id" = String, Path, description = "The connector's id, from its manifest")),
+    responses((status = 200, body = Vec<ConnectorView>)))]
 async fn connector_show(
     State(app): State<App>,
     Caller(who): Caller,
-    Path(id): Path<String>,
+    PathOf(id): PathOf<String>,
 ) -> Answer {
     ok(app.control.connector_show(&who, &id).await?)
 }
 
-/// Registers the component in the body (`application/wasm`, up to
-/// [`crate::MAX_COMPONENT_BYTES`]): validated, compiled and stored, or refused naming why.
+/// Registers the component in the body (`application/wasm`, up to 64 MiB): validated,
+/// compiled and stored, or refused naming why. The same bytes again change nothing.
+#[utoipa::path(post, path = "/v1/connectors", tag = "connectors",
+    request_body(description = "A WebAssembly component built against Airlock's WIT package",
+        content((Vec<u8> = "application/wasm"), (Vec<u8> = "application/octet-stream"))),
+    responses((status = 201, body = Registered)))]
 async fn connector_register(State(app): State<App>, Caller(who): Caller, body: Body) -> Answer {
     let registered = app.control.register(&who, &body.0, &|_| {}).await?;
     Ok((StatusCode::CREATED, Json(registered)).into_response())
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct VersionQuery {
     /// One version; without it, every version.
     version: Option<String>,
 }
 
-/// Enables or disables a connector version (or all), answering the versions changed.
+/// The versions an enable or a disable changed.
+#[derive(Serialize, ToSchema)]
+pub struct Changed {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<Vec<String>>,
+}
+
+/// Enables a connector version (or every version).
+#[utoipa::path(post, path = "/v1/connectors/{id}/enable", tag = "connectors",
+    params(("id" = String, Path, description = "The connector's id"), VersionQuery),
+    responses((status = 200, body = Changed)))]
+async fn connector_enable(
+    State(app): State<App>,
+    Caller(who): Caller,
+    PathOf(id): PathOf<String>,
+    QueryOf(query): QueryOf<VersionQuery>,
+) -> Answer {
+    connector_set(app, who, id, query, true).await
+}
+
+/// Disables a connector version (or every version): its connections stop running.
+#[utoipa::path(post, path = "/v1/connectors/{id}/disable", tag = "connectors",
+    params(("id" = String, Path, description = "The connector's id"), VersionQuery),
+    responses((status = 200, body = Changed)))]
+async fn connector_disable(
+    State(app): State<App>,
+    Caller(who): Caller,
+    PathOf(id): PathOf<String>,
+    QueryOf(query): QueryOf<VersionQuery>,
+) -> Answer {
+    connector_set(app, who, id, query, false).await
+}
+
 async fn connector_set(
     app: App,
     who: Principal,
@@ -399,43 +589,74 @@ async fn connector_set(
         .control
         .connector_set_enabled(&who, &id, query.version.as_deref(), enabled)
         .await?;
-    let key = if enabled { "enabled" } else { "disabled" };
-    ok(json!({ key: changed }))
+    ok(if enabled {
+        Changed {
+            enabled: Some(changed),
+            disabled: None,
+        }
+    } else {
+        Changed {
+            enabled: None,
+            disabled: Some(changed),
+        }
+    })
 }
 
+/// A connector's registry history.
+#[utoipa::path(get, path = "/v1/connectors/{id}/history", tag = "connectors",
+    params(("id" = String, Path, description = "The connector's id")),
+    responses((status = 200, body = Vec<HistoryEntry>)))]
 async fn connector_history(
     State(app): State<App>,
     Caller(who): Caller,
-    Path(id): Path<String>,
+    PathOf(id): PathOf<String>,
 ) -> Answer {
     ok(app.control.connector_history(&who, Some(&id)).await?)
 }
 
+/// The registry's history: every registration, enable and disable.
+#[utoipa::path(get, path = "/v1/history", tag = "connectors",
+    responses((status = 200, body = Vec<HistoryEntry>)))]
 async fn registry_history(State(app): State<App>, Caller(who): Caller) -> Answer {
     ok(app.control.connector_history(&who, None).await?)
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
     /// The newest this many records (default 100, at most 10,000).
     limit: Option<i64>,
 }
 
+/// The tenant's newest audit records.
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = Vec<airlock::control::audit::AuditRecord>)))]
 async fn audit_list(
     State(app): State<App>,
     Caller(who): Caller,
-    Query(query): Query<AuditQuery>,
+    QueryOf(query): QueryOf<AuditQuery>,
 ) -> Answer {
     let limit = query.limit.unwrap_or(100).clamp(1, 10_000);
     ok(app.control.audit_list(&who, limit).await?)
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ExportQuery {
     /// From (RFC 3339, or an age such as `1h`); default: the beginning.
     since: Option<String>,
     /// Until (RFC 3339, or an age); default: now.
     until: Option<String>,
+}
+
+/// One exported audit record: a line of the export.
+#[derive(Serialize, ToSchema)]
+pub struct ExportLine {
+    pub seq: i64,
+    pub at: i64,
+    pub record: Value,
+    pub prev_hash: Option<String>,
+    pub hash: Option<String>,
 }
 
 /// A time given as RFC 3339 or as an age before now (`1h`), in Unix milliseconds.
@@ -457,80 +678,117 @@ fn instant(name: &str, text: &str) -> Result<i64, Problem> {
 
 /// The tenant's stored records in a time range as JSON lines (`application/x-ndjson`), each
 /// with its sequence number and hashes, for keeping elsewhere.
+#[utoipa::path(get, path = "/v1/audit/export", tag = "audit", params(ExportQuery),
+    responses((status = 200, content_type = "application/x-ndjson", body = String,
+        description = "One `ExportLine` per line")))]
 async fn audit_export(
     State(app): State<App>,
     Caller(who): Caller,
-    Query(query): Query<ExportQuery>,
+    QueryOf(query): QueryOf<ExportQuery>,
 ) -> Answer {
     let since = query
         .since
         .as_deref()
+        .filter(|t| !t.trim().is_empty())
         .map(|t| instant("since", t))
         .transpose()?
         .unwrap_or(0);
     let until = query
         .until
         .as_deref()
+        .filter(|t| !t.trim().is_empty())
         .map(|t| instant("until", t))
         .transpose()?
         .unwrap_or(i64::MAX);
     let rows = app.control.audit_export(&who, since, until).await?;
     let mut lines = String::new();
     for row in rows {
-        lines.push_str(
-            &json!({
-                "seq": row.seq,
-                "at": row.at,
-                "record": serde_json::from_str::<Value>(&row.record).unwrap_or(Value::Null),
-                "prev_hash": row.prev_hash,
-                "hash": row.hash,
-            })
-            .to_string(),
-        );
+        let line = ExportLine {
+            seq: row.seq,
+            at: row.at,
+            record: serde_json::from_str::<Value>(&row.record).unwrap_or(Value::Null),
+            prev_hash: row.prev_hash,
+            hash: row.hash,
+        };
+        lines.push_str(&serde_json::to_string(&line).unwrap_or_default());
         lines.push('\n');
     }
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], lines).into_response())
 }
 
-/// Checks the whole chain and every checkpoint, with checkpoints kept elsewhere in the body
-/// (`{"checkpoints": [...]}`, optional). `intact: false` names the first bad record.
-#[derive(serde::Deserialize)]
+/// Checkpoints kept elsewhere, to check besides the stored ones.
+#[derive(serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Verify {
+pub struct Verify {
     /// Checkpoints as `POST /v1/audit/checkpoint` answers them.
     #[serde(default)]
-    checkpoints: Vec<airlock::control::state::Checkpoint>,
+    checkpoints: Vec<Checkpoint>,
 }
 
+/// What a verification found.
+#[derive(Serialize, ToSchema)]
+pub struct VerifyAnswer {
+    /// False names the first bad record in `report.problem`.
+    pub intact: bool,
+    pub report: airlock::control::audit::VerifyReport,
+}
+
+/// Checks the whole chain and every checkpoint, stored and given.
+#[utoipa::path(post, path = "/v1/audit/verify", tag = "audit", request_body(content = Option<Verify>),
+    responses((status = 200, body = VerifyAnswer)))]
 async fn audit_verify(State(app): State<App>, Caller(who): Caller, body: Body) -> Answer {
     let Verify { checkpoints } = parse(&body)?;
     let report = app.control.audit_verify(&who, &checkpoints).await?;
     let intact = report.problem.is_none();
-    ok(json!({"intact": intact, "report": report}))
+    ok(VerifyAnswer { intact, report })
 }
 
-/// Flushes the audit log and answers the newest signed checkpoint, to keep elsewhere.
+/// Flushes the audit log and answers the newest signed checkpoint, to keep elsewhere (`null`
+/// while the log is empty).
+#[utoipa::path(post, path = "/v1/audit/checkpoint", tag = "audit",
+    responses((status = 200, body = Option<Checkpoint>)))]
 async fn audit_checkpoint(State(app): State<App>, Caller(who): Caller) -> Answer {
     ok(app.control.audit_checkpoint(&who).await?)
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct HealthQuery {
     /// How many of the tenant's newest audit records to summarize (default 10,000).
     window: Option<i64>,
 }
 
+/// Per connection and operation: calls, errors, latency percentiles and health; and the
+/// circuit breakers that are open or probing.
+#[derive(Serialize, ToSchema)]
+pub struct HealthAnswer {
+    pub operations: Vec<OperationStats>,
+    pub circuits: Vec<BreakerRecord>,
+}
+
 /// Calls, errors, p50/p95/p99 and health per connection and operation, and the circuit
 /// breakers that are open or probing.
+#[utoipa::path(get, path = "/v1/health", tag = "health", params(HealthQuery),
+    responses((status = 200, body = HealthAnswer)))]
 async fn health(
     State(app): State<App>,
     Caller(who): Caller,
-    Query(query): Query<HealthQuery>,
+    QueryOf(query): QueryOf<HealthQuery>,
 ) -> Answer {
     let window = query.window.unwrap_or(10_000).clamp(1, 1_000_000);
     let operations = app.control.health(&who, window).await?;
     let circuits = app.control.circuits(&who).await?;
-    ok(json!({"operations": operations, "circuits": circuits}))
+    ok(HealthAnswer {
+        operations,
+        circuits,
+    })
+}
+
+/// `/v1/health` at the seeds' path.
+#[utoipa::path(get, path = "/api/connectors/health", tag = "health", params(HealthQuery),
+    responses((status = 200, body = HealthAnswer)))]
+async fn seeds_health(state: State<App>, caller: Caller, query: QueryOf<HealthQuery>) -> Answer {
+    health(state, caller, query).await
 }
 
 /// A JSON body as `T`, or a 422 problem naming what does not fit (an unknown field, a wrong
@@ -539,43 +797,85 @@ fn parse<T: serde::de::DeserializeOwned>(body: &Body) -> Result<T, Problem> {
     serde_json::from_slice(body.json()).map_err(|e| invalid(format!("the body does not fit: {e}")))
 }
 
+/// Creates a connection of a registered connector: disabled writes, no egress and no agents
+/// until given.
+#[utoipa::path(post, path = "/v1/connections", tag = "connections", request_body = ConnectionSpec,
+    responses((status = 201, body = ConnectionView)))]
 async fn connection_create(State(app): State<App>, Caller(who): Caller, body: Body) -> Answer {
-    let spec: airlock::control::ConnectionSpec = parse(&body)?;
+    let spec: ConnectionSpec = parse(&body)?;
     let view = app.control.connection_create(&who, spec).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
 /// Changes what the body names; an absent field keeps its value, `null` clears it.
+#[utoipa::path(patch, path = "/v1/connections/{name}", tag = "connections",
+    params(("name" = String, Path, description = "The connection's name")),
+    request_body = ConnectionUpdate,
+    responses((status = 200, body = ConnectionView)))]
 async fn connection_update(
     State(app): State<App>,
     Caller(who): Caller,
-    Path(name): Path<String>,
+    PathOf(name): PathOf<String>,
     body: Body,
 ) -> Answer {
-    let update: airlock::control::ConnectionUpdate = parse(&body)?;
+    let update: ConnectionUpdate = parse(&body)?;
     ok(app.control.connection_update(&who, &name, update).await?)
 }
 
-async fn connection_set(app: App, who: Principal, name: String, enabled: bool) -> Answer {
+/// Enables a connection.
+#[utoipa::path(post, path = "/v1/connections/{name}/enable", tag = "connections",
+    params(("name" = String, Path, description = "The connection's name")),
+    responses((status = 200, body = ConnectionRecord)))]
+async fn connection_enable(
+    State(app): State<App>,
+    Caller(who): Caller,
+    PathOf(name): PathOf<String>,
+) -> Answer {
     ok(app
         .control
-        .connection_set_enabled(&who, &name, enabled)
+        .connection_set_enabled(&who, &name, true)
+        .await?)
+}
+
+/// Disables a connection: nothing runs on it until it is enabled.
+#[utoipa::path(post, path = "/v1/connections/{name}/disable", tag = "connections",
+    params(("name" = String, Path, description = "The connection's name")),
+    responses((status = 200, body = ConnectionRecord)))]
+async fn connection_disable(
+    State(app): State<App>,
+    Caller(who): Caller,
+    PathOf(name): PathOf<String>,
+) -> Answer {
+    ok(app
+        .control
+        .connection_set_enabled(&who, &name, false)
         .await?)
 }
 
 /// Runs the connector's health check and discovery and records the result.
+#[utoipa::path(post, path = "/v1/connections/{name}/test", tag = "connections",
+    params(("name" = String, Path, description = "The connection's name")),
+    responses((status = 200, body = TestReport)))]
 async fn connection_test(
     State(app): State<App>,
     Caller(who): Caller,
-    Path(name): Path<String>,
+    PathOf(name): PathOf<String>,
 ) -> Answer {
     ok(app.control.connection_test(&who, &name).await?)
 }
 
+/// Lets an agent run one operation on the connection.
+#[utoipa::path(put, path = "/v1/connections/{name}/grants/{agent}/{operation}", tag = "connections",
+    params(
+        ("name" = String, Path, description = "The connection's name"),
+        ("agent" = String, Path, description = "The agent"),
+        ("operation" = String, Path, description = "The operation"),
+    ),
+    responses((status = 204)))]
 async fn grant(
     State(app): State<App>,
     Caller(who): Caller,
-    Path((name, agent, operation)): Path<(String, String, String)>,
+    PathOf((name, agent, operation)): PathOf<(String, String, String)>,
 ) -> Answer {
     app.control
         .connection_grant(&who, &name, &agent, &operation, false)
@@ -583,10 +883,18 @@ async fn grant(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Takes an agent's grant away.
+#[utoipa::path(delete, path = "/v1/connections/{name}/grants/{agent}/{operation}", tag = "connections",
+    params(
+        ("name" = String, Path, description = "The connection's name"),
+        ("agent" = String, Path, description = "The agent"),
+        ("operation" = String, Path, description = "The operation"),
+    ),
+    responses((status = 204)))]
 async fn revoke_grant(
     State(app): State<App>,
     Caller(who): Caller,
-    Path((name, agent, operation)): Path<(String, String, String)>,
+    PathOf((name, agent, operation)): PathOf<(String, String, String)>,
 ) -> Answer {
     app.control
         .connection_grant(&who, &name, &agent, &operation, true)
@@ -594,34 +902,51 @@ async fn revoke_grant(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// The connection's credentials: how each is presented and where it may go, never the secret.
+#[utoipa::path(get, path = "/v1/connections/{name}/credentials", tag = "credentials",
+    params(("name" = String, Path, description = "The connection's name")),
+    responses((status = 200, body = Vec<CredentialRecord>)))]
 async fn credentials_list(
     State(app): State<App>,
     Caller(who): Caller,
-    Path(name): Path<String>,
+    PathOf(name): PathOf<String>,
 ) -> Answer {
     ok(app.control.credential_list(&who, &name).await?)
 }
 
 /// A credential to set: how it is presented, where it may go, and the secret, which is
 /// write-only (no answer contains it).
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CredentialBody {
+pub struct CredentialBody {
     placement: airlock::egress::credential::Placement,
+    /// The hosts it may be sent to.
     hosts: Vec<String>,
+    #[schema(format = Password, write_only)]
     secret: String,
 }
 
-#[derive(serde::Deserialize)]
+/// A new secret for a credential.
+#[derive(serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SecretBody {
+pub struct SecretBody {
+    #[schema(format = Password, write_only)]
     secret: String,
 }
 
+/// Sets a credential: sealed with the master key, presented by the host, never seen by the
+/// guest.
+#[utoipa::path(put, path = "/v1/connections/{name}/credentials/{credential}", tag = "credentials",
+    params(
+        ("name" = String, Path, description = "The connection's name"),
+        ("credential" = String, Path, description = "The credential's name"),
+    ),
+    request_body = CredentialBody,
+    responses((status = 200, body = CredentialRecord)))]
 async fn credential_set(
     State(app): State<App>,
     Caller(who): Caller,
-    Path((name, credential)): Path<(String, String)>,
+    PathOf((name, credential)): PathOf<(String, String)>,
     body: Body,
 ) -> Answer {
     let CredentialBody {
@@ -642,10 +967,18 @@ async fn credential_set(
         .await?)
 }
 
+/// Replaces a credential's secret, keeping how it is presented and where it may go.
+#[utoipa::path(post, path = "/v1/connections/{name}/credentials/{credential}/rotate", tag = "credentials",
+    params(
+        ("name" = String, Path, description = "The connection's name"),
+        ("credential" = String, Path, description = "The credential's name"),
+    ),
+    request_body = SecretBody,
+    responses((status = 200, body = CredentialRecord)))]
 async fn credential_rotate(
     State(app): State<App>,
     Caller(who): Caller,
-    Path((name, credential)): Path<(String, String)>,
+    PathOf((name, credential)): PathOf<(String, String)>,
     body: Body,
 ) -> Answer {
     let SecretBody { secret } = parse(&body)?;
@@ -655,10 +988,17 @@ async fn credential_rotate(
         .await?)
 }
 
+/// Deletes a credential.
+#[utoipa::path(delete, path = "/v1/connections/{name}/credentials/{credential}", tag = "credentials",
+    params(
+        ("name" = String, Path, description = "The connection's name"),
+        ("credential" = String, Path, description = "The credential's name"),
+    ),
+    responses((status = 204)))]
 async fn credential_delete(
     State(app): State<App>,
     Caller(who): Caller,
-    Path((name, credential)): Path<(String, String)>,
+    PathOf((name, credential)): PathOf<(String, String)>,
 ) -> Answer {
     app.control
         .credential_delete(&who, &name, &credential)

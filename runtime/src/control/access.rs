@@ -26,12 +26,6 @@ pub const TOKEN_PREFIX: &str = "alk_";
 /// The audit tenant of failures that name no known token.
 pub const HOST_TENANT: &str = "-";
 
-/// Failed authentications a source may have per minute (a token bucket in the coordination
-/// store, so every node counts together). Past it the source is refused at once, without its
-/// token being looked at or another record written, until the bucket refills: guessing a
-/// 256-bit secret is hopeless anyway; this keeps a flood from filling the audit log.
-pub const AUTH_FAILURES_PER_MINUTE: u32 = 30;
-
 /// How long a process trusts a token it looked up: a revocation made by another process (another
 /// node) takes effect here within this. The revoking process drops it at once.
 pub const TOKEN_TTL: Duration = Duration::from_secs(2);
@@ -314,12 +308,21 @@ impl ControlPlane {
         }
     }
 
-    /// Counts a failure from `source` in the shared bucket: the wait when this one emptied it.
+    /// Counts a failure from `source` in the shared bucket (`Settings::auth_failures_per_minute`,
+    /// in the coordination store, so every node counts together): the wait when this one emptied
+    /// it. Past it the source is refused at once, without its token being looked at or another
+    /// record written, until the bucket refills: guessing a 256-bit secret is hopeless anyway;
+    /// this keeps a flood from filling the audit log.
     async fn count_auth_failure(&self, source: &str) -> Option<Duration> {
         let key = format!("auth-failures:{}", crate::invocation::shown(source));
         let taken = self
             .coordination
-            .take_rate_token(HOST_TENANT, &key, AUTH_FAILURES_PER_MINUTE, now_ms())
+            .take_rate_token(
+                HOST_TENANT,
+                &key,
+                self.settings.auth_failures_per_minute,
+                now_ms(),
+            )
             .await;
         let wait = match taken {
             Ok(Ok(())) => return None,

@@ -61,7 +61,7 @@ pub(super) fn output_purpose(id: &str) -> String {
 }
 
 /// The answer to an invocation that must wait.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Ticket {
     pub request_id: String,
     pub operation: String,
@@ -84,7 +84,7 @@ impl std::fmt::Display for Ticket {
 
 /// A request as shown: the record, the params with secret-looking values redacted, and the
 /// outcome once it ran.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApprovalView {
     #[serde(flatten)]
     pub record: ApprovalRecord,

@@ -11,7 +11,9 @@ use crate::remedy::Remedy;
 use std::fmt;
 
 /// The kind of principal. Agents (AI agents, automations) act only through explicit grants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum PrincipalKind {
     User,

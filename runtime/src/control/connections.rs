@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 /// What `connection create` takes. As JSON (the HTTP API): every field but `name` and
 /// `connector` optional, roles by name (`"admin"`), unknown fields refused.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConnectionSpec {
     pub name: String,
@@ -25,6 +25,7 @@ pub struct ConnectionSpec {
     pub allowed_objects: Option<Vec<String>>,
     /// Operation -> the role it needs, where higher than Operator.
     #[serde(deserialize_with = "roles_by_name")]
+    #[schema(value_type = BTreeMap<String, String>)]
     pub required_roles: BTreeMap<String, Role>,
     pub writes_enabled: bool,
     pub limits: Option<Limits>,
@@ -42,7 +43,7 @@ pub struct ConnectionSpec {
 
 /// What `connection update` changes; `None` keeps the current value. As JSON (the HTTP API's
 /// PATCH), an absent field keeps its value and `null` clears what can be cleared.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConnectionUpdate {
     /// `Some(None)` switches to following the latest version.
@@ -53,7 +54,9 @@ pub struct ConnectionUpdate {
     pub allowed_operations: Option<Option<Vec<String>>>,
     #[serde(deserialize_with = "present")]
     pub allowed_objects: Option<Option<Vec<String>>>,
+    /// Replaces the required roles; `null` clears them.
     #[serde(deserialize_with = "some_roles_by_name")]
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
     pub required_roles: Option<BTreeMap<String, Role>>,
     pub writes_enabled: Option<bool>,
     pub limits: Option<Limits>,
@@ -93,15 +96,26 @@ where
         .collect()
 }
 
+/// For an update: present roles replace the current ones, and `null` clears them all.
 fn some_roles_by_name<'de, D>(d: D) -> std::result::Result<Option<BTreeMap<String, Role>>, D::Error>
 where
     D: serde::Deserializer<'de>,
 {
-    roles_by_name(d).map(Some)
+    let names: Option<BTreeMap<String, String>> = serde::Deserialize::deserialize(d)?;
+    names
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(op, role)| {
+            role.parse()
+                .map(|r| (op, r))
+                .map_err(serde::de::Error::custom)
+        })
+        .collect::<std::result::Result<_, _>>()
+        .map(Some)
 }
 
 /// A connection as shown to users: the record with its config opened.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ConnectionView {
     #[serde(flatten)]
     pub record: ConnectionRecord,
@@ -110,7 +124,7 @@ pub struct ConnectionView {
 }
 
 /// The result of `connection test`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct TestReport {
     pub ok: bool,
     pub health: Result_<String>,
@@ -118,7 +132,7 @@ pub struct TestReport {
 }
 
 /// A serializable result.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Result_<T> {
     Ok(T),

@@ -46,6 +46,7 @@ pub mod schema;
 pub mod shaping;
 pub mod state;
 mod tokens;
+pub mod tools;
 pub mod vault;
 
 pub use authz::{Action, Principal, PrincipalKind};

@@ -30,7 +30,7 @@ pub(crate) fn policy_to_value<P: serde::Serialize + Default + PartialEq>(
 }
 
 /// A connection's approval policy.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApprovalPolicy {
     /// Per operation, the risk the operator assigns; the effective risk is the higher of this
     /// and the manifest's claim.

@@ -8,7 +8,7 @@ use crate::manifest::Manifest;
 use sha2::{Digest, Sha256};
 
 /// What `register` did.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Registered {
     pub connector: ConnectorView,
     /// False when the same bytes were already registered: nothing changed.
@@ -16,7 +16,7 @@ pub struct Registered {
 }
 
 /// A connector version as shown to users.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ConnectorView {
     pub id: String,
     pub version: String,

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 /// A connection's data policy.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DataPolicy {
     /// Per operation, a classification the operator assigns; the higher of this and the
     /// manifest's counts.
@@ -34,7 +34,7 @@ pub struct DataPolicy {
 }
 
 /// What to mask.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Masking {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub emails: bool,

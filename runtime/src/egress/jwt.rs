@@ -15,7 +15,9 @@ use rustls_pki_types::pem::PemObject;
 /// How long an assertion is valid: RFC 7523 wants a short expiry; Google accepts at most an hour.
 pub const ASSERTION_LIFETIME_S: u64 = 300;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 pub enum Algorithm {
     RS256,
     ES256,

@@ -144,7 +144,7 @@ pub fn checkpoint(vault: &Vault, seq: i64, hash: &str, at: i64) -> Checkpoint {
     }
 }
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct AuditRecord {
     /// Unix milliseconds.
     pub at: i64,
@@ -557,7 +557,7 @@ impl AuditLog {
 }
 
 /// What [`verify`] found.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct VerifyReport {
     /// Records checked.
     pub records: u64,
@@ -582,7 +582,8 @@ pub struct VerifyReport {
     pub problem: Option<Problem>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = AuditChainProblem)]
 pub struct Problem {
     /// The first sequence number where the trail is wrong.
     pub seq: i64,

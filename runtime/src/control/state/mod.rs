@@ -144,7 +144,7 @@ pub struct ConnectorRecord {
 }
 
 /// One change to the registry.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
     pub seq: i64,
     pub connector: String,
@@ -156,7 +156,7 @@ pub struct HistoryEntry {
 }
 
 /// A tenant's configured instance of a connector.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct ConnectionRecord {
     pub tenant: String,
     pub name: String,
@@ -193,7 +193,7 @@ pub struct ConnectionRecord {
 }
 
 /// An API token as stored: who it stands for, and a hash of its secret (never the secret).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct ApiTokenRecord {
     /// Public: names the token in lists, audit records and revocations.
     pub id: String,
@@ -218,7 +218,7 @@ pub struct ApiTokenRecord {
 }
 
 /// A stored credential: metadata and the sealed secret.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct CredentialRecord {
     pub connection: String,
     pub name: String,
@@ -234,7 +234,7 @@ pub struct CredentialRecord {
     pub version: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Grant {
     pub connection: String,
     pub agent: String,
@@ -255,7 +255,7 @@ pub struct AuditRow {
 }
 
 /// A signed statement that the chain reached `hash` at `seq`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Checkpoint {
     pub seq: i64,
     pub hash: String,
@@ -340,7 +340,7 @@ pub struct RotationCheckpoint {
 }
 
 /// An approval request as stored.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct ApprovalRecord {
     pub tenant: String,
     pub id: String,
@@ -373,7 +373,7 @@ pub struct ApprovalRecord {
 }
 
 /// A connection's state: created and untested, last test passed or failed, or disabled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ConnectionStatus {
     New,
@@ -425,7 +425,7 @@ impl PartialEq<&str> for ConnectionStatus {
 }
 
 /// A circuit breaker's state as every process sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum BreakerState {
     Closed,
@@ -480,7 +480,7 @@ fn lowercase_role<S: serde::Serializer>(
 /// Where an approval request is in its life. Each change is one conditional update (see
 /// `control::approvals`): pending -> approved | denied | expired; approved -> executing ->
 /// executed | failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ApprovalStatus {
     Pending,
@@ -563,7 +563,7 @@ pub fn stored<T: std::str::FromStr<Err = String>>(
 }
 
 /// A circuit breaker's shared state (see `egress::resilience`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct BreakerRecord {
     pub connection: String,
     pub origin: String,
