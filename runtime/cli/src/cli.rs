@@ -109,6 +109,14 @@ enum Command {
         #[arg(long, env = "AIRLOCK_LISTEN", default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
     },
+    /// Serve MCP over stdio for a local agent: its tools are the operations it may call. The
+    /// caller is the API token in AIRLOCK_TOKEN if set (an agent's token: exactly its grants),
+    /// else --tenant with --agent or --user and --role.
+    Mcp {
+        /// An API token (`alk_...`) naming the caller; it is checked like a bearer token.
+        #[arg(long, env = "AIRLOCK_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
     /// Walk through Airlock with the sandbox connector and a misbehaving guest.
     Demo {
         /// Directory holding the built guest components (sandbox.wasm, spin_loop.wasm...).
@@ -312,6 +320,11 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let cp = Arc::new(control::open(&data_dir, vault).await?);
             serve(cp, listen).await
         }
+        Command::Mcp { token } => {
+            let vault = airlock::settings::vault_from_env()?;
+            let cp = Arc::new(control::open(&data_dir, vault).await?);
+            mcp_stdio(cp, &who, token).await
+        }
         command => {
             // Everything else goes through the control plane, which needs the master key.
             let vault = airlock::settings::vault_from_env()?;
@@ -343,6 +356,30 @@ async fn serve(
     background.shutdown().await;
     let closed = control::close(&cp).await;
     served.map_err(|e| anyhow::anyhow!("serving failed: {e}"))?;
+    Ok(closed)
+}
+
+/// MCP over stdin and stdout until the client closes them. Approved requests left unstarted
+/// are run by the background work, as under `serve`.
+async fn mcp_stdio(
+    cp: Arc<airlock::control::ControlPlane>,
+    who: &control::Identity,
+    token: Option<String>,
+) -> anyhow::Result<u8> {
+    let principal = match token.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        Some(token) => cp
+            .authenticate(Some(token), "stdio")
+            .await
+            .map_err(|e| anyhow::anyhow!("AIRLOCK_TOKEN: {e}"))?,
+        None => who.principal()?,
+    };
+    let background = cp.start_background(std::time::Duration::from_secs(1));
+    let served = airlock_server::mcp::serve_stdio(cp.clone(), principal)
+        .await
+        .map_err(anyhow::Error::msg);
+    background.shutdown().await;
+    let closed = control::close(&cp).await;
+    served?;
     Ok(closed)
 }
 

@@ -7,10 +7,12 @@
 //! - [`problem`]: a control-plane error as an HTTP status and a problem document.
 //! - [`auth`]: the bearer token to a principal.
 //! - [`routes`]: the `/v1` endpoints, `/healthz` and `/readyz`.
+//! - [`mcp`]: MCP for agents at `/mcp` (and over stdio for `airlock mcp`).
 //! - [`metrics`]: `/metrics` in the Prometheus text format.
 //! - [`openapi`]: the OpenAPI 3.1 document, from the handlers' descriptions.
 
 pub mod auth;
+pub mod mcp;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;

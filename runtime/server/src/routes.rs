@@ -87,6 +87,7 @@ pub fn router(app: App) -> Router {
                 async move { ([(header::CONTENT_TYPE, "application/json")], document) }
             }),
         )
+        .merge(crate::mcp::router(app.clone()))
         .fallback(|| async {
             Problem::new(
                 StatusCode::NOT_FOUND,

@@ -4,7 +4,8 @@
 //! invocation; this only says what to offer.
 
 use super::authz::{Action, Context, authorize};
-use super::{ControlPlane, Principal, PrincipalKind, Result};
+use super::entry::AuditEntry;
+use super::{ControlError, ControlPlane, Principal, PrincipalKind, Result};
 use crate::invocation::{Access, Role};
 use crate::manifest::{Classification, Risk};
 
@@ -99,5 +100,45 @@ impl ControlPlane {
             }
         }
         Ok(offers)
+    }
+
+    /// What the connection's system holds (its objects and their fields, as the connector's
+    /// `discover` answers), so an agent can form its params. Open to whoever may read through
+    /// the connection: an agent with a grant on it, a user who may invoke reads. Audited as a
+    /// read named `discover`.
+    pub async fn discover(&self, who: &Principal, name: &str) -> Result<serde_json::Value> {
+        let entry = AuditEntry::new(who, Action::InvokeRead, name).operation("discover");
+        let resolved = match self.resolve(&who.tenant, name).await {
+            Ok(resolved) => resolved,
+            Err(e) => {
+                let refused = super::authz::Decision::refused("connection-lookup");
+                self.audit(&entry, &refused, Err(&e)).await;
+                return Err(e);
+            }
+        };
+        let agent_granted = resolved.grants.iter().any(|(agent, _)| *agent == who.id);
+        let decision = self
+            .check(
+                &entry,
+                Context {
+                    required_role: None,
+                    agent_granted,
+                },
+            )
+            .await?;
+        let result = async {
+            let connector = self.loaded(&resolved).await?;
+            let caller = resolved.caller(who);
+            let outcome = self
+                .executor
+                .call(connector, &caller, &resolved.env, crate::Call::Discover)
+                .await
+                .map_err(ControlError::Invoke)?;
+            Ok(serde_json::from_str(&outcome.output).unwrap_or(serde_json::Value::Null))
+        }
+        .await;
+        self.audit(&entry, &decision, result.as_ref().map(|_| ()))
+            .await;
+        result
     }
 }

@@ -355,6 +355,7 @@ pub struct ApprovalRecord {
     pub requested_by: String,
     pub requester_kind: crate::control::PrincipalKind,
     #[serde(serialize_with = "lowercase_role")]
+    #[schema(value_type = String)]
     pub requester_role: crate::Role,
     pub requested_at: i64,
     pub expires_at: i64,
