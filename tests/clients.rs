@@ -65,6 +65,13 @@ impl World {
         run.stdout.trim().to_owned()
     }
 
+    /// Runs `olga`'s command, an operator's.
+    fn operator(&self, args: &[&str]) -> crate::cli::Run {
+        let mut all = vec!["--user", "olga", "--role", "operator"];
+        all.extend_from_slice(args);
+        airlock_as(self.dir(), Some(&self.key), &all)
+    }
+
     /// A new token for a user (`--for-user`) or an agent (`--for-agent`) with a role.
     fn token(&self, for_whom: &str, subject: &str, role: &str) -> String {
         self.admin(&["token", "create", for_whom, subject, "--token-role", role])
@@ -95,21 +102,13 @@ fn clients_schemathesis_finds_the_api_true_to_its_openapi_document() {
     let world = World::new();
     let admin = world.token("--for-user", "ada", "admin");
     // A request waiting for approval, so the approvals endpoints have one to show and decide.
-    let pending = airlock_as(
-        world.dir(),
-        Some(&world.key),
-        &[
-            "--user",
-            "olga",
-            "--role",
-            "operator",
-            "invoke",
-            "crm",
-            "create",
-            "--params",
-            r#"{"type":"items","data":{"name":"Ada"}}"#,
-        ],
-    );
+    let pending = world.operator(&[
+        "invoke",
+        "crm",
+        "create",
+        "--params",
+        r#"{"type":"items","data":{"name":"Ada"}}"#,
+    ]);
     assert!(pending.stderr.contains("apr-"), "{}", pending.stderr);
     // The fuzzer sends bad tokens by design; the per-source limit would soon answer it 429 only.
     let served = world.serve(&[("AIRLOCK_AUTH_FAILURES_PER_MINUTE", "1000000")]);
@@ -170,21 +169,13 @@ impl AgentWorld {
             "--operation",
             "create",
         ]);
-        let seeded = airlock_as(
-            world.dir(),
-            Some(&world.key),
-            &[
-                "--user",
-                "olga",
-                "--role",
-                "operator",
-                "invoke",
-                "crm",
-                "create",
-                "--params",
-                r#"{"type":"items","id":"c1","data":{"name":"Ada"}}"#,
-            ],
-        );
+        let seeded = world.operator(&[
+            "invoke",
+            "crm",
+            "create",
+            "--params",
+            r#"{"type":"items","id":"c1","data":{"name":"Ada"}}"#,
+        ]);
         assert_eq!(seeded.code, 0, "{}", seeded.stderr);
         AgentWorld {
             bot: world.token("--for-agent", "bot", "operator"),

@@ -343,6 +343,15 @@ impl Gateway {
         }
     }
 
+    /// What `who` may call; a store that cannot say is the protocol's internal error.
+    async fn offers(&self, who: &Principal) -> Result<Vec<ToolOffer>, ErrorData> {
+        self.app
+            .control
+            .offered_tools(who)
+            .await
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))
+    }
+
     async fn call_offer(
         &self,
         who: &Principal,
@@ -404,12 +413,7 @@ impl ServerHandler for Gateway {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let who = self.principal(&ctx)?;
-        let offers = self
-            .app
-            .control
-            .offered_tools(&who)
-            .await
-            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let offers = self.offers(&who).await?;
         let mut tools: Vec<Tool> = offers.iter().map(tool).collect();
         let mut connections: Vec<String> = offers.iter().map(|o| o.connection.clone()).collect();
         connections.dedup();
@@ -459,12 +463,7 @@ impl ServerHandler for Gateway {
             };
             return Ok(result.into());
         }
-        let offers = self
-            .app
-            .control
-            .offered_tools(&who)
-            .await
-            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let offers = self.offers(&who).await?;
         let Some(offer) = offers
             .iter()
             .find(|o| tool_name(&o.connection, &o.operation) == request.name)

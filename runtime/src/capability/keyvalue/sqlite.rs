@@ -23,6 +23,71 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS keyvalue (
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    readers: Readers,
+}
+
+/// Point reads (`get`, `exists`) on the calling thread, through read-only connections of its
+/// own. sqlx runs each SQLite connection on a worker thread, and a query is two hand-offs
+/// between threads; on these VMs a hand-off to an idle core costs tens of microseconds, so a
+/// guest's `get` took about 180 µs through sqlx against a few µs here, most of an embedded
+/// invocation's time (docs/benchmarks.md). In WAL mode a reader never waits for a writer, so the
+/// read does not block the async worker for longer than the lookup; writes stay on the pool, and
+/// a write committed there is seen by the next read here.
+struct Readers {
+    path: std::path::PathBuf,
+    idle: std::sync::Mutex<Vec<rusqlite::Connection>>,
+}
+
+/// Idle read connections kept; more are opened under load and closed after.
+const IDLE_READERS: usize = 8;
+
+fn read_failed(e: rusqlite::Error) -> BackendError {
+    BackendError::Storage(e.to_string())
+}
+
+impl Readers {
+    fn new(path: &Path) -> Self {
+        Readers {
+            path: path.to_path_buf(),
+            idle: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    fn connect(&self) -> Result<rusqlite::Connection, BackendError> {
+        use rusqlite::OpenFlags;
+        let conn = rusqlite::Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| {
+            BackendError::Storage(format!(
+                "cannot open key-value database {} for reading: {e}",
+                self.path.display()
+            ))
+        })?;
+        // Only a WAL reset or recovery makes a reader wait, briefly.
+        conn.busy_timeout(std::time::Duration::from_secs(1))
+            .map_err(read_failed)?;
+        Ok(conn)
+    }
+
+    /// Runs `read` on an idle connection (or a new one) and keeps it for the next read.
+    fn read<T>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, BackendError> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.connect()?,
+        };
+        let result = read(&conn).map_err(read_failed);
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < IDLE_READERS {
+            idle.push(conn);
+        }
+        result
+    }
 }
 
 fn storage(e: sqlx::Error) -> BackendError {
@@ -39,6 +104,10 @@ impl SqliteStore {
             .busy_timeout(std::time::Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // A file on this machine does not go stale the way a network connection does: the
+            // default liveness check before each use was a second round trip to the
+            // connection's worker thread on every query.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(|e| {
@@ -48,12 +117,38 @@ impl SqliteStore {
                 ))
             })?;
         sqlx::query(SCHEMA).execute(&pool).await.map_err(storage)?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            readers: Readers::new(path),
+        })
     }
 
-    /// Uses a pool whose database already has the `keyvalue` table (the state store's).
-    pub fn from_pool(pool: SqlitePool) -> Self {
-        SqliteStore { pool }
+    /// Uses a pool whose database, the file at `path`, already has the `keyvalue` table (the
+    /// state store's).
+    pub fn from_pool(pool: SqlitePool, path: &Path) -> Self {
+        SqliteStore {
+            pool,
+            readers: Readers::new(path),
+        }
+    }
+
+    /// One point query on the reader path, with the namespace and key bound as `keyed` binds them.
+    fn read_keyed<T>(
+        &self,
+        sql: &'static str,
+        ns: &Namespace,
+        key: &str,
+        row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, BackendError> {
+        use rusqlite::OptionalExtension as _;
+        self.readers.read(|conn| {
+            conn.prepare_cached(sql)?
+                .query_row(
+                    rusqlite::params![&*ns.tenant, &*ns.connection, &*ns.bucket, key],
+                    row,
+                )
+                .optional()
+        })
     }
 
     fn keyed<'q>(
@@ -84,11 +179,7 @@ const UPSERT: &str =
 #[async_trait::async_trait]
 impl KeyValueStore for SqliteStore {
     async fn get(&self, ns: &Namespace, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
-        let row = Self::keyed(SELECT_VALUE, ns, key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(storage)?;
-        Ok(row.map(|r| r.get::<Vec<u8>, _>(0)))
+        self.read_keyed(SELECT_VALUE, ns, key, |row| row.get::<_, Vec<u8>>(0))
     }
 
     async fn set(&self, ns: &Namespace, key: &str, value: Vec<u8>) -> Result<(), BackendError> {
@@ -109,11 +200,9 @@ impl KeyValueStore for SqliteStore {
     }
 
     async fn exists(&self, ns: &Namespace, key: &str) -> Result<bool, BackendError> {
-        let row = Self::keyed(SELECT_EXISTS, ns, key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(storage)?;
-        Ok(row.is_some())
+        Ok(self
+            .read_keyed(SELECT_EXISTS, ns, key, |_| Ok(()))?
+            .is_some())
     }
 
     async fn list_keys(&self, ns: &Namespace, cursor: u64) -> Result<KeyPage, BackendError> {
