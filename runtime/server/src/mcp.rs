@@ -97,6 +97,28 @@ pub fn tool_name(connection: &str, operation: &str) -> String {
     name
 }
 
+/// Each offer with its tool name. Names that clean to the same text (`a.b` and `a_b`) get
+/// `_2`, `_3`... in offer order, which is stable, so a name always means one operation.
+pub fn named(offers: &[ToolOffer]) -> Vec<(String, &ToolOffer)> {
+    let mut seen = std::collections::HashSet::new();
+    offers
+        .iter()
+        .map(|offer| {
+            let base = tool_name(&offer.connection, &offer.operation);
+            let mut name = base.clone();
+            let mut n = 1;
+            while !seen.insert(name.clone()) {
+                n += 1;
+                let suffix = format!("_{n}");
+                let mut stem = base.clone();
+                stem.truncate(64 - suffix.len());
+                name = stem + &suffix;
+            }
+            (name, offer)
+        })
+        .collect()
+}
+
 fn object(value: Value) -> Arc<JsonObject> {
     match value {
         Value::Object(map) => Arc::new(map),
@@ -142,20 +164,16 @@ fn describe(offer: &ToolOffer) -> String {
     text
 }
 
-fn tool(offer: &ToolOffer) -> Tool {
+fn tool(name: String, offer: &ToolOffer) -> Tool {
     let read = offer.access == Access::Read;
     let annotations = ToolAnnotations::new()
         .read_only(read)
         .destructive(!read && offer.risk >= Risk::High)
         .idempotent(read)
         .open_world(true);
-    Tool::new(
-        tool_name(&offer.connection, &offer.operation),
-        describe(offer),
-        input_schema(&offer.params_schema),
-    )
-    .with_title(format!("{}: {}", offer.connection, offer.operation))
-    .with_annotations(annotations)
+    Tool::new(name, describe(offer), input_schema(&offer.params_schema))
+        .with_title(format!("{}: {}", offer.connection, offer.operation))
+        .with_annotations(annotations)
 }
 
 fn await_tool() -> Tool {
@@ -414,7 +432,10 @@ impl ServerHandler for Gateway {
     ) -> Result<ListToolsResult, ErrorData> {
         let who = self.principal(&ctx)?;
         let offers = self.offers(&who).await?;
-        let mut tools: Vec<Tool> = offers.iter().map(tool).collect();
+        let mut tools: Vec<Tool> = named(&offers)
+            .into_iter()
+            .map(|(name, offer)| tool(name, offer))
+            .collect();
         let mut connections: Vec<String> = offers.iter().map(|o| o.connection.clone()).collect();
         connections.dedup();
         if !connections.is_empty() {
@@ -464,9 +485,9 @@ impl ServerHandler for Gateway {
             return Ok(result.into());
         }
         let offers = self.offers(&who).await?;
-        let Some(offer) = offers
-            .iter()
-            .find(|o| tool_name(&o.connection, &o.operation) == request.name)
+        let Some((_, offer)) = named(&offers)
+            .into_iter()
+            .find(|(name, _)| *name == request.name)
         else {
             // Not offered to this caller (or no such tool): the protocol's unknown-tool error,
             // the same whether it exists for someone else or not at all.
@@ -556,5 +577,72 @@ async fn authenticate(
                 .await
         }
         Err(problem) => problem.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airlock::manifest::Classification;
+
+    fn offer(connection: &str, operation: &str) -> ToolOffer {
+        ToolOffer {
+            connection: connection.into(),
+            connector: "sandbox".into(),
+            operation: operation.into(),
+            description: String::new(),
+            params_schema: json!({"properties": {"id": {"type": "string"}}}),
+            access: Access::Read,
+            risk: Risk::Low,
+            classification: Classification::Internal,
+            needs_approval: false,
+            writes_enabled: false,
+        }
+    }
+
+    #[test]
+    fn tool_names_stay_in_what_every_host_accepts_and_never_collide() {
+        let long = "x".repeat(100);
+        let offers = [
+            offer("a.b", "get"),
+            offer("a_b", "get"),
+            offer("a:b", "get"),
+            offer("crm", "list"),
+            offer(&long, "get"),
+            offer(&long, "get-2"),
+        ];
+        let names: Vec<String> = named(&offers).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names[..4],
+            ["a_b__get", "a_b__get_2", "a_b__get_3", "crm__list"]
+        );
+        let unique: std::collections::HashSet<&String> = names.iter().collect();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        for name in &names {
+            assert!(
+                !name.is_empty()
+                    && name.len() <= 64
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn input_schemas_are_object_schemas() {
+        assert_eq!(
+            Value::Object((*input_schema(&json!({"properties": {}}))).clone()),
+            json!({"type": "object", "properties": {}})
+        );
+        assert_eq!(
+            Value::Object((*input_schema(&json!(true))).clone()),
+            json!({"type": "object"})
+        );
+        assert_eq!(
+            input_schema(&json!({"type": "object", "required": ["id"]}))["required"],
+            json!(["id"])
+        );
     }
 }
