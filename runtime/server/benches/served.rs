@@ -2,7 +2,8 @@
 //! /v1/connections/c1/operations/get` on `airlock serve`'s router (token check, the control
 //! plane's whole invocation path, the sandbox `get`, the audit record) against a bare axum
 //! handler answering the same JSON, both on 127.0.0.1, driven by the same keep-alive HTTP/1.1
-//! clients at 1 and at 32 connections. Prints p50/p99 latency and requests per second.
+//! clients at 1 and at 32 connections. Prints p50/p99 latency and requests per second, and the
+//! same call in process: one at a time (p50) and from 32 tasks at once (invocations per second).
 //!
 //! `cargo xtask bench` runs it after the invocation benchmark (or `cargo bench -p airlock-server
 //! --bench served` once the guests are built). `--quick` is a smoke run. Client, servers and
@@ -240,6 +241,29 @@ async fn run(duration: Duration) {
         direct[direct.len() / 2].as_secs_f64() * 1e6,
         authenticated[authenticated.len() / 2].as_secs_f64() * 1e6
     );
+    // The same call from 32 tasks at once, without HTTP: what the control plane alone sustains
+    // (its audit records included), to set against the served rows at 32 connections.
+    let concurrent = {
+        let end = Instant::now() + duration;
+        let mut tasks = Vec::new();
+        for _ in 0..32 {
+            let (cp, operator) = (cp.clone(), operator.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0u64;
+                while Instant::now() < end {
+                    cp.invoke(&operator, "c1", "get", params).await.unwrap();
+                    n += 1;
+                }
+                n
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.unwrap();
+        }
+        total as f64 / duration.as_secs_f64()
+    };
+    println!("in process, 32 tasks at once: {concurrent:.0} invocations/s");
     println!("answer: {} bytes of JSON from both", answer.len());
     println!(
         "{:>12} {:>26} {:>10} {:>10} {:>12}",
