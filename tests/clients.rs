@@ -353,3 +353,34 @@ fn clients_mcp_python_sdk_over_stdio() {
     let eve = agents.agent(&served, "stdio", &agents.eve, true);
     assert_eq!(eve["tools"], json!(["airlock_await_approval"]));
 }
+
+/// `airlock mcp` with a token that is not one, or with no caller at all, stops at once and says
+/// which setting is wrong (an MCP client shows a server's stderr when it fails to start).
+#[test]
+fn clients_mcp_over_stdio_refuses_a_bad_token_naming_the_setting() {
+    let world = World::new();
+    for (token, expected) in [
+        (Some("alk_0123456789abcdef_not-the-secret"), "AIRLOCK_TOKEN"),
+        (Some("bearer-of-nothing"), "AIRLOCK_TOKEN"),
+        (None, "no tenant"),
+    ] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock"));
+        cmd.arg("mcp")
+            .env("AIRLOCK_DATA_DIR", world.dir())
+            .env("AIRLOCK_MASTER_KEY", &world.key)
+            .env_remove("AIRLOCK_TENANT")
+            .env_remove("AIRLOCK_TOKEN")
+            .stdin(std::process::Stdio::null());
+        if let Some(token) = token {
+            cmd.env("AIRLOCK_TOKEN", token);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(expected), "{token:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "stdout is the transport: nothing else goes there");
+        if let Some(token) = token {
+            assert!(!stderr.contains(token), "the token is echoed: {stderr}");
+        }
+    }
+}
