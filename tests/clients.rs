@@ -378,7 +378,10 @@ fn clients_mcp_over_stdio_refuses_a_bad_token_naming_the_setting() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{stderr}");
         assert!(stderr.contains(expected), "{token:?}: {stderr}");
-        assert!(out.stdout.is_empty(), "stdout is the transport: nothing else goes there");
+        assert!(
+            out.stdout.is_empty(),
+            "stdout is the transport: nothing else goes there"
+        );
         if let Some(token) = token {
             assert!(!stderr.contains(token), "the token is echoed: {stderr}");
         }

@@ -454,11 +454,42 @@ async fn serve_a_risky_write_waits_for_an_approver_over_http() {
         (own.status, own.json["rule"].as_str()),
         (403, Some("separation-of-duties"))
     );
+    // The requester follows it as server-sent events: its state now, then the final one.
+    let mut events = api
+        .client
+        .get(format!("{}{follow}/events?timeout=20s", api.base))
+        .header("authorization", format!("Bearer {olivia}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let mut seen = String::new();
+    while !seen.contains("event: status") {
+        let chunk = events.chunk().await.unwrap().expect("the first event");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains(r#""status":"pending""#), "{seen}");
     let approved = api
         .call("POST", &format!("{follow}/approve"), Some(&oscar), None)
         .await;
     assert_eq!(approved.status, 200, "{:?}", approved.json);
     assert_eq!(approved.json["status"], "executed", "{:?}", approved.json);
+    // The stream ends after the final event.
+    while let Some(chunk) = tokio::time::timeout(std::time::Duration::from_secs(20), events.chunk())
+        .await
+        .expect("the stream ends once the request is final")
+        .unwrap()
+    {
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let last = seen.split("event: final").nth(1).expect(&seen);
+    assert!(last.contains(r#""status":"executed""#), "{seen}");
+    // Another tenant's, or a request that is not there: a problem, before any event.
+    let missing = api
+        .call("GET", "/v1/approvals/apr-0000/events", Some(&olivia), None)
+        .await;
+    assert_eq!(missing.status, 404, "{:?}", missing.json);
     // A denial needs a reason; a decided request cannot be decided again.
     let again = api
         .call(

@@ -22,6 +22,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use futures_util::StreamExt as _;
 use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -52,6 +53,7 @@ pub fn router(app: App) -> Router {
         .routes(routes!(approval_approve))
         .routes(routes!(approval_deny))
         .routes(routes!(approval_wait))
+        .routes(routes!(approval_events))
         .routes(routes!(tokens_list, token_create))
         .routes(routes!(token_revoke))
         .routes({
@@ -418,6 +420,64 @@ async fn approval_wait(
     }
     .min(MAX_WAIT);
     ok(app.control.approval_wait(&who, &id, timeout).await?)
+}
+
+/// One server-sent event of `/v1/approvals/{id}/events`, for the document only: axum's `Event`
+/// writes the wire form.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ApprovalEvent {
+    /// `status`, `final` or `error`.
+    event: String,
+    /// JSON: the request (an `ApprovalView`), or for `error` a problem document.
+    data: String,
+}
+
+/// Server-sent events for one request: `status` with the request as it is now, then, when it is
+/// decided and run (or denied, expired, failed), `final` with it, or `status` again when the
+/// timeout passes first; the stream then ends (an `EventSource` reconnects to go on waiting).
+/// A failure after the stream began is an `error` event with the problem document.
+#[utoipa::path(get, path = "/v1/approvals/{id}/events", tag = "approvals",
+    params(("id" = String, Path, description = "The request, `apr-...`"), WaitQuery),
+    responses((status = 200, content_type = "text/event-stream", body = ApprovalEvent,
+        description = "Events `status`, `final` or `error`")))]
+async fn approval_events(
+    State(app): State<App>,
+    Caller(who): Caller,
+    PathOf(id): PathOf<String>,
+    QueryOf(query): QueryOf<WaitQuery>,
+) -> Answer {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let timeout = match query.timeout.filter(|t| !t.trim().is_empty()) {
+        None => std::time::Duration::from_secs(30),
+        Some(t) => humantime::parse_duration(&t)
+            .map_err(|e| invalid(format!("timeout: {e} (such as `30s`)")))?,
+    }
+    .min(MAX_WAIT);
+    // Not found and not allowed are answered as problems, before any event.
+    let now = app.control.approval_show(&who, &id).await?;
+    let event = |name: &str, view: &ApprovalView| {
+        Event::default()
+            .event(name)
+            .json_data(view)
+            .unwrap_or_else(|_| Event::default().event("error"))
+    };
+    let first = event(if now.is_final() { "final" } else { "status" }, &now);
+    let rest = (!now.is_final()).then(|| async move {
+        match app.control.approval_wait(&who, &id, timeout).await {
+            Ok(view) => event(if view.is_final() { "final" } else { "status" }, &view),
+            Err(e) => Event::default()
+                .event("error")
+                .json_data(Problem::from(e))
+                .unwrap_or_else(|_| Event::default().event("error")),
+        }
+    });
+    let stream = futures_util::stream::iter([first])
+        .chain(futures_util::stream::iter(rest).then(|wait| wait))
+        .map(Ok::<_, std::convert::Infallible>);
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 /// The tenant's API tokens (never their secrets).
