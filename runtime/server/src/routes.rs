@@ -463,7 +463,7 @@ async fn approval_events(
             .unwrap_or_else(|_| Event::default().event("error"))
     };
     let first = event(if now.is_final() { "final" } else { "status" }, &now);
-    let rest = (!now.is_final()).then(|| async move {
+    let rest = (!now.is_final()).then_some(async move {
         match app.control.approval_wait(&who, &id, timeout).await {
             Ok(view) => event(if view.is_final() { "final" } else { "status" }, &view),
             Err(e) => Event::default()
