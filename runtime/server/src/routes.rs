@@ -170,6 +170,70 @@ impl Body {
     }
 }
 
+/// A connection, by name.
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ConnectionPath {
+    /// The connection's name.
+    name: String,
+}
+
+/// One operation of a connection.
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct OperationPath {
+    /// The connection's name.
+    name: String,
+    /// The operation, as the connector's manifest names it.
+    operation: String,
+}
+
+/// An agent's grant of one operation on a connection.
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct GrantPath {
+    /// The connection's name.
+    name: String,
+    /// The agent.
+    agent: String,
+    /// The operation.
+    operation: String,
+}
+
+/// One credential of a connection.
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct CredentialPath {
+    /// The connection's name.
+    name: String,
+    /// The credential's name.
+    credential: String,
+}
+
+/// An approval request.
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ApprovalPath {
+    /// The request, `apr-...`.
+    id: String,
+}
+
+/// A registered connector.
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ConnectorPath {
+    /// The connector's id, from its manifest.
+    id: String,
+}
+
+/// An API token.
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TokenPath {
+    /// The token's public id (`alk_<id>_...`).
+    id: String,
+}
+
 fn invalid(detail: impl Into<String>) -> Problem {
     Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input", detail)
 }
@@ -216,12 +280,12 @@ async fn connections_list(State(app): State<App>, Caller(who): Caller) -> Answer
 
 /// A connection with its config (secret-looking values redacted) and its agents' grants.
 #[utoipa::path(get, path = "/v1/connections/{name}", tag = "connections",
-    params(("name" = String, Path, description = "The connection's name")),
+    params(ConnectionPath),
     responses((status = 200, body = ConnectionView)))]
 async fn connection_show(
     State(app): State<App>,
     Caller(who): Caller,
-    PathOf(name): PathOf<String>,
+    PathOf(ConnectionPath { name }): PathOf<ConnectionPath>,
 ) -> Answer {
     ok(app.control.connection_show(&who, &name).await?)
 }
@@ -263,11 +327,7 @@ pub struct PendingAnswer {
 /// Runs an operation with the body as its params. A call that must wait for an approver is
 /// answered 202 with the request to follow.
 #[utoipa::path(post, path = "/v1/connections/{name}/operations/{operation}", tag = "invocations",
-    params(
-        ("name" = String, Path, description = "The connection"),
-        ("operation" = String, Path, description = "The operation, as the connector's manifest names it"),
-        InvokeQuery,
-    ),
+    params(OperationPath, InvokeQuery),
     request_body(content = Object, description = "The operation's params (its `params-schema`); empty is `{}`"),
     responses(
         (status = 200, body = InvokeAnswer),
@@ -276,7 +336,7 @@ pub struct PendingAnswer {
 async fn invoke(
     State(app): State<App>,
     Caller(who): Caller,
-    PathOf((name, operation)): PathOf<(String, String)>,
+    PathOf(OperationPath { name, operation }): PathOf<OperationPath>,
     QueryOf(query): QueryOf<InvokeQuery>,
     body: Body,
 ) -> Answer {
@@ -337,12 +397,12 @@ async fn approvals_list(
 
 /// A request with its params (secret-looking values redacted) and the dry run's preview.
 #[utoipa::path(get, path = "/v1/approvals/{id}", tag = "approvals",
-    params(("id" = String, Path, description = "The request, `apr-...`")),
+    params(ApprovalPath),
     responses((status = 200, body = ApprovalView)))]
 async fn approval_show(
     State(app): State<App>,
     Caller(who): Caller,
-    PathOf(id): PathOf<String>,
+    PathOf(ApprovalPath { id }): PathOf<ApprovalPath>,
 ) -> Answer {
     ok(app.control.approval_show(&who, &id).await?)
 }
@@ -357,13 +417,13 @@ pub struct Decision {
 /// Approves a request (someone other than its requester, with the role it names); the request
 /// runs, and the answer carries its outcome.
 #[utoipa::path(post, path = "/v1/approvals/{id}/approve", tag = "approvals",
-    params(("id" = String, Path, description = "The request, `apr-...`")),
+    params(ApprovalPath),
     request_body(content = Option<Decision>),
     responses((status = 200, body = ApprovalView)))]
 async fn approval_approve(
     State(app): State<App>,
     Caller(who): Caller,
-    PathOf(id): PathOf<String>,
+    PathOf(ApprovalPath { id }): PathOf<ApprovalPath>,
     body: Body,
 ) -> Answer {
     decide(app, who, id, body, true).await
@@ -371,13 +431,13 @@ async fn approval_approve(
 
 /// Denies a request; a reason is needed.
 #[utoipa::path(post, path = "/v1/approvals/{id}/deny", tag = "approvals",
-    params(("id" = String, Path, description = "The request, `apr-...`")),
+    params(ApprovalPath),
     request_body(content = Decision),
     responses((status = 200, body = ApprovalView)))]
 async fn approval_deny(
     State(app): State<App>,
     Caller(who): Caller,
-    PathOf(id): PathOf<String>,
+    PathOf(ApprovalPath { id }): PathOf<ApprovalPath>,
     body: Body,
 ) -> Answer {
     decide(app, who, id, body, false).await
@@ -405,12 +465,12 @@ const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Long poll: answers once the request is decided and run (or denied, expired, failed), or
 /// when the timeout passes, with the request as it then is.
 #[utoipa::path(get, path = "/v1/approvals/{id}/wait", tag = "approvals",
-    params(("id" = String, Path, description = "The request, `apr-...`"), WaitQuery),
+    params(ApprovalPath, WaitQuery),
     responses((status = 200, body = ApprovalView)))]
 async fn approval_wait(
     State(app): State<App>,
     Caller(who): Caller,
-    PathOf(id): PathOf<String>,
+    PathOf(ApprovalPath { id }): PathOf<ApprovalPath>,
     QueryOf(query): QueryOf<WaitQuery>,
 ) -> Answer {
     let timeout = match query.timeout.filter(|t| !t.trim().is_empty()) {
@@ -438,13 +498,13 @@ pub struct ApprovalEvent {
 /// timeout passes first; the stream then ends (an `EventSource` reconnects to go on waiting).
 /// A failure after the stream began is an `error` event with the problem document.
 #[utoipa::path(get, path = "/v1/approvals/{id}/events", tag = "approvals",
-    params(("id" = String, Path, description = "The request, `apr-...`"), WaitQuery),
+    params(ApprovalPath, WaitQuery),
     responses((status = 200, content_type = "text/event-stream", body = ApprovalEvent,
         description = "Events `status`, `final` or `error`")))]
 async fn approval_events(
     State(app): State<App>,
     Caller(who): Caller,
-    PathOf(id): PathOf<String>,
+    PathOf(ApprovalPath { id }): PathOf<ApprovalPath>,
     QueryOf(query): QueryOf<WaitQuery>,
 ) -> Answer {
     use axum::response::sse::{Event, KeepAlive, Sse};
@@ -556,12 +616,12 @@ async fn token_create(State(app): State<App>, Caller(who): Caller, body: Body) -
 
 /// Revokes a token: it stops working at once on this server, within seconds on others.
 #[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens",
-    params(("id" = String, Path, description = "The token's public id (`alk_<id>_...`)")),
+    params(TokenPath),
     responses((status = 204)))]
 async fn token_revoke(
     State(app): State<App>,
     Caller(who): Caller,
-    PathOf(id): PathOf<String>,
+    PathOf(TokenPath { id }): PathOf<TokenPath>,
 ) -> Answer {
     app.control.token_revoke(&who, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -576,12 +636,12 @@ async fn connectors_list(State(app): State<App>, Caller(who): Caller) -> Answer 
 
 /// A connector's versions, newest first.
 #[utoipa::path(get, path = "/v1/connectors/{id}", tag = "connectors",
-    params(("id" = String, Path, description = "The connector's id, from its manifest")),
+    params(ConnectorPath),
     responses((status = 200, body = Vec<ConnectorView>)))]
 async fn connector_show(
     State(app): State<App>,
     Caller(who): Caller,
-    PathOf(id): PathOf<String>,
+    PathOf(ConnectorPath { id }): PathOf<ConnectorPath>,
 ) -> Answer {
     ok(app.control.connector_show(&who, &id).await?)
 }
@@ -615,12 +675,12 @@ pub struct Changed {
 
 /// Enables a connector version (or every version).
 #[utoipa::path(post, path = "/v1/connectors/{id}/enable", tag = "connectors",
-    params(("id" = String, Path, description = "The connector's id"), VersionQuery),
+    params(ConnectorPath, VersionQuery),
     responses((status = 200, body = Changed)))]
 async fn connector_enable(
     State(app): State<App>,
     Caller(who): Caller,
-    PathOf(id): PathOf<String>,
+    PathOf(ConnectorPath { id }): PathOf<ConnectorPath>,
     QueryOf(query): QueryOf<VersionQuery>,
 ) -> Answer {
     connector_set(app, who, id, query, true).await
@@ -628,12 +688,12 @@ async fn connector_enable(
 
 /// Disables a connector version (or every version): its connections stop running.
 #[utoipa::path(post, path = "/v1/connectors/{id}/disable", tag = "connectors",
-    params(("id" = String, Path, description = "The connector's id"), VersionQuery),
+    params(ConnectorPath, VersionQuery),
     responses((status = 200, body = Changed)))]
 async fn connector_disable(
     State(app): State<App>,
     Caller(who): Caller,
-    PathOf(id): PathOf<String>,
+    PathOf(ConnectorPath { id }): PathOf<ConnectorPath>,
     QueryOf(query): QueryOf<VersionQuery>,
 ) -> Answer {
     connector_set(app, who, id, query, false).await
@@ -665,12 +725,12 @@ async fn connector_set(
 
 /// A connector's registry history.
 #[utoipa::path(get, path = "/v1/connectors/{id}/history", tag = "connectors",
-    params(("id" = String, Path, description = "The connector's id")),
+    params(ConnectorPath),
     responses((status = 200, body = Vec<HistoryEntry>)))]
 async fn connector_history(
     State(app): State<App>,
     Caller(who): Caller,
-    PathOf(id): PathOf<String>,
+    PathOf(ConnectorPath { id }): PathOf<ConnectorPath>,
 ) -> Answer {
     ok(app.control.connector_history(&who, Some(&id)).await?)
 }
@@ -870,13 +930,13 @@ async fn connection_create(State(app): State<App>, Caller(who): Caller, body: Bo
 
 /// Changes what the body names; an absent field keeps its value, `null` clears it.
 #[utoipa::path(patch, path = "/v1/connections/{name}", tag = "connections",
-    params(("name" = String, Path, description = "The connection's name")),
+    params(ConnectionPath),
     request_body = ConnectionUpdate,
     responses((status = 200, body = ConnectionView)))]
 async fn connection_update(
     State(app): State<App>,
     Caller(who): Caller,
-    PathOf(name): PathOf<String>,
+    PathOf(ConnectionPath { name }): PathOf<ConnectionPath>,
     body: Body,
 ) -> Answer {
     let update: ConnectionUpdate = parse(&body)?;
@@ -885,12 +945,12 @@ async fn connection_update(
 
 /// Enables a connection.
 #[utoipa::path(post, path = "/v1/connections/{name}/enable", tag = "connections",
-    params(("name" = String, Path, description = "The connection's name")),
+    params(ConnectionPath),
     responses((status = 200, body = ConnectionRecord)))]
 async fn connection_enable(
     State(app): State<App>,
     Caller(who): Caller,
-    PathOf(name): PathOf<String>,
+    PathOf(ConnectionPath { name }): PathOf<ConnectionPath>,
 ) -> Answer {
     ok(app
         .control
@@ -900,12 +960,12 @@ async fn connection_enable(
 
 /// Disables a connection: nothing runs on it until it is enabled.
 #[utoipa::path(post, path = "/v1/connections/{name}/disable", tag = "connections",
-    params(("name" = String, Path, description = "The connection's name")),
+    params(ConnectionPath),
     responses((status = 200, body = ConnectionRecord)))]
 async fn connection_disable(
     State(app): State<App>,
     Caller(who): Caller,
-    PathOf(name): PathOf<String>,
+    PathOf(ConnectionPath { name }): PathOf<ConnectionPath>,
 ) -> Answer {
     ok(app
         .control
@@ -915,28 +975,28 @@ async fn connection_disable(
 
 /// Runs the connector's health check and discovery and records the result.
 #[utoipa::path(post, path = "/v1/connections/{name}/test", tag = "connections",
-    params(("name" = String, Path, description = "The connection's name")),
+    params(ConnectionPath),
     responses((status = 200, body = TestReport)))]
 async fn connection_test(
     State(app): State<App>,
     Caller(who): Caller,
-    PathOf(name): PathOf<String>,
+    PathOf(ConnectionPath { name }): PathOf<ConnectionPath>,
 ) -> Answer {
     ok(app.control.connection_test(&who, &name).await?)
 }
 
 /// Lets an agent run one operation on the connection.
 #[utoipa::path(put, path = "/v1/connections/{name}/grants/{agent}/{operation}", tag = "connections",
-    params(
-        ("name" = String, Path, description = "The connection's name"),
-        ("agent" = String, Path, description = "The agent"),
-        ("operation" = String, Path, description = "The operation"),
-    ),
+    params(GrantPath),
     responses((status = 204)))]
 async fn grant(
     State(app): State<App>,
     Caller(who): Caller,
-    PathOf((name, agent, operation)): PathOf<(String, String, String)>,
+    PathOf(GrantPath {
+        name,
+        agent,
+        operation,
+    }): PathOf<GrantPath>,
 ) -> Answer {
     app.control
         .connection_grant(&who, &name, &agent, &operation, false)
@@ -946,16 +1006,16 @@ async fn grant(
 
 /// Takes an agent's grant away.
 #[utoipa::path(delete, path = "/v1/connections/{name}/grants/{agent}/{operation}", tag = "connections",
-    params(
-        ("name" = String, Path, description = "The connection's name"),
-        ("agent" = String, Path, description = "The agent"),
-        ("operation" = String, Path, description = "The operation"),
-    ),
+    params(GrantPath),
     responses((status = 204)))]
 async fn revoke_grant(
     State(app): State<App>,
     Caller(who): Caller,
-    PathOf((name, agent, operation)): PathOf<(String, String, String)>,
+    PathOf(GrantPath {
+        name,
+        agent,
+        operation,
+    }): PathOf<GrantPath>,
 ) -> Answer {
     app.control
         .connection_grant(&who, &name, &agent, &operation, true)
@@ -965,12 +1025,12 @@ async fn revoke_grant(
 
 /// The connection's credentials: how each is presented and where it may go, never the secret.
 #[utoipa::path(get, path = "/v1/connections/{name}/credentials", tag = "credentials",
-    params(("name" = String, Path, description = "The connection's name")),
+    params(ConnectionPath),
     responses((status = 200, body = Vec<CredentialRecord>)))]
 async fn credentials_list(
     State(app): State<App>,
     Caller(who): Caller,
-    PathOf(name): PathOf<String>,
+    PathOf(ConnectionPath { name }): PathOf<ConnectionPath>,
 ) -> Answer {
     ok(app.control.credential_list(&who, &name).await?)
 }
@@ -998,16 +1058,13 @@ pub struct SecretBody {
 /// Sets a credential: sealed with the master key, presented by the host, never seen by the
 /// guest.
 #[utoipa::path(put, path = "/v1/connections/{name}/credentials/{credential}", tag = "credentials",
-    params(
-        ("name" = String, Path, description = "The connection's name"),
-        ("credential" = String, Path, description = "The credential's name"),
-    ),
+    params(CredentialPath),
     request_body = CredentialBody,
     responses((status = 200, body = CredentialRecord)))]
 async fn credential_set(
     State(app): State<App>,
     Caller(who): Caller,
-    PathOf((name, credential)): PathOf<(String, String)>,
+    PathOf(CredentialPath { name, credential }): PathOf<CredentialPath>,
     body: Body,
 ) -> Answer {
     let CredentialBody {
@@ -1030,16 +1087,13 @@ async fn credential_set(
 
 /// Replaces a credential's secret, keeping how it is presented and where it may go.
 #[utoipa::path(post, path = "/v1/connections/{name}/credentials/{credential}/rotate", tag = "credentials",
-    params(
-        ("name" = String, Path, description = "The connection's name"),
-        ("credential" = String, Path, description = "The credential's name"),
-    ),
+    params(CredentialPath),
     request_body = SecretBody,
     responses((status = 200, body = CredentialRecord)))]
 async fn credential_rotate(
     State(app): State<App>,
     Caller(who): Caller,
-    PathOf((name, credential)): PathOf<(String, String)>,
+    PathOf(CredentialPath { name, credential }): PathOf<CredentialPath>,
     body: Body,
 ) -> Answer {
     let SecretBody { secret } = parse(&body)?;
@@ -1051,15 +1105,12 @@ async fn credential_rotate(
 
 /// Deletes a credential.
 #[utoipa::path(delete, path = "/v1/connections/{name}/credentials/{credential}", tag = "credentials",
-    params(
-        ("name" = String, Path, description = "The connection's name"),
-        ("credential" = String, Path, description = "The credential's name"),
-    ),
+    params(CredentialPath),
     responses((status = 204)))]
 async fn credential_delete(
     State(app): State<App>,
     Caller(who): Caller,
-    PathOf((name, credential)): PathOf<(String, String)>,
+    PathOf(CredentialPath { name, credential }): PathOf<CredentialPath>,
 ) -> Answer {
     app.control
         .credential_delete(&who, &name, &credential)
