@@ -391,14 +391,11 @@ impl Gateway {
             )
             .await
         {
-            Ok(outcome) => CallToolResult::structured(json!({
-                "result": serde_json::from_str::<Value>(&outcome.output).unwrap_or(Value::Null),
-                "invocation_id": outcome.invocation_id,
-                "classification": outcome.classification,
-                "masked": outcome.masked,
-                "cached": outcome.cached,
-                "warnings": outcome.denials,
-            })),
+            // The HTTP API's answer, so both front ends describe an invocation alike.
+            Ok(outcome) => CallToolResult::structured(
+                serde_json::to_value(crate::routes::InvokeAnswer::from(outcome))
+                    .unwrap_or(Value::Null),
+            ),
             Err(ControlError::Pending(ticket)) => {
                 match self
                     .follow(who, &ticket.request_id, CALL_WAITS_FOR_APPROVAL, ctx)

@@ -313,6 +313,20 @@ pub struct InvokeAnswer {
     pub warnings: Vec<airlock::policy::Denial>,
 }
 
+impl From<airlock::executor::Outcome> for InvokeAnswer {
+    fn from(outcome: airlock::executor::Outcome) -> Self {
+        InvokeAnswer {
+            result: serde_json::from_str::<Value>(&outcome.output).unwrap_or(Value::Null),
+            invocation_id: outcome.invocation_id,
+            duration_ms: outcome.duration.as_secs_f64() * 1000.0,
+            classification: outcome.classification,
+            masked: outcome.masked,
+            cached: outcome.cached,
+            warnings: outcome.denials,
+        }
+    }
+}
+
 /// The answer to an invocation that waits for an approver.
 #[derive(Serialize, ToSchema)]
 pub struct PendingAnswer {
@@ -346,15 +360,7 @@ async fn invoke(
         .invoke_with(&who, &name, &operation, params, query.rationale.as_deref())
         .await
     {
-        Ok(outcome) => ok(InvokeAnswer {
-            result: serde_json::from_str::<Value>(&outcome.output).unwrap_or(Value::Null),
-            invocation_id: outcome.invocation_id,
-            duration_ms: outcome.duration.as_secs_f64() * 1000.0,
-            classification: outcome.classification,
-            masked: outcome.masked,
-            cached: outcome.cached,
-            warnings: outcome.denials,
-        }),
+        Ok(outcome) => ok(InvokeAnswer::from(outcome)),
         Err(ControlError::Pending(ticket)) => {
             let location = format!("/v1/approvals/{}", ticket.request_id);
             let mut response = (
@@ -459,6 +465,18 @@ struct WaitQuery {
     timeout: Option<String>,
 }
 
+impl WaitQuery {
+    /// The wait asked for (30 s when not given), at most [`MAX_WAIT`].
+    fn timeout(self) -> Result<std::time::Duration, Problem> {
+        let asked = match self.timeout.filter(|t| !t.trim().is_empty()) {
+            None => std::time::Duration::from_secs(30),
+            Some(t) => humantime::parse_duration(&t)
+                .map_err(|e| invalid(format!("timeout: {e} (such as `30s`)")))?,
+        };
+        Ok(asked.min(MAX_WAIT))
+    }
+}
+
 /// The longest a long poll holds a connection.
 const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -473,12 +491,7 @@ async fn approval_wait(
     PathOf(ApprovalPath { id }): PathOf<ApprovalPath>,
     QueryOf(query): QueryOf<WaitQuery>,
 ) -> Answer {
-    let timeout = match query.timeout.filter(|t| !t.trim().is_empty()) {
-        None => std::time::Duration::from_secs(30),
-        Some(t) => humantime::parse_duration(&t)
-            .map_err(|e| invalid(format!("timeout: {e} (such as `30s`)")))?,
-    }
-    .min(MAX_WAIT);
+    let timeout = query.timeout()?;
     ok(app.control.approval_wait(&who, &id, timeout).await?)
 }
 
@@ -508,12 +521,7 @@ async fn approval_events(
     QueryOf(query): QueryOf<WaitQuery>,
 ) -> Answer {
     use axum::response::sse::{Event, KeepAlive, Sse};
-    let timeout = match query.timeout.filter(|t| !t.trim().is_empty()) {
-        None => std::time::Duration::from_secs(30),
-        Some(t) => humantime::parse_duration(&t)
-            .map_err(|e| invalid(format!("timeout: {e} (such as `30s`)")))?,
-    }
-    .min(MAX_WAIT);
+    let timeout = query.timeout()?;
     // Not found and not allowed are answered as problems, before any event.
     let now = app.control.approval_show(&who, &id).await?;
     let event = |name: &str, view: &ApprovalView| {
